@@ -1,0 +1,13 @@
+"""Outer loops, one readable file each: PBRL (Algorithm 1) and the independent PG baseline.
+
+``ALGOS`` maps ``method.algo`` to the loop's ``run(problem, cfg, *, seed, sink, runner)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pbrl_dist.algos import indep_pg, pbrl
+
+ALGOS: dict[str, Callable[..., Any]] = {"pbrl": pbrl.run, "indep_pg": indep_pg.run}

@@ -1,0 +1,152 @@
+"""What the tabular outer loops share: the method config, the result, projection, Monte Carlo chunking."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from pbrl_dist.core.types import derive_seed
+from pbrl_dist.problems.base import BilevelProblem
+
+
+@dataclass
+class MethodConfig:
+    """Hyperparameters of a tabular method (``algo`` picks the loop; unused fields are ignored by it).
+
+    Attributes:
+        name: the method's label in results and figures (e.g. ``pbrl_value``).
+        algo: ``pbrl`` (Algorithm 1) or ``indep_pg`` (independent policy gradient baseline).
+        penalty: ``value`` or ``bellman`` (PBRL only).
+        estimator: ``exact`` (autograd through the model) or ``mc`` (REINFORCE rollouts).
+        oracle: ``exact`` (soft policy iteration), ``vi`` (soft value iteration), ``pmd`` or ``pg``.
+        oracle_steps: T, the oracle's steps per outer iteration (a cap for ``exact``/``vi``).
+        oracle_lr: η (PMD) or β (PG) of the oracle.
+        oracle_tol: early-stop tolerance of the oracle.
+        warm_start: start each oracle call from the previous output (else from uniform).
+        lam: penalty constant λ ≥ 0.
+        lr_x: step size α on x.
+        lr_y: step size on y.
+        num_iters: K, outer iterations.
+        log_every: metrics are computed and logged every this many iterations (and at the end).
+        logit_bound: Proj_Z is the box [−bound, bound] on every logit (compact convex X × Y).
+        init_scale: x, y ~ init_scale·N(0, 1) from the trial seed.
+        mc_batch: N, rollouts per Monte Carlo estimate.
+        mc_horizon: H, rollout length.
+        mc_q_batch: rollouts per (s, b) pair for Monte Carlo Q estimates (Bellman penalty).
+        mc_chunk: rollouts per work unit; fixed, so results do not depend on the worker count.
+    """
+
+    name: str = "pbrl_value"
+    algo: str = "pbrl"
+    penalty: str = "value"
+    estimator: str = "exact"
+    oracle: str = "exact"
+    oracle_steps: int = 50
+    oracle_lr: float = 1.0
+    oracle_tol: float = 1e-10
+    warm_start: bool = True
+    lam: float = 20.0
+    lr_x: float = 0.125
+    lr_y: float = 0.125
+    num_iters: int = 2000
+    log_every: int = 20
+    logit_bound: float = 50.0
+    init_scale: float = 0.5
+    mc_batch: int = 32
+    mc_horizon: int = 10
+    mc_q_batch: int = 8
+    mc_chunk: int = 16
+
+
+@dataclass
+class Result:
+    """Final parameters and metrics of one run."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    metrics: dict[str, Any]
+    final_state: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class ChunkRunner(Protocol):
+    """Runs Monte Carlo work units; the ``local`` and ``ray`` executors implement it."""
+
+    def run_chunks(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        pi_hat_SA: torch.Tensor | None,
+        *,
+        parts: tuple[str, ...],
+        chunks: Sequence[tuple[int, int]],
+        horizon: int,
+    ) -> list[dict[str, Any]]:
+        """Return ``problem.mc_chunk`` outputs for each ``(num_rollouts, seed)``, in order."""
+        ...
+
+
+class LocalRunner:
+    """Runs every chunk in this process."""
+
+    def __init__(self, problem: BilevelProblem) -> None:
+        """Hold the problem."""
+        self.problem = problem
+
+    def run_chunks(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        pi_hat_SA: torch.Tensor | None,
+        *,
+        parts: tuple[str, ...],
+        chunks: Sequence[tuple[int, int]],
+        horizon: int,
+    ) -> list[dict[str, Any]]:
+        """Run the chunks in order."""
+        return [
+            self.problem.mc_chunk(x, y, pi_hat_SA, parts=parts, num_rollouts=n, horizon=horizon, seed=s)
+            for n, s in chunks
+        ]
+
+
+def mc_estimate(
+    runner: ChunkRunner,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pi_hat_SA: torch.Tensor | None,
+    *,
+    parts: tuple[str, ...],
+    total: int,
+    chunk: int,
+    horizon: int,
+    seed: int,
+    k: int | str,
+) -> dict[str, Any]:
+    """Split ``total`` rollouts into fixed chunks, run them, and average the pieces (weights n_c / N).
+
+    The chunk boundaries and seeds depend only on (seed, k, total, chunk), and the sum is taken in chunk
+    order, so the estimate is bitwise the same whatever runs the chunks.
+    """
+    num = math.ceil(total / chunk)
+    chunks = [(min(chunk, total - i * chunk), derive_seed(seed, "mc", k, i)) for i in range(num)]
+    outs = runner.run_chunks(x, y, pi_hat_SA, parts=parts, chunks=chunks, horizon=horizon)
+    acc: dict[str, Any] = {}
+    for (n, _), out in zip(chunks, outs, strict=True):
+        for key, val in out.items():
+            acc[key] = acc[key] + val * (n / total) if key in acc else val * (n / total)
+    return acc
+
+
+def project(z: torch.Tensor, bound: float) -> torch.Tensor:
+    """Return Proj_Z(z) for the box Z = [−bound, bound]^d."""
+    return z.clamp(-bound, bound)
+
+
+def mean_of(v: Any) -> float:
+    """Return the mean of a scalar or list metric."""
+    return float(np.mean(v))

@@ -1,0 +1,167 @@
+"""PBRL, Algorithm 1 of Shen, Yang & Chen: projected gradient descent on F_λ(x, y) = f(x, π_y) + λ·penalty.
+
+Each outer iteration k:
+    1. oracle: π̂_k ≈ π*_{x_k} by T steps of an oracle on M_τ(x_k), warm-started from π̂_{k−1};
+    2. estimate ∇F_λ by plugging π̂_k into the penalty gradient (value (C.31) or Bellman (C.34)),
+       exactly (autograd through the model) or by Monte Carlo (REINFORCE rollouts);
+    3. (x, y) ← Proj_Z((x, y) − α·∇̂F_λ)      (4.4).
+The estimator is picked from ``ESTIMATORS`` by (penalty, estimator), never by branches in the math.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from pbrl_dist.algos.base import ChunkRunner, LocalRunner, MethodConfig, Result, mc_estimate, project
+from pbrl_dist.core.oracles import ORACLES
+from pbrl_dist.core.penalties import PENALTY_SURROGATES
+from pbrl_dist.metrics import MetricSink
+from pbrl_dist.problems.base import BilevelProblem
+
+# (gx, gy, penalty estimate, f) of F_λ at (x, y) given the oracle output π̂.
+GradEstimate = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Estimator = Callable[..., GradEstimate]
+
+
+def exact_grads(
+    problem: BilevelProblem,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pi_hat: torch.Tensor,
+    cfg: MethodConfig,
+    **_: Any,
+) -> GradEstimate:
+    """Return ∇F_λ with the penalty surrogate of ``cfg.penalty`` differentiated through the exact model.
+
+    Math:
+        ∇̂F_λ = ∇f(x, π_y) + λ·∇ŝ(x, y; π̂),  ŝ = the value or Bellman surrogate (``core.penalties``).
+    """
+    x_ = x.detach().requires_grad_(True)
+    y_ = y.detach().requires_grad_(True)
+    P_x, r_x = problem.lower_mdp(x_)
+    f = problem.upper_objective(x_, y_)
+    pen = PENALTY_SURROGATES[cfg.penalty](
+        P_x, r_x, torch.softmax(y_, -1), pi_hat, problem.rho_S, problem.gamma, problem.tau
+    )
+    # Batched games are independent: summing their objectives keeps each game's gradient separate.
+    gx, gy = torch.autograd.grad((f + cfg.lam * pen).sum(), (x_, y_))
+    return gx, gy, pen.detach(), f.detach()
+
+
+def mc_value_grads(
+    problem: BilevelProblem,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pi_hat: torch.Tensor,
+    cfg: MethodConfig,
+    *,
+    runner: ChunkRunner,
+    seed: int,
+    k: int | str,
+) -> GradEstimate:
+    """Return the REINFORCE estimate of ∇F_λ for the value penalty (Lemma 7, (C.31)).
+
+    Math:
+        ĝ_x = ∇̂_x f + λ·(∇̂_x V_x(π̂) − ∇̂_x V_x(π_y)),   ĝ_y = ∇̂_y f − λ·∇̂_y V_x(π_y);
+        two independent rollout batches: (π_x, π_y) and (π_x, π̂).
+    """
+    est = mc_estimate(
+        runner, x, y, pi_hat, parts=("joint", "hat"), total=cfg.mc_batch, chunk=cfg.mc_chunk,
+        horizon=cfg.mc_horizon, seed=seed, k=k,
+    )
+    gx = est["gx_f"] + cfg.lam * (est["gx_v_hat"] - est["gx_v"])
+    gy = est["gy_f"] - cfg.lam * est["gy_v"]
+    f = problem.upper_objective(x, y).detach()
+    return gx, gy, est["v_hat"] - est["v"], f
+
+
+def mc_bellman_grads(
+    problem: BilevelProblem,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pi_hat: torch.Tensor,
+    cfg: MethodConfig,
+    *,
+    runner: ChunkRunner,
+    seed: int,
+    k: int | str,
+) -> GradEstimate:
+    """Return the Monte Carlo estimate of ∇F_λ for the Bellman penalty (Lemma 9, (C.34)).
+
+    Math:
+        ĝ_x = ∇̂_x f + λ·Σ_s ρ(s)·⟨π̂(s) − π_y(s), ∇̂_x Q^π̂(s,·)⟩;
+        ∂ĝ/∂π(s) = ρ(s)·(τ·(log π_y(s) + 1) − Q̂^π̂(s,·)), chained through the softmax of y.
+        Q̂ and ∇̂_x Q̂ come from ``mc_q_batch`` rollouts started at every (s, b).
+    """
+    est = mc_estimate(
+        runner, x, y, None, parts=("joint",), total=cfg.mc_batch, chunk=cfg.mc_chunk,
+        horizon=cfg.mc_horizon, seed=seed, k=k,
+    )
+    q_est = mc_estimate(
+        runner, x, y, pi_hat, parts=("q_hat",), total=cfg.mc_q_batch, chunk=cfg.mc_q_batch,
+        horizon=cfg.mc_horizon, seed=seed, k=f"{k}/q",
+    )
+    rho, tau = problem.rho_S, problem.tau
+    q_hat, gx_q = q_est["q_hat"], q_est["gx_q_hat"]
+    log_sigma = torch.log_softmax(y, -1)
+    sigma = log_sigma.exp()
+    gx = est["gx_f"] + cfg.lam * torch.einsum("s,sb,sbta->ta", rho, pi_hat - sigma, gx_q)
+    u = rho.unsqueeze(-1) * (tau * (log_sigma + 1.0) - q_hat)
+    gy = est["gy_f"] + cfg.lam * sigma * (u - (sigma * u).sum(-1, keepdim=True))
+    h = lambda p: (p * torch.log(p)).sum(-1)  # noqa: E731
+    pen = (rho * ((q_hat * (pi_hat - sigma)).sum(-1) - tau * h(pi_hat) + tau * h(sigma))).sum()
+    f = problem.upper_objective(x, y).detach()
+    return gx, gy, pen, f
+
+
+ESTIMATORS: dict[tuple[str, str], Estimator] = {
+    ("value", "exact"): exact_grads,
+    ("bellman", "exact"): exact_grads,
+    ("value", "mc"): mc_value_grads,
+    ("bellman", "mc"): mc_bellman_grads,
+}
+
+
+def run(
+    problem: BilevelProblem,
+    cfg: MethodConfig,
+    *,
+    seed: int,
+    sink: MetricSink,
+    runner: ChunkRunner | None = None,
+) -> Result:
+    """Run Algorithm 1 for ``cfg.num_iters`` outer iterations and return the final iterate z_K."""
+    runner = runner or LocalRunner(problem)
+    estimator = ESTIMATORS[(cfg.penalty, cfg.estimator)]
+    oracle = ORACLES[cfg.oracle]
+    x, y = problem.init_params(seed, cfg.init_scale)
+    oracle_logits = torch.zeros_like(y)
+    row: dict[str, Any] = {}
+    for k in range(cfg.num_iters):
+        # --- lower level: oracle best response on M_τ(x_k) ---
+        with torch.no_grad():
+            P_x, r_x = problem.lower_mdp(x)
+        start = oracle_logits if cfg.warm_start else torch.zeros_like(y)
+        oracle_logits = oracle(
+            P_x, r_x, problem.rho_S, problem.gamma, problem.tau, start,
+            num_steps=cfg.oracle_steps, step_size=cfg.oracle_lr, tol=cfg.oracle_tol,
+        )
+        pi_hat = torch.softmax(oracle_logits, -1)
+
+        # --- penalty + upper gradient, projected step (4.4) ---
+        gx, gy, pen, f = estimator(problem, x, y, pi_hat, cfg, runner=runner, seed=seed, k=k)
+        x = project(x - cfg.lr_x * gx, cfg.logit_bound)
+        y = project(y - cfg.lr_y * gy, cfg.logit_bound)
+
+        if (k + 1) % cfg.log_every == 0 or k + 1 == cfg.num_iters:
+            row = {
+                "iter": k + 1,
+                **problem.metrics(x, y),
+                f"penalty/{cfg.penalty}": pen.tolist(),
+                "upper/objective": (f + cfg.lam * pen).tolist(),
+            }
+            sink.log(row)
+    return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))

@@ -1,0 +1,286 @@
+"""Load a sweep file into validated trial configs, or fail with one message naming the field.
+
+Layers, merged in this order onto the typed schema (later wins):
+
+    file (problem, method, dist, logging, seed) → methods[<name>] → smoke (same keys) →
+    smoke.methods[<name>] → CLI ``key=value`` overrides → grid point → seed
+
+Nothing is written and nothing runs until every trial of the sweep has been built and validated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
+from pbrl_dist.problems import PROBLEMS
+
+TOP_KEYS = ("name", "description", "seed", "problem", "method", "methods", "dist", "logging", "sweep", "smoke")
+TRIAL_KEYS = ("seed", "problem", "method", "dist", "logging")
+
+
+class ConfigError(ValueError):
+    """Bad input: the message names the field and what is allowed."""
+
+
+@dataclass
+class TrialSpec:
+    """One fully resolved trial."""
+
+    name: str
+    cfg: TrialConfig
+    container: dict[str, Any]
+
+    def to_yaml(self) -> str:
+        """Return the resolved config as YAML (top-level ``problem:``, ``method:``, ``seed:``)."""
+        return yaml.safe_dump(self.container, sort_keys=False)
+
+
+@dataclass
+class Sweep:
+    """A loaded sweep file: its name, the expanded trials and the (smoke-merged) sweep block."""
+
+    name: str
+    path: Path
+    trials: list[TrialSpec]
+    block: dict[str, Any]
+    raw: dict[str, Any]
+
+
+def _fail(where: str, msg: str) -> ConfigError:
+    return ConfigError(f"{where}: {msg}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise _fail(str(path), "no such sweep file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise _fail(str(path), f"malformed YAML: {str(e).splitlines()[0]} ({_mark(e)})") from None
+    if not isinstance(data, dict):
+        raise _fail(str(path), "a sweep file must be a YAML mapping at the top level")
+    return data
+
+
+def _mark(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "position unknown"
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings (values as YAML scalars/lists) into (dotted key, value) pairs."""
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise _fail(f"override {item!r}", "expected key=value, e.g. method.lam=10")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise _fail(f"override {item!r}", "the key must be a dotted name like method.lam")
+        if key.split(".")[0] not in TOP_KEYS:
+            raise _fail(key, f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        out.append((key, value))
+    return out
+
+
+def _dotted_to_nested(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise _fail(key, "conflicts with another override of its parent")
+        node[leaf] = value
+    return out
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _check_top(data: dict[str, Any], where: str) -> None:
+    for k in data:
+        if k not in TOP_KEYS:
+            raise _fail(f"{where}{k}", f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
+
+
+def _schema_for(layers: list[dict[str, Any]]) -> TrialConfig:
+    name = None
+    for layer in layers:
+        prob = layer.get("problem")
+        if isinstance(prob, dict) and "name" in prob:
+            name = prob["name"]
+    if name is None:
+        raise _fail("problem.name", f"missing; allowed: {', '.join(PROBLEMS)}")
+    if name not in PROBLEMS:
+        raise _fail("problem.name", f"unknown problem {name!r}; allowed: {', '.join(PROBLEMS)}")
+    return TrialConfig(problem=PROBLEMS[name][0]())
+
+
+def _merge_typed(layers: list[dict[str, Any]], where: str) -> DictConfig:
+    base = OmegaConf.structured(_schema_for(layers))
+    try:
+        for layer in layers:
+            base = OmegaConf.merge(base, {k: v for k, v in layer.items() if k in TRIAL_KEYS})
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        first = str(e).splitlines()[0]
+        allowed = _allowed_keys(base, key) if "not in" in first else ""
+        raise _fail(f"{where}{key}", first + allowed) from None
+    return base
+
+
+def _allowed_keys(cfg: DictConfig, full_key: str) -> str:
+    parent = ".".join(full_key.split(".")[:-1])
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if isinstance(node, DictConfig):
+        return f"; allowed: {', '.join(str(k) for k in node.keys())}"
+    return ""
+
+
+def validate(cfg: TrialConfig) -> None:
+    """Check ranges and choices; raise ``ConfigError`` naming the first bad field."""
+    flat = {
+        f"method.{f.name}": getattr(cfg.method, f.name) for f in fields(cfg.method)
+    } | {f"dist.{f.name}": getattr(cfg.dist, f.name) for f in fields(cfg.dist)} | {
+        f"logging.{f.name}": getattr(cfg.logging, f.name) for f in fields(cfg.logging)
+    } | {f"problem.{f.name}": getattr(cfg.problem, f.name) for f in fields(cfg.problem)}
+    for key, allowed in CHOICES.items():
+        if key in flat and flat[key] not in allowed:
+            raise _fail(key, f"{flat[key]!r} is not allowed; choose one of {', '.join(allowed)}")
+    for key, v in flat.items():
+        leaf = key.split(".")[-1]
+        if isinstance(v, bool):
+            continue
+        if leaf.startswith("num_") and key != "dist.num_oracles" and isinstance(v, int) and v <= 0:
+            if not (key == "dist.num_rollout_workers" and v == 0):
+                raise _fail(key, f"must be a positive integer (got {v})")
+        if leaf.startswith("mc_") and v <= 0:
+            raise _fail(key, f"must be > 0 (got {v})")
+    checks: list[tuple[str, bool, str]] = [
+        ("method.lam", cfg.method.lam >= 0, "must be ≥ 0"),
+        ("method.lr_x", cfg.method.lr_x > 0, "must be > 0"),
+        ("method.lr_y", cfg.method.lr_y > 0, "must be > 0"),
+        ("method.log_every", cfg.method.log_every > 0, "must be > 0"),
+        ("method.oracle_steps", cfg.method.oracle_steps > 0, "must be > 0"),
+        ("method.oracle_lr", cfg.method.oracle_lr > 0, "must be > 0"),
+        ("method.logit_bound", cfg.method.logit_bound > 0, "must be > 0"),
+        ("method.init_scale", cfg.method.init_scale >= 0, "must be ≥ 0"),
+        ("dist.num_oracles", cfg.dist.num_oracles >= 0, "must be ≥ 0"),
+        ("dist.cpus_per_trial", cfg.dist.cpus_per_trial > 0, "must be > 0"),
+        ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
+    ]
+    prob = cfg.problem
+    if hasattr(prob, "gamma"):
+        checks.append(("problem.gamma", 0 <= prob.gamma < 1, "must be in [0, 1)"))
+    if hasattr(prob, "tau"):
+        checks.append(("problem.tau", prob.tau >= 0, "must be ≥ 0"))
+        if cfg.method.algo == "pbrl" and cfg.method.penalty == "bellman":
+            checks.append(("problem.tau", prob.tau > 0, "must be > 0 with method.penalty=bellman"))
+        if cfg.method.algo == "pbrl" and cfg.method.oracle == "exact":
+            checks.append(("problem.tau", prob.tau > 0, "must be > 0 with method.oracle=exact (use vi)"))
+    if hasattr(prob, "sparsity"):
+        checks.append(("problem.sparsity", 0 <= prob.sparsity <= 1, "must be in [0, 1]"))
+    for key, ok, msg in checks:
+        if not ok:
+            got = OmegaConf.select(OmegaConf.structured(cfg), key)
+            raise _fail(key, f"{msg} (got {got})")
+
+
+def _trial_name(method: str, point: dict[str, Any], seed: int) -> str:
+    parts = [method] + [f"{k.split('.')[-1]}={v}" for k, v in point.items()] + [f"s{seed}"]
+    return re.sub(r"[^\w=.,+-]", "_", "__".join(parts))
+
+
+def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
+    """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
+    path = Path(path)
+    data = _read_yaml(path)
+    _check_top(data, "")
+    smoke_block: dict[str, Any] = {}
+    if smoke:
+        if not isinstance(data.get("smoke"), dict):
+            raise _fail("smoke", f"--smoke given but {path} has no smoke: block")
+        smoke_block = data["smoke"]
+        _check_top(smoke_block, "smoke.")
+    cli = _dotted_to_nested(parse_overrides(overrides))
+
+    block_dict = _deep_merge(
+        _deep_merge(data.get("sweep") or {}, smoke_block.get("sweep") or {}), cli.get("sweep") or {}
+    )
+    try:
+        block = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), block_dict))
+    except OmegaConfBaseException as e:
+        raise _fail(f"sweep.{getattr(e, 'full_key', '')}", str(e).splitlines()[0]) from None
+    assert isinstance(block, SweepBlock)
+    for key, values in block.grid.items():
+        if key.split(".")[0] not in TRIAL_KEYS:
+            raise _fail(f"sweep.grid.{key}", f"must start with one of {', '.join(TRIAL_KEYS)}")
+        if not isinstance(values, list) or not values:
+            raise _fail(f"sweep.grid.{key}", "must be a non-empty list of values")
+    if not block.seeds:
+        raise _fail("sweep.seeds", "must be a non-empty list of integers")
+
+    methods: dict[str, Any] = _deep_merge(data.get("methods") or {}, smoke_block.get("methods") or {})
+    methods = _deep_merge(methods, cli.get("methods") or {})
+    if not methods:
+        methods = {(data.get("method") or {}).get("name", "method"): {}}
+    for mname, mcfg in methods.items():
+        if not isinstance(mcfg, dict):
+            raise _fail(f"methods.{mname}", "must be a mapping of method fields")
+
+    base = {k: v for k, v in data.items() if k in TRIAL_KEYS}
+    smoke_base = {k: v for k, v in smoke_block.items() if k in TRIAL_KEYS}
+    cli_base = {k: v for k, v in cli.items() if k in TRIAL_KEYS}
+    exp = str(cli.get("name") or data.get("name") or path.stem)
+    trials: list[TrialSpec] = []
+    keys = list(block.grid)
+    for mname, mcfg in methods.items():
+        for combo in itertools.product(*(block.grid[k] for k in keys)):
+            point = dict(zip(keys, combo, strict=True))
+            for seed in block.seeds:
+                layers = [
+                    base,
+                    {"method": {"name": mname, **mcfg}},
+                    smoke_base,
+                    cli_base,
+                    _dotted_to_nested(point.items()),
+                    {"seed": seed},
+                ]
+                name = _trial_name(mname, point, seed)
+                try:
+                    merged = _merge_typed(layers, "")
+                    merged.exp = exp
+                    obj = OmegaConf.to_object(merged)
+                    assert isinstance(obj, TrialConfig)
+                    validate(obj)
+                except OmegaConfBaseException as e:
+                    raise _fail(getattr(e, "full_key", "config"), str(e).splitlines()[0]) from None
+                except ConfigError as e:
+                    raise ConfigError(f"{e} [in {path.name}, trial {name}]") from None
+                container = OmegaConf.to_container(merged)
+                assert isinstance(container, dict)
+                trials.append(TrialSpec(name=name, cfg=obj, container=container))
+    names = [t.name for t in trials]
+    if len(set(names)) != len(names):
+        raise _fail("sweep", "two trials resolve to the same name; make the grid values distinct")
+    return Sweep(name=exp, path=path, trials=trials, block=block_dict, raw=data)

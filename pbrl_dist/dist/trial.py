@@ -1,0 +1,61 @@
+"""Run one trial into its results folder: config.yaml, metrics.jsonl, final_state.npz, result.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pbrl_dist.algos import ALGOS
+from pbrl_dist.algos.base import ChunkRunner, Result
+from pbrl_dist.config.loader import TrialSpec
+from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
+from pbrl_dist.problems import PROBLEMS
+
+PROGRESS_KEYS = ("upper/leader_return", "lower/gap", "upper/designer_return", "lower/ni_gap")
+
+
+def build_problem(spec: TrialSpec) -> Any:
+    """Build the trial's problem from its validated config."""
+    return PROBLEMS[spec.cfg.problem.name][1](spec.cfg.problem)
+
+
+def run_trial(
+    spec: TrialSpec,
+    trial_dir: Path,
+    *,
+    runner: ChunkRunner | None = None,
+    sinks: Sequence[MetricSink] = (),
+    progress: bool = True,
+) -> tuple[Result, float]:
+    """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds."""
+    torch.set_num_threads(1)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "config.yaml").write_text(spec.to_yaml(), encoding="utf-8")
+    metrics_path = trial_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    jsonl = JsonlSink(metrics_path)
+    all_sinks: list[MetricSink] = [jsonl, *sinks]
+    if progress:
+        m = spec.cfg.method
+        all_sinks.append(
+            ProgressSink(spec.name, m.num_iters, spec.cfg.logging.progress_every_s, PROGRESS_KEYS)
+        )
+    problem = build_problem(spec)
+    t0 = time.perf_counter()
+    try:
+        result = ALGOS[spec.cfg.method.algo](
+            problem, spec.cfg.method, seed=spec.cfg.seed, sink=FanOut(*all_sinks), runner=runner
+        )
+    finally:
+        jsonl.close()
+    wall = time.perf_counter() - t0
+    np.savez(trial_dir / "final_state.npz", **result.final_state)
+    summary = {"trial": spec.name, "wall_s": wall, "final": result.metrics}
+    (trial_dir / "result.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return result, wall

@@ -1,0 +1,119 @@
+"""Metric names and sinks.
+
+Every metric key used anywhere in pbrl_dist is listed in ``METRICS`` with its meaning. Keys are namespaced
+by level: ``upper/`` (leader / designer / reward model objective), ``lower/`` (follower / players),
+``penalty/`` (penalty estimates), ``perf/`` (throughput), ``rm/`` (reward model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+METRICS: dict[str, str] = {
+    "iter": "outer iteration k of Algorithm 1 (0-based; logged after the step)",
+    "upper/leader_return": "Σ_s ρ(s)·V_l^{π_x,σ_y}(s), leader unregularized, exact",
+    "upper/objective": "f(x, π_y) + λ·(penalty estimate), the penalized objective F_λ",
+    "lower/gap": "Σ_s ρ(s)·(V*_f(s) − V_f^{π_x,σ_y}(s)), follower entropy-regularized, exact",
+    "penalty/value": "plug-in estimate V_x(π̂) − V_x(π_y) of the value penalty",
+    "penalty/bellman": "plug-in estimate of the Bellman penalty g(x, π_y) = τ·Σρ·KL(π_y ‖ π*_x)",
+    "penalty/ni": "plug-in estimate of the Nikaido–Isoda function ψ",
+    "upper/designer_return": "designer return under (P^d, r^d) and the players' joint policy, exact",
+    "lower/ni_gap": "Nikaido–Isoda function ψ(x, π) of the players' policies, exact",
+    "lower/oracle_err": "‖π̂ − π*_x‖_∞ of the oracle output (exact mode only)",
+    "perf/iter_per_s": "outer iterations per second of wall time",
+    "perf/env_steps_per_s": "environment steps per second",
+    "rm/accuracy": "reward-model accuracy on held-out preference pairs",
+}
+
+
+class MetricSink(Protocol):
+    """Something that receives metric rows."""
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Receive one row (must contain ``iter``)."""
+        ...
+
+
+class JsonlSink:
+    """Append rows to a JSON-lines file (flushed every row, so a crash loses nothing logged)."""
+
+    def __init__(self, path: Path) -> None:
+        """Open ``path`` for appending."""
+        self.path = path
+        self._fh = path.open("a", encoding="utf-8")
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Write one JSON line."""
+        self._fh.write(json.dumps(_jsonable(row)) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+
+class ListSink:
+    """Keep rows in memory (tests, summaries)."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.rows: list[dict[str, Any]] = []
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Store a copy of ``row``."""
+        self.rows.append(dict(row))
+
+
+class FanOut:
+    """Forward every row to several sinks."""
+
+    def __init__(self, *sinks: MetricSink) -> None:
+        """Wrap ``sinks``."""
+        self.sinks = sinks
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Forward ``row``."""
+        for s in self.sinks:
+            s.log(row)
+
+
+class ProgressSink:
+    """Print a one-line progress report at most every ``every_s`` seconds."""
+
+    def __init__(self, label: str, total: int, every_s: float = 5.0, keys: tuple[str, ...] = ()) -> None:
+        """Report progress of ``total`` iterations for the trial ``label``."""
+        self.label, self.total, self.every_s, self.keys = label, total, every_s, keys
+        self._t0 = self._last = time.perf_counter()
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Print when enough time has passed."""
+        now = time.perf_counter()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        it = int(row.get("iter", 0)) + 1
+        shown = " ".join(f"{k.split('/')[-1]}={_fmt(row[k])}" for k in self.keys if k in row)
+        print(f"    {self.label}: {it}/{self.total} it ({now - self._t0:.0f}s) {shown}", flush=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        v = sum(v) / max(len(v), 1)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v

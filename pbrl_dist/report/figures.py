@@ -1,0 +1,57 @@
+"""Paper-style figures: mean ± band over games/seeds against iteration, one line per method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _panel(ax: plt.Axes, curves: pd.DataFrame, metric: str, *, log: bool, title: str) -> None:
+    for method, grp in curves.groupby("method.name", sort=False):
+        stats = grp.groupby("iter")[metric].agg(["mean", "std", "count"]).reset_index()
+        std = stats["std"].fillna(0.0)
+        (line,) = ax.plot(stats["iter"], stats["mean"], label=f"{method} (n={int(stats['count'].max())})")
+        lo = stats["mean"] - std
+        if log:
+            lo = lo.clip(lower=stats["mean"] * 0.1)
+        ax.fill_between(stats["iter"], lo, stats["mean"] + std, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("outer iteration")
+    ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+
+
+def fig1_stackelberg(curves: pd.DataFrame, path: Path) -> Path:
+    """Figure 1: leader return (left) and follower optimality gap (right) against iteration."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _panel(axes[0], curves, "upper/leader_return", log=False, title="Leader return Σρ·V_l (exact)")
+    _panel(axes[1], curves, "lower/gap", log=True, title="Follower gap Σρ·(V*_f − V_f) (exact)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle("Stackelberg Markov game: mean ± std over games and seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+FIGURES: dict[str, tuple[str, Callable[[pd.DataFrame, Path], Path]]] = {
+    "stackelberg": ("fig1_stackelberg.png", fig1_stackelberg),
+}
+
+
+def draw_figures(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Draw the figure of every problem present in ``curves`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for problem, grp in curves.groupby("problem.name"):
+        if problem in FIGURES:
+            fname, fn = FIGURES[problem]
+            paths.append(fn(grp, out_dir / fname))
+    return paths

@@ -1,0 +1,465 @@
+"""Static checks of the cluster configs: docker-compose, Dockerfile, launcher YAML, KubeRay.
+
+No docker engine, cluster or network is needed; the files are parsed with yaml.safe_load and
+checked for the properties that make a multi-node Ray cluster work (see
+shared/spec/PLATFORM_NOTES.md section 4 and pain points 2, 8 and 9).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # a dependency of ray
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+CLUSTER = ROOT / "cluster"
+DOCKERFILE = CLUSTER / "Dockerfile"
+ENV_EXAMPLE = CLUSTER / ".env.example"
+LAUNCHER = CLUSTER / "aws.yaml"
+K8S = CLUSTER / "k8s"
+RAYCLUSTER = K8S / "raycluster.yaml"
+RAYJOB = K8S / "rayjob.yaml"
+PVC = K8S / "results-pvc.yaml"
+README = CLUSTER / "README.md"
+
+RESULTS_PATH = "/results"
+AUTH_MODES = {"disabled", "token"}  # the two values Ray 2.60 understands
+TORCH_PIN = "torch==2.13.0"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+_INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """Resolve compose-style ``${VAR:-default}`` with an empty environment (defaults only)."""
+    return _INTERP.sub(lambda m: m.group("default") or "", value)
+
+
+def parse_size(value: str | int) -> int:
+    """Docker byte sizes: ``2gb``, ``512m``, ``1g``, plain ints (bytes)."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(value).lower())
+    assert m, f"unparseable size {value!r}"
+    power = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[m.group(2)]
+    return int(float(m.group(1)) * 1024**power)
+
+
+def command_text(command: str | list[str]) -> str:
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def env_map(environment: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """Compose `environment` in map or list form -> dict (None = pass through from host)."""
+    if environment is None:
+        return {}
+    if isinstance(environment, dict):
+        return dict(environment)
+    out: dict[str, Any] = {}
+    for item in environment:
+        key, sep, val = item.partition("=")
+        out[key] = val if sep else None
+    return out
+
+
+def k8s_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def load_yaml(path: Path) -> Any:
+    assert path.is_file(), f"missing {path.relative_to(ROOT)}"
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def launcher() -> dict[str, Any]:
+    return load_yaml(LAUNCHER)
+
+
+@pytest.fixture(scope="module")
+def raycluster() -> dict[str, Any]:
+    return load_yaml(RAYCLUSTER)
+
+
+@pytest.fixture(scope="module")
+def rayjob() -> dict[str, Any]:
+    return load_yaml(RAYJOB)
+
+
+# ---------------------------------------------------------------- docker-compose
+
+
+def test_compose_defines_head_and_worker(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= {"ray-head", "ray-worker"}
+
+
+@pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
+def test_compose_builds_from_cluster_dockerfile(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    build = services[name]["build"]
+    assert build["context"] == "."
+    assert build["dockerfile"] == "cluster/Dockerfile"
+    assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+
+
+def test_compose_services_share_one_image(services: dict[str, dict[str, Any]]) -> None:
+    assert services["ray-head"]["image"] == services["ray-worker"]["image"] == "pbrl_dist:latest"
+
+
+def test_compose_ports_are_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    published = [str(p) for svc in services.values() for p in svc.get("ports", [])]
+    assert published, "the head must publish the dashboard"
+    for port in published:
+        assert port.startswith("127.0.0.1:"), port
+    head = {p.split(":", 1)[1] for p in map(str, services["ray-head"]["ports"])}
+    assert head == {"8265:8265", "6379:6379", "10001:10001"}
+
+
+def test_compose_worker_is_scalable(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["ray-worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+
+
+def test_compose_shared_results_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    def named_mounts(svc: dict[str, Any]) -> dict[str, str]:
+        out = {}
+        for vol in svc.get("volumes", []):
+            if isinstance(vol, dict):
+                src, dst = vol.get("source", ""), vol["target"]
+            else:
+                src, dst = str(vol).split(":")[:2]
+            if src and not src.startswith((".", "/", "~")):  # named volume, not a bind mount
+                out[src] = dst
+        return out
+
+    head, worker = named_mounts(services["ray-head"]), named_mounts(services["ray-worker"])
+    shared = {name: path for name, path in head.items() if worker.get(name) == path}
+    assert shared == {"pbrl-results": RESULTS_PATH}
+    assert "pbrl-results" in compose["volumes"]
+
+
+@pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
+def test_compose_shm_size_fits_object_store(services: dict[str, dict[str, Any]], name: str) -> None:
+    raw = services[name]["shm_size"]
+    size = parse_size(interpolate(raw) if isinstance(raw, str) else raw)
+    assert size >= 1024**3, f"{name}: shm_size {raw!r} < 1 GiB"
+
+
+def test_parse_size_units() -> None:
+    assert parse_size("2gb") == 2 * 1024**3
+    assert parse_size("512m") == 512 * 1024**2
+    assert parse_size(interpolate("${RAY_SHM_SIZE:-4gb}")) == 4 * 1024**3
+    assert parse_size(1024) == 1024
+
+
+@pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
+def test_compose_sets_ray_auth_mode_explicitly(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = env_map(services[name].get("environment"))
+    assert "RAY_AUTH_MODE" in env
+    assert env["RAY_AUTH_MODE"] is not None, "RAY_AUTH_MODE must have a value, not pass-through"
+    assert interpolate(str(env["RAY_AUTH_MODE"])) in AUTH_MODES
+
+
+@pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
+def test_compose_wandb_offline_by_default_and_key_not_inlined(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    env = env_map(services[name].get("environment"))
+    assert env["WANDB_MODE"] == "${WANDB_MODE:-offline}"
+    assert interpolate(env["WANDB_MODE"]) == "offline"
+    key = env["WANDB_API_KEY"]
+    assert key is None or re.fullmatch(r"\$\{WANDB_API_KEY(:?-)?\}", key), key
+
+
+def test_compose_head_command(services: dict[str, dict[str, Any]]) -> None:
+    cmd = command_text(services["ray-head"]["command"])
+    for flag in ("ray start", "--head", "--port=6379", "--dashboard-host=0.0.0.0", "--block"):
+        assert flag in cmd, flag
+    num_cpus = re.search(r"--num-cpus=(\S+)", cmd)
+    assert num_cpus
+    assert num_cpus.group(1).startswith("${")
+    assert int(interpolate(num_cpus.group(1))) >= 1
+
+
+def test_compose_worker_command(services: dict[str, dict[str, Any]]) -> None:
+    cmd = command_text(services["ray-worker"]["command"])
+    assert "ray start" in cmd
+    assert "--address=ray-head:6379" in cmd
+    assert "--block" in cmd
+    assert "--head" not in cmd
+
+
+def test_compose_head_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    check = services["ray-head"]["healthcheck"]
+    test = command_text(check["test"])
+    assert "8265" in test or "health-check" in test
+    assert int(check["retries"]) >= 3
+
+
+# ---------------------------------------------------------------- Dockerfile and .env
+
+
+def _dockerfile_lines() -> list[str]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def test_dockerfile_base_and_workdir() -> None:
+    lines = _dockerfile_lines()
+    assert lines[0] == "FROM python:3.11-slim"
+    assert "WORKDIR /app" in lines
+    assert any(re.fullmatch(r"COPY \. /app/?", ln) for ln in lines)
+
+
+def test_dockerfile_installs_cpu_torch_before_package() -> None:
+    lines = _dockerfile_lines()
+    torch = [i for i, ln in enumerate(lines) if ln.startswith("RUN") and TORCH_PIN in ln]
+    package = [
+        i
+        for i, ln in enumerate(lines)
+        if ln.startswith("RUN") and re.search(r"pip install /app\b", ln)
+    ]
+    assert torch, "no RUN line installs " + TORCH_PIN
+    assert package, "no RUN line runs pip install /app"
+    assert TORCH_CPU_INDEX in lines[torch[0]]
+    assert torch[0] < package[0]
+
+
+def test_dockerfile_adds_ray_dashboard_and_wget() -> None:
+    text = " ".join(_dockerfile_lines())
+    assert "ray[default" in text
+    assert "==2.60.0" in text
+    assert "wget" in text  # KubeRay's default probes exec wget
+
+
+def test_env_example_documents_settings() -> None:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, val = line.partition("=")
+            values[key.strip()] = val.strip()
+    assert {"WANDB_API_KEY", "WANDB_MODE", "RAY_AUTH_MODE", "RAY_NUM_CPUS"} <= set(values)
+    assert values["WANDB_API_KEY"] == ""
+    assert values["WANDB_MODE"] == "offline"
+    assert values["RAY_AUTH_MODE"] in AUTH_MODES
+    assert int(values["RAY_NUM_CPUS"]) >= 1
+
+
+# ---------------------------------------------------------------- cluster launcher
+
+
+def test_launcher_required_keys(launcher: dict[str, Any]) -> None:
+    required = {
+        "cluster_name", "max_workers", "provider", "auth", "available_node_types",
+        "head_node_type", "docker", "file_mounts", "setup_commands",
+        "head_start_ray_commands", "worker_start_ray_commands",
+    }  # fmt: skip
+    assert required <= set(launcher), required - set(launcher)
+    assert launcher["provider"]["type"] == "aws"
+    assert launcher["provider"]["region"]
+    assert launcher["auth"]["ssh_user"] == "ubuntu"
+    assert launcher["docker"]["image"].startswith("rayproject/ray:2.60.0")
+    assert launcher["docker"]["container_name"]
+
+
+def test_launcher_node_types(launcher: dict[str, Any]) -> None:
+    types = launcher["available_node_types"]
+    assert launcher["head_node_type"] in types
+    workers = {k: v for k, v in types.items() if k != launcher["head_node_type"]}
+    assert workers
+    for name, node in types.items():
+        assert "resources" in node, name
+        assert "node_config" in node, name
+    for name, node in workers.items():
+        assert 0 <= node["min_workers"] <= node["max_workers"] <= launcher["max_workers"], name
+        assert node["resources"]["CPU"] >= 1
+
+
+def test_launcher_commands(launcher: dict[str, Any]) -> None:
+    setup = launcher["setup_commands"]
+    torch = next((i for i, c in enumerate(setup) if TORCH_PIN in c and TORCH_CPU_INDEX in c), None)
+    installs_package = re.compile(r"pip install .*pbrl_dist")
+    package = next((i for i, c in enumerate(setup) if installs_package.search(c)), None)
+    assert torch is not None, f"no CPU {TORCH_PIN} install in setup_commands"
+    assert package is not None, "no pip install of the synced pbrl_dist repo in setup_commands"
+    assert torch < package
+    assert "." in launcher["file_mounts"].values()
+    head, worker = launcher["head_start_ray_commands"], launcher["worker_start_ray_commands"]
+    assert head[0] == worker[0] == "ray stop"
+    assert "ray start --head" in head[-1]
+    assert "--port=6379" in head[-1]
+    assert "ray start --address=$RAY_HEAD_IP:6379" in worker[-1]
+
+
+def test_launcher_sets_auth_mode_on_nodes(launcher: dict[str, Any]) -> None:
+    opts = " ".join(launcher["docker"]["run_options"])
+    m = re.search(r"RAY_AUTH_MODE=(\w+)", opts)
+    assert m
+    assert m.group(1) in AUTH_MODES
+
+
+def test_launcher_matches_ray_schema(launcher: dict[str, Any]) -> None:
+    """Validate against the JSON schema that `ray up` itself uses (shipped in the Ray wheel)."""
+    spec = importlib.util.find_spec("ray")
+    assert spec is not None, "ray is a hard dependency of pbrl_dist"
+    assert spec.origin
+    schema_path = Path(spec.origin).parent / "autoscaler" / "ray-schema.json"
+    schema = json.loads(schema_path.read_text())
+    jsonschema.validate(launcher, schema)
+
+
+# ---------------------------------------------------------------- KubeRay
+
+
+def _pod_specs(cluster_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    pods = [cluster_spec["headGroupSpec"]["template"]["spec"]]
+    pods += [g["template"]["spec"] for g in cluster_spec["workerGroupSpecs"]]
+    return pods
+
+
+def _check_ray_cluster_spec(spec: dict[str, Any]) -> None:
+    assert spec["rayVersion"] == "2.60.0"
+    params = spec["headGroupSpec"]["rayStartParams"]
+    assert params["dashboard-host"] == "0.0.0.0"
+    assert all(isinstance(v, str) for v in params.values()), "rayStartParams values must be strings"
+    assert spec["workerGroupSpecs"]
+    for group in spec["workerGroupSpecs"]:
+        assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    for pod in _pod_specs(spec):
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in pod["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        assert "pbrl-results" in claims.values()
+        container = pod["containers"][0]
+        assert container["image"].startswith("pbrl_dist")
+        res = container["resources"]
+        assert res["requests"]["cpu"]
+        assert res["limits"]["memory"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert claims.get(mounts.get(RESULTS_PATH)) == "pbrl-results"
+        env = k8s_env(container)
+        assert env["RAY_AUTH_MODE"]["value"] in AUTH_MODES
+        if env["RAY_AUTH_MODE"]["value"] == "token":
+            assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
+        assert env["WANDB_MODE"]["value"] == "offline"
+        assert "value" not in env.get("WANDB_API_KEY", {}), "W&B key must come from a Secret"
+
+
+def test_raycluster_manifest(raycluster: dict[str, Any]) -> None:
+    assert raycluster["apiVersion"] == "ray.io/v1"
+    assert raycluster["kind"] == "RayCluster"
+    _check_ray_cluster_spec(raycluster["spec"])
+    head = raycluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    ports = {p["containerPort"] for p in head["ports"]}
+    assert ports == {6379, 8265, 10001}
+    if raycluster["spec"].get("enableInTreeAutoscaling"):
+        auto_env = {e["name"]: e for e in raycluster["spec"]["autoscalerOptions"]["env"]}
+        assert auto_env["RAY_AUTH_MODE"]["value"] == k8s_env(head)["RAY_AUTH_MODE"]["value"]
+
+
+def test_rayjob_manifest(rayjob: dict[str, Any]) -> None:
+    assert rayjob["apiVersion"] == "ray.io/v1"
+    assert rayjob["kind"] == "RayJob"
+    spec = rayjob["spec"]
+    entry = spec["entrypoint"]
+    assert entry.startswith("pbrl sweep ")
+    assert "sweeps/fig1_stackelberg.yaml" in entry
+    assert "--address auto" in entry
+    assert "--out /results/fig1" in entry
+    assert not re.search(r"&&|\|\||;|\|", entry), "submitter appends entrypoint to a shell line"
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert spec["submissionMode"] in {"K8sJobMode", "HTTPMode"}
+    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+    assert runtime_env["env_vars"]["WANDB_MODE"] == "offline"
+    assert not any("TOKEN" in k or "API_KEY" in k for k in runtime_env["env_vars"])
+    _check_ray_cluster_spec(spec["rayClusterSpec"])
+    submitter = k8s_env(spec["submitterPodTemplate"]["spec"]["containers"][0])
+    head = k8s_env(spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0])
+    assert submitter["RAY_AUTH_MODE"]["value"] == head["RAY_AUTH_MODE"]["value"]
+
+
+def test_results_pvc_is_read_write_many() -> None:
+    pvc = load_yaml(PVC)
+    assert pvc["apiVersion"] == "v1"
+    assert pvc["kind"] == "PersistentVolumeClaim"
+    assert pvc["metadata"]["name"] == "pbrl-results"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["resources"]["requests"]["storage"]
+
+
+# ---------------------------------------------------------------- docs and secrets
+
+
+def test_readme_covers_the_workflows() -> None:
+    text = README.read_text()
+    for needle in (
+        "docker compose up -d --scale ray-worker=3",
+        "pbrl submit sweeps/fig1_stackelberg.yaml --address http://127.0.0.1:8265",
+        "pbrl submit --logs JOB_ID",
+        "--address auto",
+        "dist.num_rollout_workers=",
+        "ray up cluster/aws.yaml",
+        "kubectl apply -f cluster/k8s/",
+        "wandb sync",
+        "RAY_AUTH_MODE",
+    ):
+        assert needle in text, needle
+
+
+SECRET_PATTERNS = {
+    "W&B API key (40 hex)": re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{40}(?![0-9a-fA-F])"),
+    "Ray token (64 hex)": re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{64}(?![0-9a-fA-F])"),
+    "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
+    "OpenAI-style key": re.compile(r"\bsk-[A-Za-z0-9_-]{20,}\b"),
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "inline secret assignment": re.compile(
+        r"(?i)\b(?:WANDB_API_KEY|RAY_AUTH_TOKEN|api_key|auth_token)"
+        r"[ \t]*[:=][ \t]*['\"]?[A-Za-z0-9_\-]{16,}"
+    ),
+}
+CONFIG_FILES = [COMPOSE, DOCKERFILE, ENV_EXAMPLE, LAUNCHER, RAYCLUSTER, RAYJOB, PVC, README]
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_secrets_in_config_files(path: Path) -> None:
+    text = path.read_text()
+    for what, pattern in SECRET_PATTERNS.items():
+        assert not pattern.search(text), f"{what} in {path.relative_to(ROOT)}"
+
+
+def test_secret_patterns_catch_real_looking_keys() -> None:
+    fake_wandb = "WANDB_API_KEY=" + "0123456789abcdef" * 2 + "01234567"
+    fake_token = "ab" * 32
+    assert SECRET_PATTERNS["W&B API key (40 hex)"].search(fake_wandb)
+    assert SECRET_PATTERNS["inline secret assignment"].search(fake_wandb)
+    assert SECRET_PATTERNS["Ray token (64 hex)"].search(fake_token)
+    assert not SECRET_PATTERNS["inline secret assignment"].search("WANDB_API_KEY=")
