@@ -32,7 +32,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pbrl_dist.dist.local import run_local
 
     sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
-    out = Path(args.out) if args.out else Path("results") / (sweep.name + ("_smoke" if args.smoke else ""))
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("results") / (sweep.name + ("_smoke" if args.smoke else ""))
+    )
     print(f"sweep {sweep.name}: {len(sweep.trials)} trials -> {out}")
     run_local(sweep, out, overwrite=args.overwrite)
     _report(out)
@@ -54,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run every trial of SWEEP.yaml in this process (no Ray)")
     r.add_argument("sweep", help="sweep file, e.g. sweeps/fig1_stackelberg.yaml")
-    r.add_argument("--smoke", action="store_true", help="merge the file's smoke: block (tiny sizes)")
+    r.add_argument(
+        "--smoke", action="store_true", help="merge the file's smoke: block (tiny sizes)"
+    )
     r.add_argument("--out", help="results folder (default results/<sweep name>)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. method.lam=10")
@@ -67,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pbrl`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options (pbrl run X.yaml --smoke method.lam=3).
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return int(args.fn(args))
     except ConfigError as e:

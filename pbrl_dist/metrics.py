@@ -85,7 +85,9 @@ class FanOut:
 class ProgressSink:
     """Print a one-line progress report at most every ``every_s`` seconds."""
 
-    def __init__(self, label: str, total: int, every_s: float = 5.0, keys: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, label: str, total: int, every_s: float = 5.0, keys: tuple[str, ...] = ()
+    ) -> None:
         """Report progress of ``total`` iterations for the trial ``label``."""
         self.label, self.total, self.every_s, self.keys = label, total, every_s, keys
         self._t0 = self._last = time.perf_counter()

@@ -10,7 +10,9 @@ import torch
 from pbrl_dist.core.types import DTYPE, generator
 
 
-def fd_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def fd_grad(
+    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """Return the central finite-difference gradient of scalar ``f`` at ``x`` (float64)."""
     x = x.detach().clone().to(DTYPE)
     g = torch.zeros_like(x)
@@ -26,7 +28,9 @@ def fd_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: flo
     return g
 
 
-def random_mdp(S: int = 4, A: int = 3, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_mdp(
+    S: int = 4, A: int = 3, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return a random (P_SAS, r_SA, rho_S) with U[0,1] rewards and a full-support ρ."""
     gen = generator(seed, "random_mdp")
     P = torch.rand(S, A, S, generator=gen, dtype=DTYPE)

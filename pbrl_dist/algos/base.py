@@ -109,7 +109,9 @@ class LocalRunner:
     ) -> list[dict[str, Any]]:
         """Run the chunks in order."""
         return [
-            self.problem.mc_chunk(x, y, pi_hat_SA, parts=parts, num_rollouts=n, horizon=horizon, seed=s)
+            self.problem.mc_chunk(
+                x, y, pi_hat_SA, parts=parts, num_rollouts=n, horizon=horizon, seed=s
+            )
             for n, s in chunks
         ]
 

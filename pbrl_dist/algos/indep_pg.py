@@ -12,7 +12,14 @@ from typing import Any
 
 import torch
 
-from pbrl_dist.algos.base import ChunkRunner, LocalRunner, MethodConfig, Result, mc_estimate, project
+from pbrl_dist.algos.base import (
+    ChunkRunner,
+    LocalRunner,
+    MethodConfig,
+    Result,
+    mc_estimate,
+    project,
+)
 from pbrl_dist.core.mdp import evaluate_policy, expected_value
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems.base import BilevelProblem
@@ -47,8 +54,16 @@ def run(
             gx, gy = _exact_grads(problem, x, y)
         else:
             est = mc_estimate(
-                runner, x, y, None, parts=("joint",), total=cfg.mc_batch, chunk=cfg.mc_chunk,
-                horizon=cfg.mc_horizon, seed=seed, k=k,
+                runner,
+                x,
+                y,
+                None,
+                parts=("joint",),
+                total=cfg.mc_batch,
+                chunk=cfg.mc_chunk,
+                horizon=cfg.mc_horizon,
+                seed=seed,
+                k=k,
             )
             gx, gy = est["gx_f"], -est["gy_v"]
         x = project(x - cfg.lr_x * gx, cfg.logit_bound)

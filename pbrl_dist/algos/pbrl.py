@@ -15,7 +15,14 @@ from typing import Any
 
 import torch
 
-from pbrl_dist.algos.base import ChunkRunner, LocalRunner, MethodConfig, Result, mc_estimate, project
+from pbrl_dist.algos.base import (
+    ChunkRunner,
+    LocalRunner,
+    MethodConfig,
+    Result,
+    mc_estimate,
+    project,
+)
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.core.penalties import PENALTY_SURROGATES
 from pbrl_dist.metrics import MetricSink
@@ -69,8 +76,16 @@ def mc_value_grads(
         two independent rollout batches: (π_x, π_y) and (π_x, π̂).
     """
     est = mc_estimate(
-        runner, x, y, pi_hat, parts=("joint", "hat"), total=cfg.mc_batch, chunk=cfg.mc_chunk,
-        horizon=cfg.mc_horizon, seed=seed, k=k,
+        runner,
+        x,
+        y,
+        pi_hat,
+        parts=("joint", "hat"),
+        total=cfg.mc_batch,
+        chunk=cfg.mc_chunk,
+        horizon=cfg.mc_horizon,
+        seed=seed,
+        k=k,
     )
     gx = est["gx_f"] + cfg.lam * (est["gx_v_hat"] - est["gx_v"])
     gy = est["gy_f"] - cfg.lam * est["gy_v"]
@@ -97,12 +112,28 @@ def mc_bellman_grads(
         Q̂ and ∇̂_x Q̂ come from ``mc_q_batch`` rollouts started at every (s, b).
     """
     est = mc_estimate(
-        runner, x, y, None, parts=("joint",), total=cfg.mc_batch, chunk=cfg.mc_chunk,
-        horizon=cfg.mc_horizon, seed=seed, k=k,
+        runner,
+        x,
+        y,
+        None,
+        parts=("joint",),
+        total=cfg.mc_batch,
+        chunk=cfg.mc_chunk,
+        horizon=cfg.mc_horizon,
+        seed=seed,
+        k=k,
     )
     q_est = mc_estimate(
-        runner, x, y, pi_hat, parts=("q_hat",), total=cfg.mc_q_batch, chunk=cfg.mc_q_batch,
-        horizon=cfg.mc_horizon, seed=seed, k=f"{k}/q",
+        runner,
+        x,
+        y,
+        pi_hat,
+        parts=("q_hat",),
+        total=cfg.mc_q_batch,
+        chunk=cfg.mc_q_batch,
+        horizon=cfg.mc_horizon,
+        seed=seed,
+        k=f"{k}/q",
     )
     rho, tau = problem.rho_S, problem.tau
     q_hat, gx_q = q_est["q_hat"], q_est["gx_q_hat"]
@@ -146,8 +177,15 @@ def run(
             P_x, r_x = problem.lower_mdp(x)
         start = oracle_logits if cfg.warm_start else torch.zeros_like(y)
         oracle_logits = oracle(
-            P_x, r_x, problem.rho_S, problem.gamma, problem.tau, start,
-            num_steps=cfg.oracle_steps, step_size=cfg.oracle_lr, tol=cfg.oracle_tol,
+            P_x,
+            r_x,
+            problem.rho_S,
+            problem.gamma,
+            problem.tau,
+            start,
+            num_steps=cfg.oracle_steps,
+            step_size=cfg.oracle_lr,
+            tol=cfg.oracle_tol,
         )
         pi_hat = torch.softmax(oracle_logits, -1)
 

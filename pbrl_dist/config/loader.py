@@ -24,7 +24,18 @@ from omegaconf.errors import OmegaConfBaseException
 from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
 from pbrl_dist.problems import PROBLEMS
 
-TOP_KEYS = ("name", "description", "seed", "problem", "method", "methods", "dist", "logging", "sweep", "smoke")
+TOP_KEYS = (
+    "name",
+    "description",
+    "seed",
+    "problem",
+    "method",
+    "methods",
+    "dist",
+    "logging",
+    "sweep",
+    "smoke",
+)
 TRIAL_KEYS = ("seed", "problem", "method", "dist", "logging")
 
 
@@ -74,7 +85,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _mark(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None)
-    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "position unknown"
+    return (
+        f"line {mark.line + 1}, column {mark.column + 1}"
+        if mark is not None
+        else "position unknown"
+    )
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
@@ -101,7 +116,10 @@ def _dotted_to_nested(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         node = out
-        *parents, leaf = key.split(".")
+        if key.startswith("sweep.grid."):  # grid axes are dotted config keys themselves
+            parents, leaf = ["sweep", "grid"], key[len("sweep.grid.") :]
+        else:
+            *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
@@ -113,7 +131,9 @@ def _dotted_to_nested(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -153,17 +173,18 @@ def _allowed_keys(cfg: DictConfig, full_key: str) -> str:
     parent = ".".join(full_key.split(".")[:-1])
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if isinstance(node, DictConfig):
-        return f"; allowed: {', '.join(str(k) for k in node.keys())}"
+        return f"; allowed: {', '.join(str(k) for k in node)}"
     return ""
 
 
 def validate(cfg: TrialConfig) -> None:
     """Check ranges and choices; raise ``ConfigError`` naming the first bad field."""
-    flat = {
-        f"method.{f.name}": getattr(cfg.method, f.name) for f in fields(cfg.method)
-    } | {f"dist.{f.name}": getattr(cfg.dist, f.name) for f in fields(cfg.dist)} | {
-        f"logging.{f.name}": getattr(cfg.logging, f.name) for f in fields(cfg.logging)
-    } | {f"problem.{f.name}": getattr(cfg.problem, f.name) for f in fields(cfg.problem)}
+    flat = (
+        {f"method.{f.name}": getattr(cfg.method, f.name) for f in fields(cfg.method)}
+        | {f"dist.{f.name}": getattr(cfg.dist, f.name) for f in fields(cfg.dist)}
+        | {f"logging.{f.name}": getattr(cfg.logging, f.name) for f in fields(cfg.logging)}
+        | {f"problem.{f.name}": getattr(cfg.problem, f.name) for f in fields(cfg.problem)}
+    )
     for key, allowed in CHOICES.items():
         if key in flat and flat[key] not in allowed:
             raise _fail(key, f"{flat[key]!r} is not allowed; choose one of {', '.join(allowed)}")
@@ -171,9 +192,9 @@ def validate(cfg: TrialConfig) -> None:
         leaf = key.split(".")[-1]
         if isinstance(v, bool):
             continue
-        if leaf.startswith("num_") and key != "dist.num_oracles" and isinstance(v, int) and v <= 0:
-            if not (key == "dist.num_rollout_workers" and v == 0):
-                raise _fail(key, f"must be a positive integer (got {v})")
+        may_be_zero = key in ("dist.num_oracles", "dist.num_rollout_workers")
+        if leaf.startswith("num_") and isinstance(v, int) and (v < 0 or (v == 0 and not may_be_zero)):
+            raise _fail(key, f"must be a {'non-negative' if may_be_zero else 'positive'} integer (got {v})")
         if leaf.startswith("mc_") and v <= 0:
             raise _fail(key, f"must be > 0 (got {v})")
     checks: list[tuple[str, bool, str]] = [
@@ -197,7 +218,9 @@ def validate(cfg: TrialConfig) -> None:
         if cfg.method.algo == "pbrl" and cfg.method.penalty == "bellman":
             checks.append(("problem.tau", prob.tau > 0, "must be > 0 with method.penalty=bellman"))
         if cfg.method.algo == "pbrl" and cfg.method.oracle == "exact":
-            checks.append(("problem.tau", prob.tau > 0, "must be > 0 with method.oracle=exact (use vi)"))
+            checks.append(
+                ("problem.tau", prob.tau > 0, "must be > 0 with method.oracle=exact (use vi)")
+            )
     if hasattr(prob, "sparsity"):
         checks.append(("problem.sparsity", 0 <= prob.sparsity <= 1, "must be in [0, 1]"))
     for key, ok, msg in checks:
@@ -211,19 +234,9 @@ def _trial_name(method: str, point: dict[str, Any], seed: int) -> str:
     return re.sub(r"[^\w=.,+-]", "_", "__".join(parts))
 
 
-def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
-    """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
-    path = Path(path)
-    data = _read_yaml(path)
-    _check_top(data, "")
-    smoke_block: dict[str, Any] = {}
-    if smoke:
-        if not isinstance(data.get("smoke"), dict):
-            raise _fail("smoke", f"--smoke given but {path} has no smoke: block")
-        smoke_block = data["smoke"]
-        _check_top(smoke_block, "smoke.")
-    cli = _dotted_to_nested(parse_overrides(overrides))
-
+def _sweep_block(
+    data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]
+) -> tuple[dict[str, Any], SweepBlock]:
     block_dict = _deep_merge(
         _deep_merge(data.get("sweep") or {}, smoke_block.get("sweep") or {}), cli.get("sweep") or {}
     )
@@ -239,7 +252,10 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
             raise _fail(f"sweep.grid.{key}", "must be a non-empty list of values")
     if not block.seeds:
         raise _fail("sweep.seeds", "must be a non-empty list of integers")
+    return block_dict, block
 
+
+def _methods(data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]) -> dict[str, Any]:
     methods: dict[str, Any] = _deep_merge(data.get("methods") or {}, smoke_block.get("methods") or {})
     methods = _deep_merge(methods, cli.get("methods") or {})
     if not methods:
@@ -247,6 +263,24 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
     for mname, mcfg in methods.items():
         if not isinstance(mcfg, dict):
             raise _fail(f"methods.{mname}", "must be a mapping of method fields")
+    return methods
+
+
+def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
+    """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
+    path = Path(path)
+    data = _read_yaml(path)
+    _check_top(data, "")
+    smoke_block: dict[str, Any] = {}
+    if smoke:
+        if not isinstance(data.get("smoke"), dict):
+            raise _fail("smoke", f"--smoke given but {path} has no smoke: block")
+        smoke_block = data["smoke"]
+        _check_top(smoke_block, "smoke.")
+    cli = _dotted_to_nested(parse_overrides(overrides))
+
+    block_dict, block = _sweep_block(data, smoke_block, cli)
+    methods = _methods(data, smoke_block, cli)
 
     base = {k: v for k, v in data.items() if k in TRIAL_KEYS}
     smoke_base = {k: v for k, v in smoke_block.items() if k in TRIAL_KEYS}

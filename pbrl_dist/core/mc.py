@@ -139,7 +139,7 @@ def softmax_score_grad(
         (S, A), or (num_groups, S, A) with ``group_N``.
     """
     S, A = pi_SA.shape
-    N, T = s_NT.shape
+    N = s_NT.shape[0]
     g = torch.zeros(N, dtype=torch.long) if group_N is None else group_N
     G = 1 if group_N is None else num_groups
     row = (g.unsqueeze(1) * S + s_NT).reshape(-1)  # (group, state) row index

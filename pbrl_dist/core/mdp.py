@@ -52,7 +52,9 @@ def policy_transition(P_SAS: torch.Tensor, pi_SA: torch.Tensor) -> torch.Tensor:
     return torch.einsum("...sa,...sat->...st", pi_SA, P_SAS)
 
 
-def q_from_v(P_SAS: torch.Tensor, r_SA: torch.Tensor, v_S: torch.Tensor, gamma: float) -> torch.Tensor:
+def q_from_v(
+    P_SAS: torch.Tensor, r_SA: torch.Tensor, v_S: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """Return Q(s, a) = r(s, a) + γ·Σ_s' P(s'|s, a) v(s')  (eq. 2.2)."""
     return r_SA + gamma * torch.einsum("...sat,...t->...sa", P_SAS, v_S)
 
@@ -228,7 +230,9 @@ def soft_policy_iteration(
     return SoftOptimal(pi, v, q)
 
 
-def occupancy(P_SAS: torch.Tensor, pi_SA: torch.Tensor, rho_S: torch.Tensor, gamma: float) -> torch.Tensor:
+def occupancy(
+    P_SAS: torch.Tensor, pi_SA: torch.Tensor, rho_S: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """Return the normalized discounted state occupancy d^π_ρ.
 
     Math:

@@ -27,7 +27,7 @@ from pbrl_dist.core.mdp import (
 class Oracle(Protocol):
     """Signature shared by every best-response oracle."""
 
-    def __call__(  # noqa: D102
+    def __call__(
         self,
         P_SAS: torch.Tensor,
         r_SA: torch.Tensor,

@@ -184,7 +184,8 @@ def bellman_penalty_surrogate(
 
 
 Surrogate = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, float],
+    torch.Tensor,
 ]
 
 PENALTY_SURROGATES: dict[str, Surrogate] = {

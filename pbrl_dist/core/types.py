@@ -16,11 +16,15 @@ def assert_shape(t: torch.Tensor, shape: Sequence[int | None], name: str = "tens
     Leading (batch) dimensions are allowed and not checked.
     """
     if t.dim() < len(shape):
-        raise ValueError(f"{name}: expected at least {len(shape)} dims {tuple(shape)}, got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name}: expected at least {len(shape)} dims {tuple(shape)}, got {tuple(t.shape)}"
+        )
     tail = t.shape[t.dim() - len(shape) :]
     for got, want in zip(tail, shape, strict=True):
         if want is not None and got != want:
-            raise ValueError(f"{name}: expected trailing shape {tuple(shape)}, got {tuple(t.shape)}")
+            raise ValueError(
+                f"{name}: expected trailing shape {tuple(shape)}, got {tuple(t.shape)}"
+            )
 
 
 def derive_seed(seed: int, *keys: object) -> int:

@@ -83,33 +83,43 @@ def follower_mdp(game: StackelbergGame, pi_SA: torch.Tensor) -> tuple[torch.Tens
     return P_x, r_x
 
 
-def _joint(game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor, r_SAB: torch.Tensor) -> tuple:
+def _joint(
+    game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor, r_SAB: torch.Tensor
+) -> tuple:
     S = game.P_SABS.shape[-1]
     joint = (pi_SA.unsqueeze(-1) * sigma_SB.unsqueeze(-2)).flatten(-2)
     P = game.P_SABS.flatten(-3, -2)
     return P, r_SAB.flatten(-2), joint, S
 
 
-def leader_value(game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor) -> torch.Tensor:
+def leader_value(
+    game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor
+) -> torch.Tensor:
     """Return V_l^{π,σ}(s), the leader's unregularized value (differentiable)."""
     P, r, joint, _ = _joint(game, pi_SA, sigma_SB, game.r_leader_SAB)
     v, _ = evaluate_policy_with_cost(P, r, joint, game.gamma, torch.zeros_like(joint[..., 0]))
     return v
 
 
-def follower_value(game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor) -> torch.Tensor:
+def follower_value(
+    game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor
+) -> torch.Tensor:
     """Return V_f^{π,σ}(s), the follower's entropy-regularized value (differentiable)."""
     P, r, joint, _ = _joint(game, pi_SA, sigma_SB, game.r_follower_SAB)
     v, _ = evaluate_policy_with_cost(P, r, joint, game.gamma, game.tau * neg_entropy(sigma_SB))
     return v
 
 
-def leader_return(game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor) -> torch.Tensor:
+def leader_return(
+    game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor
+) -> torch.Tensor:
     """Return Σ_s ρ(s)·V_l^{π,σ}(s)."""
     return expected_value(leader_value(game, pi_SA, sigma_SB), game.rho_S)
 
 
-def follower_gap(game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor) -> torch.Tensor:
+def follower_gap(
+    game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor
+) -> torch.Tensor:
     """Return Σ_s ρ(s)·(V*_f(s) − V_f^{π,σ}(s)) ≥ 0, the value penalty of σ in M_τ(x)."""
     P_x, r_x = follower_mdp(game, pi_SA)
     return value_penalty(P_x, r_x, sigma_SB, game.rho_S, game.gamma, game.tau)
@@ -201,7 +211,9 @@ class StackelbergProblem:
         out: dict[str, Any] = {}
 
         def follower_rewards(ro: mc.Rollouts, pol_SB: torch.Tensor) -> torch.Tensor:
-            return g.r_follower_SAB[ro.s_NT, ro.a_NT, ro.b_NT] - tau * torch.log(pol_SB[ro.s_NT, ro.b_NT])
+            return g.r_follower_SAB[ro.s_NT, ro.a_NT, ro.b_NT] - tau * torch.log(
+                pol_SB[ro.s_NT, ro.b_NT]
+            )
 
         if "joint" in parts:
             s0 = mc.sample_initial_states(g.rho_S, num_rollouts, gen)
@@ -226,7 +238,9 @@ class StackelbergProblem:
             s0, b0 = pair // B, pair % B
             ro = mc.sample_game(g.P_SABS, pi, pi_hat_SA, s0, horizon, gen, b0_N=b0)
             r_f = follower_rewards(ro, pi_hat_SA)
-            r_f[:, 0] = g.r_follower_SAB[ro.s_NT[:, 0], ro.a_NT[:, 0], ro.b_NT[:, 0]]  # Q excludes step-0 reg
+            r_f[:, 0] = g.r_follower_SAB[
+                ro.s_NT[:, 0], ro.a_NT[:, 0], ro.b_NT[:, 0]
+            ]  # Q excludes step-0 reg
             G = mc.reward_to_go(r_f, gamma)
             out["q_hat"] = G[:, 0].reshape(S * B, num_rollouts).mean(-1).reshape(S, B)
             w = mc.discounts(horizon, gamma) * G

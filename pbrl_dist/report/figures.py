@@ -8,15 +8,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 
 def _panel(ax: plt.Axes, curves: pd.DataFrame, metric: str, *, log: bool, title: str) -> None:
     for method, grp in curves.groupby("method.name", sort=False):
         stats = grp.groupby("iter")[metric].agg(["mean", "std", "count"]).reset_index()
         std = stats["std"].fillna(0.0)
-        (line,) = ax.plot(stats["iter"], stats["mean"], label=f"{method} (n={int(stats['count'].max())})")
+        (line,) = ax.plot(
+            stats["iter"], stats["mean"], label=f"{method} (n={int(stats['count'].max())})"
+        )
         lo = stats["mean"] - std
         if log:
             lo = lo.clip(lower=stats["mean"] * 0.1)

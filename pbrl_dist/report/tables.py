@@ -63,7 +63,9 @@ def iqm(x: np.ndarray) -> float:
     return float(x[lo:hi].mean()) if hi > lo else float(x.mean())
 
 
-def bootstrap_ci(x: np.ndarray, *, num: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    x: np.ndarray, *, num: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean (fixed seed, so reports are reproducible)."""
     x = np.asarray(x, dtype=float)
     if len(x) < 2:
@@ -119,8 +121,12 @@ def format_table(summary: pd.DataFrame, by: tuple[str, ...] = ("method.name",)) 
         for m in metrics:
             r = grp[grp["metric"] == m]
             cells.append(
-                "-" if r.empty else f"{r['mean'].iloc[0]:.4g} ± {r['std'].iloc[0]:.2g} (max {r['max'].iloc[0]:.3g})"
+                "-"
+                if r.empty
+                else f"{r['mean'].iloc[0]:.4g} ± {r['std'].iloc[0]:.2g} (max {r['max'].iloc[0]:.3g})"
             )
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines
+    )

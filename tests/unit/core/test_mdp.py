@@ -31,7 +31,13 @@ def test_policy_evaluation_equals_linear_solve_and_bellman_fixed_point() -> None
 
 
 def test_evaluation_is_batched() -> None:
-    Ps, rs, pis = zip(*[(*random_mdp(4, 2, seed=i)[:2], torch.softmax(random_logits(4, 2, seed=i), -1)) for i in range(3)], strict=True)
+    Ps, rs, pis = zip(
+        *[
+            (*random_mdp(4, 2, seed=i)[:2], torch.softmax(random_logits(4, 2, seed=i), -1))
+            for i in range(3)
+        ],
+        strict=True,
+    )
     vb, qb = mdp.evaluate_policy(torch.stack(Ps), torch.stack(rs), torch.stack(pis), GAMMA, TAU)
     for i in range(3):
         v, q = mdp.evaluate_policy(Ps[i], rs[i], pis[i], GAMMA, TAU)

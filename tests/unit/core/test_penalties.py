@@ -26,7 +26,13 @@ ATOL = 1e-7
 @pytest.fixture(scope="module")
 def problem() -> StackelbergProblem:
     game = make_game(
-        num_states=4, num_leader_actions=3, num_follower_actions=2, sparsity=0.3, gamma=GAMMA, tau=TAU, game=7
+        num_states=4,
+        num_leader_actions=3,
+        num_follower_actions=2,
+        sparsity=0.3,
+        gamma=GAMMA,
+        tau=TAU,
+        game=7,
     )
     return StackelbergProblem(game)
 
@@ -60,9 +66,13 @@ def test_surrogate_value_equals_penalty_at_exact_best_response(name: str) -> Non
     assert float(s) == pytest.approx(float(p), abs=1e-11)
 
 
-def _true_penalty(problem: StackelbergProblem, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _true_penalty(
+    problem: StackelbergProblem, name: str, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     P_x, r_x = problem.lower_mdp(x)
-    return penalties.PENALTIES[name](P_x, r_x, torch.softmax(y, -1), problem.rho_S, GAMMA, TAU, tol=1e-14)
+    return penalties.PENALTIES[name](
+        P_x, r_x, torch.softmax(y, -1), problem.rho_S, GAMMA, TAU, tol=1e-14
+    )
 
 
 def _surrogate_grads(problem: StackelbergProblem, name: str, x: torch.Tensor, y: torch.Tensor):
@@ -71,7 +81,9 @@ def _surrogate_grads(problem: StackelbergProblem, name: str, x: torch.Tensor, y:
         P0, r0 = problem.lower_mdp(x)
     pi_star = mdp.soft_policy_iteration(P0, r0, GAMMA, TAU, tol=1e-14).pi_SA
     P_x, r_x = problem.lower_mdp(x_)
-    s = penalties.PENALTY_SURROGATES[name](P_x, r_x, torch.softmax(y_, -1), pi_star, problem.rho_S, GAMMA, TAU)
+    s = penalties.PENALTY_SURROGATES[name](
+        P_x, r_x, torch.softmax(y_, -1), pi_star, problem.rho_S, GAMMA, TAU
+    )
     return torch.autograd.grad(s, (x_, y_))
 
 
@@ -95,14 +107,20 @@ def test_lemma_7b_closed_form_matches_autograd(problem: StackelbergProblem) -> N
     pi = torch.softmax(x, -1)
     # Closed form: the leader faces the MDP with reward E_b r_f − τ·h(σ) and transition E_b P.
     P_l = torch.einsum("sb,sabt->sat", sigma, g.P_SABS)
-    r_l = torch.einsum("sb,sab->sa", sigma, g.r_follower_SAB) - TAU * mdp.neg_entropy(sigma).unsqueeze(-1)
+    r_l = torch.einsum("sb,sab->sa", sigma, g.r_follower_SAB) - TAU * mdp.neg_entropy(
+        sigma
+    ).unsqueeze(-1)
     v, q = mdp.evaluate_policy(P_l, r_l, pi, GAMMA, 0.0)
     d = mdp.occupancy(P_l, pi, g.rho_S, GAMMA)
     closed = d.unsqueeze(-1) / (1 - GAMMA) * pi * (q - v.unsqueeze(-1))
     x_ = x.clone().requires_grad_(True)
-    (auto,) = torch.autograd.grad(mdp.expected_value(follower_value(g, torch.softmax(x_, -1), sigma), g.rho_S), x_)
+    (auto,) = torch.autograd.grad(
+        mdp.expected_value(follower_value(g, torch.softmax(x_, -1), sigma), g.rho_S), x_
+    )
     torch.testing.assert_close(closed, auto, rtol=0, atol=1e-12)
-    fd = fd_grad(lambda xx: mdp.expected_value(follower_value(g, torch.softmax(xx, -1), sigma), g.rho_S), x)
+    fd = fd_grad(
+        lambda xx: mdp.expected_value(follower_value(g, torch.softmax(xx, -1), sigma), g.rho_S), x
+    )
     torch.testing.assert_close(closed, fd, rtol=0, atol=1e-8)
 
 

@@ -1,0 +1,90 @@
+"""Sweep files: expansion, overrides, and bad input stopped with one message naming the field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pbrl_dist.cli import main
+from pbrl_dist.config import ConfigError, load_sweep
+
+ROOT = Path(__file__).resolve().parents[3]
+FIG1 = ROOT / "sweeps" / "fig1_stackelberg.yaml"
+
+
+def test_fig1_expands_methods_games_seeds() -> None:
+    sw = load_sweep(FIG1)
+    assert len(sw.trials) == 3 * 10 * 3
+    names = {t.name for t in sw.trials}
+    assert "pbrl_value__game=3__s1" in names
+    t = next(t for t in sw.trials if t.name == "pbrl_bellman__game=3__s1")
+    assert t.cfg.method.penalty == "bellman" and t.cfg.method.lam == 200.0
+    assert t.cfg.problem.game == 3 and t.cfg.seed == 1 and t.cfg.method.num_iters == 2000
+    assert {"problem", "method", "seed"} <= set(t.container)
+
+
+def test_smoke_and_overrides_apply_last() -> None:
+    sw = load_sweep(
+        FIG1, smoke=True, overrides=["method.lam=7", "method.num_iters=5", "sweep.seeds=[4]"]
+    )
+    assert len(sw.trials) == 3 * 2 * 1
+    assert all(
+        t.cfg.method.lam == 7.0 and t.cfg.method.num_iters == 5 and t.cfg.seed == 4
+        for t in sw.trials
+    )
+
+
+BAD = [
+    (["method.lamb=3"], "method.lamb"),
+    (["method.lam=abc"], "method.lam"),
+    (["method.lam=-1"], "method.lam"),
+    (["problem.gamma=1.0"], "problem.gamma"),
+    (["problem.tau=0"], "problem.tau"),  # Bellman penalty (and the exact oracle) need τ > 0
+    (["problem.num_states=0"], "problem.num_states"),
+    (["method.penalty=huber"], "method.penalty"),
+    (["problem.name=chess"], "problem.name"),
+    (["nonsense.key=1"], "nonsense"),
+    (["sweep.grid.problem.game=[]"], "sweep.grid.problem.game"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), BAD)
+def test_bad_input_names_the_field(overrides: list[str], field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_sweep(FIG1, smoke=True, overrides=overrides)
+    assert str(e.value).startswith(field), str(e.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such sweep file"):
+        load_sweep(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("problem: {name: stackelberg\nmethod: [\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_sweep(bad)
+    unknown = tmp_path / "u.yaml"
+    unknown.write_text("problem: {name: stackelberg}\nmethodz: {}\n")
+    with pytest.raises(ConfigError, match=r"^methodz: unknown top-level key"):
+        load_sweep(unknown)
+
+
+def test_cli_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "res"
+    rc = main(["run", str(FIG1), "--smoke", "--out", str(out), "method.lam=-2"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "method.lam: must be ≥ 0 (got -2" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_refuses_non_empty_out_without_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    rc = main(["run", str(FIG1), "--smoke", "--out", str(out)])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    assert os.listdir(out) == ["keep.txt"]
