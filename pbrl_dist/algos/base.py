@@ -73,6 +73,38 @@ class Result:
     final_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+class Checkpointer(Protocol):
+    """Saves and restores a loop's whole state (the Tune trainable implements it with ``tune.Checkpoint``).
+
+    The tabular loops have no hidden state: every Monte Carlo draw is seeded by (trial seed, iteration,
+    chunk), so the state dict ``{"k", "x", "y", ...}`` is all a resumed run needs to continue bitwise.
+    """
+
+    every: int
+
+    def restore(self) -> dict[str, Any] | None:
+        """Return the last saved state, or None for a fresh start."""
+        ...
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Persist ``state`` (called after iteration ``state["k"]``)."""
+        ...
+
+
+def start_state(ckpt: Checkpointer | None, fresh: dict[str, Any]) -> dict[str, Any]:
+    """Return the checkpointed state if there is one, else ``fresh`` (with ``k = 0``)."""
+    restored = ckpt.restore() if ckpt is not None else None
+    return dict(restored) if restored is not None else {"k": 0, **fresh}
+
+
+def maybe_checkpoint(
+    ckpt: Checkpointer | None, k_done: int, num_iters: int, state: dict[str, Any]
+) -> None:
+    """Save after every ``ckpt.every`` iterations and at the end."""
+    if ckpt is not None and (k_done % ckpt.every == 0 or k_done == num_iters):
+        ckpt.save({"k": k_done, **state})
+
+
 class ChunkRunner(Protocol):
     """Runs Monte Carlo work units; the ``local`` and ``ray`` executors implement it."""
 

@@ -8,17 +8,18 @@ regularized value, ignoring the other's response:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from pbrl_dist.algos.base import (
+    Checkpointer,
     ChunkRunner,
     LocalRunner,
     MethodConfig,
     Result,
+    maybe_checkpoint,
     mc_estimate,
     project,
+    start_state,
 )
 from pbrl_dist.core.mdp import evaluate_policy, expected_value
 from pbrl_dist.metrics import MetricSink
@@ -44,12 +45,14 @@ def run(
     seed: int,
     sink: MetricSink,
     runner: ChunkRunner | None = None,
+    ckpt: Checkpointer | None = None,
 ) -> Result:
-    """Run ``cfg.num_iters`` simultaneous gradient steps and return the final iterate."""
+    """Run ``cfg.num_iters`` simultaneous gradient steps and return the final iterate (resumable)."""
     runner = runner or LocalRunner(problem)
-    x, y = problem.init_params(seed, cfg.init_scale)
-    row: dict[str, Any] = {}
-    for k in range(cfg.num_iters):
+    x0, y0 = problem.init_params(seed, cfg.init_scale)
+    st = start_state(ckpt, {"x": x0, "y": y0, "row": {}})
+    x, y, row = st["x"], st["y"], st["row"]
+    for k in range(st["k"], cfg.num_iters):
         if cfg.estimator == "exact":
             gx, gy = _exact_grads(problem, x, y)
         else:
@@ -71,4 +74,5 @@ def run(
         if (k + 1) % cfg.log_every == 0 or k + 1 == cfg.num_iters:
             row = {"iter": k + 1, **problem.metrics(x, y)}
             sink.log(row)
+        maybe_checkpoint(ckpt, k + 1, cfg.num_iters, {"x": x, "y": y, "row": row})
     return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))

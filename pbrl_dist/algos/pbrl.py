@@ -16,12 +16,15 @@ from typing import Any
 import torch
 
 from pbrl_dist.algos.base import (
+    Checkpointer,
     ChunkRunner,
     LocalRunner,
     MethodConfig,
     Result,
+    maybe_checkpoint,
     mc_estimate,
     project,
+    start_state,
 )
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.core.penalties import PENALTY_SURROGATES
@@ -163,15 +166,20 @@ def run(
     seed: int,
     sink: MetricSink,
     runner: ChunkRunner | None = None,
+    ckpt: Checkpointer | None = None,
 ) -> Result:
-    """Run Algorithm 1 for ``cfg.num_iters`` outer iterations and return the final iterate z_K."""
+    """Run Algorithm 1 for ``cfg.num_iters`` outer iterations and return the final iterate z_K.
+
+    With ``ckpt``, the loop resumes from the last saved state and saves every ``ckpt.every`` iterations.
+    """
     runner = runner or LocalRunner(problem)
     estimator = ESTIMATORS[(cfg.penalty, cfg.estimator)]
     oracle = ORACLES[cfg.oracle]
-    x, y = problem.init_params(seed, cfg.init_scale)
-    oracle_logits = torch.zeros_like(y)
-    row: dict[str, Any] = {}
-    for k in range(cfg.num_iters):
+    x0, y0 = problem.init_params(seed, cfg.init_scale)
+    st = start_state(ckpt, {"x": x0, "y": y0, "oracle_logits": torch.zeros_like(y0), "row": {}})
+    x, y, oracle_logits = st["x"], st["y"], st["oracle_logits"]
+    row: dict[str, Any] = st["row"]
+    for k in range(st["k"], cfg.num_iters):
         # --- lower level: oracle best response on M_τ(x_k) ---
         with torch.no_grad():
             P_x, r_x = problem.lower_mdp(x)
@@ -202,4 +210,7 @@ def run(
                 "upper/objective": (f + cfg.lam * pen).tolist(),
             }
             sink.log(row)
+        maybe_checkpoint(
+            ckpt, k + 1, cfg.num_iters, {"x": x, "y": y, "oracle_logits": oracle_logits, "row": row}
+        )
     return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))

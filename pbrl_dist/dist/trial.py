@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pbrl_dist.algos import ALGOS
-from pbrl_dist.algos.base import ChunkRunner, Result
+from pbrl_dist.algos.base import Checkpointer, ChunkRunner, Result
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
 from pbrl_dist.problems import PROBLEMS
@@ -32,13 +32,18 @@ def run_trial(
     runner: ChunkRunner | None = None,
     sinks: Sequence[MetricSink] = (),
     progress: bool = True,
+    ckpt: Checkpointer | None = None,
 ) -> tuple[Result, float]:
-    """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds."""
+    """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds.
+
+    With a ``ckpt`` that restores state at iteration k, metrics rows past k (written before a crash)
+    are dropped from metrics.jsonl so the file ends up exactly as an uninterrupted run's.
+    """
     torch.set_num_threads(1)
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / "config.yaml").write_text(spec.to_yaml(), encoding="utf-8")
     metrics_path = trial_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    _truncate_metrics(metrics_path, ckpt)
     jsonl = JsonlSink(metrics_path)
     all_sinks: list[MetricSink] = [jsonl, *sinks]
     if progress:
@@ -50,7 +55,12 @@ def run_trial(
     t0 = time.perf_counter()
     try:
         result = ALGOS[spec.cfg.method.algo](
-            problem, spec.cfg.method, seed=spec.cfg.seed, sink=FanOut(*all_sinks), runner=runner
+            problem,
+            spec.cfg.method,
+            seed=spec.cfg.seed,
+            sink=FanOut(*all_sinks),
+            runner=runner,
+            ckpt=ckpt,
         )
     finally:
         jsonl.close()
@@ -59,3 +69,17 @@ def run_trial(
     summary = {"trial": spec.name, "wall_s": wall, "final": result.metrics}
     (trial_dir / "result.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return result, wall
+
+
+def _truncate_metrics(path: Path, ckpt: Checkpointer | None) -> None:
+    state = ckpt.restore() if ckpt is not None else None
+    if state is None:
+        path.unlink(missing_ok=True)
+        return
+    if path.exists():
+        keep = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line and json.loads(line).get("iter", 0) <= state["k"]
+        ]
+        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
