@@ -1,0 +1,86 @@
+"""Neural networks (``nn.Module`` only; imports nothing but torch).
+
+Two families with identical interfaces:
+
+* actor-critic: ``forward(obs) -> (logits_BA, value_B)``;
+* reward model: ``forward(obs, generator=None) -> r_BA`` (r_x(s, ·) for every action) and
+  ``reward(obs, actions, generator=None) -> r_B``; dropout is active in ``train()`` mode only.
+
+``kind`` = "atari" (uint8 (4, 84, 84) frames, conv nets) or "mlp" (float (D,) vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from pbrl_dist.nets.atari import AtariActorCritic, AtariRewardModel
+from pbrl_dist.nets.mlp import MLPActorCritic, MLPRewardModel, dropout, orthogonal_init_
+
+ACTOR_CRITICS: dict[str, type[nn.Module]] = {"atari": AtariActorCritic, "mlp": MLPActorCritic}
+REWARD_MODELS: dict[str, type[nn.Module]] = {"atari": AtariRewardModel, "mlp": MLPRewardModel}
+
+
+def _first_arg(kind: str, obs_shape: Sequence[int]) -> Any:
+    shape = tuple(int(s) for s in obs_shape)
+    if kind == "mlp":
+        if len(shape) != 1:
+            raise ValueError(
+                f"obs_shape: kind 'mlp' needs a 1-D observation shape (D,), got {shape}"
+            )
+        return shape[0]
+    return shape
+
+
+def make_actor_critic(
+    kind: str, obs_shape: Sequence[int], num_actions: int, **kw: Any
+) -> nn.Module:
+    """Build an actor-critic of the given kind.
+
+    Args:
+        kind: "atari" or "mlp".
+        obs_shape: shape of one observation ((C, H, W) or (D,)).
+        num_actions: |A|.
+        **kw: passed to the class (e.g. ``hidden``, ``generator``).
+
+    Returns:
+        The module; ``forward(obs) -> (logits_BA, value_B)``.
+    """
+    if kind not in ACTOR_CRITICS:
+        raise ValueError(f"kind: expected one of {sorted(ACTOR_CRITICS)}, got {kind!r}")
+    return ACTOR_CRITICS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
+
+
+def make_reward_model(
+    kind: str, obs_shape: Sequence[int], num_actions: int, **kw: Any
+) -> nn.Module:
+    """Build a reward model r_x(s, ·) of the given kind.
+
+    Args:
+        kind: "atari" or "mlp".
+        obs_shape: shape of one observation ((C, H, W) or (D,)).
+        num_actions: |A|.
+        **kw: passed to the class (``dropout_p``, ``leaky_slope``, ``batchnorm``, ``generator``…).
+
+    Returns:
+        The module; ``forward(obs, generator=None) -> r_BA``.
+    """
+    if kind not in REWARD_MODELS:
+        raise ValueError(f"kind: expected one of {sorted(REWARD_MODELS)}, got {kind!r}")
+    return REWARD_MODELS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
+
+
+__all__ = [
+    "ACTOR_CRITICS",
+    "REWARD_MODELS",
+    "AtariActorCritic",
+    "AtariRewardModel",
+    "MLPActorCritic",
+    "MLPRewardModel",
+    "dropout",
+    "make_actor_critic",
+    "make_reward_model",
+    "orthogonal_init_",
+]

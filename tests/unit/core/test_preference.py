@@ -1,0 +1,334 @@
+"""Tests for segments, the synthetic teacher, the FIFO buffer and the Bradley–Terry loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pbrl_dist.core.preference import (
+    PreferenceBuffer,
+    PreferenceSchedule,
+    RunningMeanStd,
+    SegmentPairs,
+    SyntheticTeacher,
+    bt_loss,
+    gather_segments,
+    normalize_rewards,
+    preference_accuracy,
+    sample_segment_pairs,
+    teacher_labels,
+    valid_segment_starts,
+)
+from pbrl_dist.core.types import generator
+
+# -------------------------------------------------------------------------------------------------
+# Bradley–Terry loss
+# --------------------------------------------------------------------------------------------------
+
+
+def test_bt_loss_hand_cases() -> None:
+    r1 = torch.tensor([[1.0, 0.5], [0.0, 0.0], [2.0, 0.0], [0.3, 0.3]], dtype=torch.float64)
+    r2 = torch.tensor([[0.0, 0.5], [0.0, 0.0], [0.0, 0.0], [0.6, 0.0]], dtype=torch.float64)
+    # z = [1, 0, 2, 0]
+    y = torch.tensor([1.0, 1.0, 0.0, 0.5], dtype=torch.float64)
+    expected = torch.tensor(
+        [math.log1p(math.exp(-1.0)), math.log(2.0), math.log1p(math.exp(2.0)), math.log(2.0)],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(bt_loss(r1, r2, y, reduction="none"), expected)
+    torch.testing.assert_close(bt_loss(r1, r2, y), expected.mean())
+    torch.testing.assert_close(bt_loss(r1, r2, y, reduction="sum"), expected.sum())
+    # y = ½: ½·log(1+e^{-z}) + ½·log(1+e^{z})
+    half = bt_loss(r1[:1], r2[:1], torch.tensor([0.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        half, 0.5 * (expected[0] + torch.log1p(torch.exp(torch.tensor(1.0)))).double()
+    )
+
+
+def test_bt_loss_is_stable_for_large_logits() -> None:
+    r1 = torch.tensor([[500.0, 500.0]])
+    r2 = torch.zeros(1, 2)
+    assert bt_loss(r1, r2, torch.tensor([0.0])).item() == pytest.approx(1000.0)
+    assert bt_loss(r1, r2, torch.tensor([1.0])).item() == pytest.approx(0.0, abs=1e-12)
+    assert torch.isfinite(bt_loss(r2, r1, torch.tensor([1.0])))
+
+
+def test_bt_loss_gradient_matches_finite_differences() -> None:
+    """Central differences in float64, eps = 1e-6: truncation O(eps²) ≈ 1e-12, rounding ≈ 1e-10."""
+    g = generator(0, "bt_fd")
+    B, H = 4, 5
+    r1 = torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True)
+    r2 = torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1.0, 0.0, 0.5, 1.0], dtype=torch.float64)
+    (g1, g2) = torch.autograd.grad(bt_loss(r1, r2, y), (r1, r2))
+    eps = 1e-6
+    for r, grad in ((r1, g1), (r2, g2)):
+        fd = torch.zeros_like(grad)
+        for idx in range(r.numel()):
+            with torch.no_grad():
+                flat = r.view(-1)
+                old = flat[idx].item()
+                flat[idx] = old + eps
+                fp = bt_loss(r1, r2, y).item()
+                flat[idx] = old - eps
+                fm = bt_loss(r1, r2, y).item()
+                flat[idx] = old
+            fd.view(-1)[idx] = (fp - fm) / (2 * eps)
+        torch.testing.assert_close(grad, fd, rtol=0, atol=1e-8)
+    # closed form ∂ℓ/∂r¹_t = (σ(z) − y)/B for the mean reduction
+    z = (r1.sum(1) - r2.sum(1)).detach()
+    torch.testing.assert_close(g1, ((torch.sigmoid(z) - y) / B)[:, None].expand(B, H))
+    assert torch.autograd.gradcheck(lambda a, b: bt_loss(a, b, y), (r1, r2))
+
+
+def test_preference_accuracy_ignores_ties() -> None:
+    r1 = torch.tensor([[1.0], [0.0], [3.0]])
+    r2 = torch.tensor([[0.0], [1.0], [0.0]])
+    y = torch.tensor([1.0, 1.0, 0.5])
+    assert preference_accuracy(r1, r2, y).item() == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Segments
+# --------------------------------------------------------------------------------------------------
+
+
+def test_valid_segment_starts_matches_brute_force() -> None:
+    g = generator(1, "dones")
+    T, N, H = 30, 5, 6
+    done = torch.rand(T, N, generator=g) < 0.15
+    valid = valid_segment_starts(done, H)
+    assert valid.shape == (T - H + 1, N)
+    for t0 in range(T - H + 1):
+        for n in range(N):
+            assert bool(valid[t0, n]) == (not done[t0 : t0 + H - 1, n].any().item())
+
+
+def test_sampled_segments_never_cross_episodes() -> None:
+    g = generator(2, "seg")
+    T, N, H = 60, 4, 10
+    done = torch.rand(T, N, generator=g) < 0.05
+    # encode (t, n) in the observation to check what was cut
+    obs = torch.stack(torch.meshgrid(torch.arange(T), torch.arange(N), indexing="ij"), -1).float()
+    rew = torch.rand(T, N, generator=g)
+    act = torch.randint(0, 3, (T, N), generator=g)
+    pairs = sample_segment_pairs(
+        obs_TN=obs,
+        actions_TN=act,
+        true_rewards_TN=rew,
+        done_TN=done,
+        num_pairs=50,
+        H=H,
+        generator=g,
+    )
+    assert pairs.obs1_BH.shape == (50, H, 2)
+    assert pairs.act1_BH.shape == (50, H)
+    for o_BH, a_BH, ret_B in (
+        (pairs.obs1_BH, pairs.act1_BH, pairs.ret1_B),
+        (pairs.obs2_BH, pairs.act2_BH, pairs.ret2_B),
+    ):
+        for o, a, ret in zip(o_BH, a_BH, ret_B, strict=True):
+            t = o[:, 0].long()
+            n = int(o[0, 1])
+            assert torch.equal(t, t[0] + torch.arange(H))
+            assert (o[:, 1] == n).all()
+            assert not done[t[:-1], n].any()
+            assert torch.equal(a, act[t, n])
+            assert ret.item() == pytest.approx(rew[t, n].sum().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="no window"):
+        sample_segment_pairs(
+            obs_TN=obs,
+            actions_TN=act,
+            true_rewards_TN=rew,
+            done_TN=torch.ones(T, N, dtype=torch.bool),
+            num_pairs=1,
+            H=H,
+            generator=g,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Teacher
+# --------------------------------------------------------------------------------------------------
+
+
+def test_teacher_on_hand_made_segments() -> None:
+    # one env, 8 steps; segments of H = 2 starting at t0 = 0, 2, 4, 6
+    rew_T1 = torch.tensor([[1.0], [1.0], [0.0], [2.0], [3.0], [0.0], [0.5], [0.0]])
+    t0 = torch.tensor([0, 2, 4, 6])
+    n = torch.zeros(4, dtype=torch.int64)
+    ret = gather_segments(rew_T1, t0, n, 2).sum(1)  # [2, 2, 3, 0.5]
+    torch.testing.assert_close(ret, torch.tensor([2.0, 2.0, 3.0, 0.5]))
+    ret1, ret2 = ret[[0, 0, 2, 3]], ret[[1, 2, 3, 2]]
+    y = SyntheticTeacher()(ret1, ret2)
+    torch.testing.assert_close(y, torch.tensor([0.5, 0.0, 1.0, 0.0]))  # tie, worse, better, worse
+    torch.testing.assert_close(SyntheticTeacher()(ret2, ret1), 1.0 - y)  # swap symmetry
+    # a tie threshold turns near-equal returns into ½
+    y_thr = teacher_labels(torch.tensor([1.0, 1.0]), torch.tensor([1.05, 1.5]), tie_threshold=0.1)
+    torch.testing.assert_close(y_thr, torch.tensor([0.5, 0.0]))
+
+
+def test_bt_teacher_frequencies_match_bradley_terry() -> None:
+    """Empirical P(y = 1) vs sigmoid(Δ/β); tolerance 5 binomial std errors (Bonferroni-safe)."""
+    beta, n = 0.5, 20_000
+    deltas = torch.tensor([-1.0, -0.2, 0.3, 0.7, 2.0])
+    ret1 = deltas.repeat_interleave(n)
+    ret2 = torch.zeros_like(ret1)
+    y = teacher_labels(ret1, ret2, mode="bt", temperature=beta, generator=generator(3, "bt"))
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    freq = y.view(len(deltas), n).mean(1).double()
+    p = torch.sigmoid(deltas.double() / beta)
+    se = torch.sqrt(p * (1 - p) / n)
+    assert ((freq - p).abs() <= 5 * se).all(), (freq, p)
+
+
+def test_teacher_error_rate_flips_labels() -> None:
+    n, eps = 20_000, 0.1
+    ret1, ret2 = torch.ones(n), torch.zeros(n)
+    y = teacher_labels(ret1, ret2, error_rate=eps, generator=generator(4, "err"))
+    flip = 1.0 - y.mean().item()
+    assert abs(flip - eps) <= 5 * math.sqrt(eps * (1 - eps) / n)
+    ties = teacher_labels(ret1, ret1.clone(), error_rate=eps, generator=generator(4, "err"))
+    assert (ties == 0.5).all()  # ties are not flipped
+    with pytest.raises(ValueError, match="generator"):
+        teacher_labels(ret1, ret2, mode="bt")
+    with pytest.raises(ValueError, match="mode"):
+        teacher_labels(ret1, ret2, mode="oracle")
+
+
+# ------------------------------------------------------------------------------------------------
+# Buffer
+# --------------------------------------------------------------------------------------------------
+
+
+def _pairs(start: int, B: int, H: int = 3) -> tuple[SegmentPairs, torch.Tensor]:
+    """Pairs whose contents encode their insertion id (start + i)."""
+    ids = torch.arange(start, start + B, dtype=torch.float32)
+    obs1 = ids[:, None, None].expand(B, H, 2).clone()
+    obs2 = -obs1
+    act = (ids.long() % 5)[:, None].expand(B, H).clone()
+    pairs = SegmentPairs(obs1, act, obs2, (act + 1) % 5, ids, -ids)
+    return pairs, (ids % 2 == 0).float()
+
+
+def test_fifo_keeps_last_3000_in_order() -> None:
+    buf = PreferenceBuffer(3, (2,), capacity=3000)
+    start = 0
+    for B in [576] + [16] * 30 + [500] * 3 + [940, 4]:  # 3500 in total, wrapping mid-batch
+        p, y = _pairs(start, B)
+        buf.add(p, y)
+        start += B
+    assert start == 3500
+    assert buf.num_added == 3500
+    assert len(buf) == 3000
+    allp = buf.all_pairs()
+    expect = torch.arange(500, 3500)
+    assert torch.equal(allp.ids_B, expect)
+    assert torch.equal(allp.ret1_B, expect.float())
+    assert torch.equal(allp.obs1_BH[:, 0, 0], expect.float())
+    assert torch.equal(allp.act2_BH[:, 0], (expect % 5 + 1) % 5)
+    assert torch.equal(allp.y_B, (expect % 2 == 0).float())
+
+
+def test_buffer_batch_larger_than_capacity() -> None:
+    buf = PreferenceBuffer(3, (2,), capacity=10)
+    p, y = _pairs(0, 25)
+    buf.add(p, y)
+    assert torch.equal(buf.all_pairs().ids_B, torch.arange(15, 25))
+
+
+def test_buffer_state_dict_round_trip_is_exact() -> None:
+    buf = PreferenceBuffer(3, (2,), capacity=50)
+    for s in range(0, 70, 7):
+        buf.add(*_pairs(s, 7))
+    state = buf.state_dict()
+    other = PreferenceBuffer(3, (2,), capacity=50)
+    other.load_state_dict(state)
+    for b in (buf, other):  # identical draws and identical future writes
+        b.add(*_pairs(70, 5))
+    g1, g2 = generator(5, "rb"), generator(5, "rb")
+    for _ in range(3):
+        x1, x2 = buf.sample(16, g1), other.sample(16, g2)
+        for name in (
+            "obs1_BH",
+            "act1_BH",
+            "obs2_BH",
+            "act2_BH",
+            "y_B",
+            "ret1_B",
+            "ret2_B",
+            "ids_B",
+        ):
+            assert torch.equal(getattr(x1, name), getattr(x2, name))
+    assert torch.equal(buf.all_pairs().ids_B, other.all_pairs().ids_B)
+    with pytest.raises(ValueError, match="capacity"):
+        PreferenceBuffer(3, (2,), capacity=10).load_state_dict(state)
+
+
+def test_buffer_epoch_visits_each_pair_once() -> None:
+    buf = PreferenceBuffer(3, (2,), capacity=100)
+    buf.add(*_pairs(0, 70))
+    ids = torch.cat([b.ids_B for b in buf.epoch(32, generator(6, "ep"))])
+    assert torch.equal(ids.sort().values, torch.arange(70))
+
+
+def test_buffer_frame_stack_storage_round_trip() -> None:
+    """Stacked-frame segments are stored as H + k − 1 frames and rebuilt exactly."""
+    H, k, B = 5, 4, 3
+    g = generator(7, "frames")
+    frames = torch.randint(0, 256, (B, H + k - 1, 6, 6), generator=g, dtype=torch.uint8)
+    idx = torch.arange(H)[:, None] + torch.arange(k)[None, :]
+    obs = frames[:, idx]  # (B, H, k, 6, 6), oldest frame first
+    act = torch.zeros(B, H, dtype=torch.int64)
+    pairs = SegmentPairs(obs, act, obs.flip(0), act, torch.zeros(B), torch.zeros(B))
+    buf = PreferenceBuffer(H, (k, 6, 6), obs_dtype=torch.uint8, capacity=8, frame_stack=k)
+    buf.add(pairs, torch.ones(B))
+    assert buf._obs1.shape == (8, H + k - 1, 6, 6)
+    got = buf.all_pairs()
+    assert torch.equal(got.obs1_BH, obs)
+    assert torch.equal(got.obs2_BH, obs.flip(0))
+    broken = obs.clone()
+    broken[0, 2] = 0  # a stack that does not shift (episode boundary inside)
+    with pytest.raises(ValueError, match="frame_stack"):
+        buf.add(SegmentPairs(broken, act, obs, act, torch.zeros(B), torch.zeros(B)), torch.ones(B))
+
+
+# ------------------------------------------------------------------------------------------------
+# Normalisation and schedule
+# --------------------------------------------------------------------------------------------------
+
+
+def test_running_mean_std_and_normalisation() -> None:
+    g = generator(8, "rms")
+    chunks = [torch.randn(n, generator=g) * 3 + 2 for n in (1, 17, 100, 5)]
+    rms = RunningMeanStd()
+    for c in chunks:
+        rms.update(c)
+    allx = torch.cat(chunks).double()
+    torch.testing.assert_close(rms.mean, allx.mean())
+    torch.testing.assert_close(rms.var, allx.var(unbiased=False))
+    r = normalize_rewards(allx, mean=rms.mean, std=rms.std)
+    assert r.mean().item() == pytest.approx(0.0, abs=1e-12)
+    assert r.std(unbiased=False).item() == pytest.approx(0.05, rel=1e-6)
+    other = RunningMeanStd()
+    other.load_state_dict(rms.state_dict())
+    assert other.count == rms.count
+    assert torch.equal(other.mean, rms.mean)
+
+
+def test_schedule_defaults_and_validation() -> None:
+    s = PreferenceSchedule()
+    assert (s.initial_pairs, s.warmup_epochs, s.pairs_per_epoch, s.buffer_size) == (
+        576,
+        500,
+        16,
+        3000,
+    )
+    assert s.segment_length == 25
+    assert s.total_pairs_after(10) == 576 + 160
+    with pytest.raises(ValueError, match="pairs_per_epoch"):
+        PreferenceSchedule(pairs_per_epoch=-1)
+    with pytest.raises(ValueError, match="initial_pairs"):
+        PreferenceSchedule(initial_pairs=4000)

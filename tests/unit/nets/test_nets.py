@@ -1,0 +1,141 @@
+"""Shape and mode tests for the actor-critic and reward-model networks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pbrl_dist.core.types import generator
+from pbrl_dist.nets import (
+    AtariRewardModel,
+    MLPRewardModel,
+    make_actor_critic,
+    make_reward_model,
+)
+
+ATARI_SHAPE = (4, 84, 84)
+
+
+def _frames(*lead: int) -> torch.Tensor:
+    return torch.randint(
+        0, 256, (*lead, *ATARI_SHAPE), generator=generator(0, "frames"), dtype=torch.uint8
+    )
+
+
+def test_atari_actor_critic_shapes() -> None:
+    ac = make_actor_critic("atari", ATARI_SHAPE, 9, generator=generator(0, "ac"))
+    logits, value = ac(_frames(5))
+    assert logits.shape == (5, 9)
+    assert value.shape == (5,)
+    logits, value = ac(_frames(3, 2))  # (T, N) leading dims
+    assert logits.shape == (3, 2, 9)
+    assert value.shape == (3, 2)
+    assert torch.isfinite(logits).all()
+    assert torch.isfinite(value).all()
+    convs = [m for m in ac.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == [
+        (8, 4, 32),
+        (4, 2, 64),
+        (3, 1, 64),
+        (3, 1, 64),
+    ]
+    assert ac.fc[0].out_features == 512
+
+
+def test_actor_critic_init_is_seeded() -> None:
+    a = make_actor_critic("mlp", (7,), 5, generator=generator(1, "ac"))
+    b = make_actor_critic("mlp", (7,), 5, generator=generator(1, "ac"))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    # policy head starts near-uniform (orthogonal gain 0.01)
+    logits, _ = a(torch.randn(4, 7, generator=generator(0, "x")))
+    assert logits.abs().max() < 0.1
+
+
+def test_mlp_actor_critic_shapes() -> None:
+    ac = make_actor_critic("mlp", (7,), 5)
+    logits, value = ac(torch.zeros(6, 7))
+    assert logits.shape == (6, 5)
+    assert value.shape == (6,)
+    logits, value = ac(torch.zeros(4, 3, 7))
+    assert logits.shape == (4, 3, 5)
+    assert value.shape == (4, 3)
+
+
+@pytest.mark.parametrize("kind", ["atari", "mlp"])
+def test_reward_model_per_action_output(kind: str) -> None:
+    if kind == "atari":
+        rm = make_reward_model("atari", ATARI_SHAPE, 9, generator=generator(0, "rm"))
+        obs = _frames(2, 3)  # (B, H) segments
+    else:
+        rm = make_reward_model("mlp", (7,), 9, generator=generator(0, "rm"))
+        obs = torch.randn(2, 3, 7, generator=generator(0, "obs"))
+    rm.eval()
+    r_BHA = rm(obs)
+    assert r_BHA.shape == (2, 3, 9)
+    actions = torch.tensor([[0, 4, 8], [1, 1, 2]])
+    r_BH = rm.reward(obs, actions)
+    assert r_BH.shape == (2, 3)
+    torch.testing.assert_close(r_BH, r_BHA.gather(-1, actions.unsqueeze(-1)).squeeze(-1))
+
+
+def test_atari_reward_model_architecture() -> None:
+    rm = AtariRewardModel(ATARI_SHAPE, 6, batchnorm=True, leaky_slope=0.01)
+    convs = [m for m in rm.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == [
+        (7, 3, 16),
+        (5, 2, 16),
+        (3, 1, 16),
+        (3, 1, 16),
+    ]
+    assert rm.fc.out_features == 64
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in rm.modules()) == 4
+    assert rm(_frames(4)).shape == (4, 6)
+    assert not any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in AtariRewardModel(ATARI_SHAPE, 6).modules()
+    )
+
+
+@pytest.mark.parametrize("kind", ["atari", "mlp"])
+def test_dropout_active_in_train_only(kind: str) -> None:
+    if kind == "atari":
+        rm = AtariRewardModel(ATARI_SHAPE, 4, dropout_p=0.5, generator=generator(0, "rm"))
+        obs = _frames(8)
+    else:
+        rm = MLPRewardModel(7, 4, dropout_p=0.5, generator=generator(0, "rm"))
+        obs = torch.randn(8, 7, generator=generator(0, "obs"))
+    rm.train()
+    a = rm(obs, generator(0, "drop", 1))
+    b = rm(obs, generator(0, "drop", 2))
+    c = rm(obs, generator(0, "drop", 1))
+    assert not torch.allclose(a, b)  # different masks
+    assert torch.equal(a, c)  # the mask is a function of the generator
+    rm.eval()
+    e1, e2 = rm(obs, generator(0, "drop", 1)), rm(obs, generator(0, "drop", 2))
+    assert torch.equal(e1, e2)
+    rm.dropout_p = 0.0
+    rm.train()
+    assert torch.allclose(rm(obs), e1)  # eval mode = no dropout
+
+
+def test_factory_errors() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        make_actor_critic("transformer", (7,), 3)
+    with pytest.raises(ValueError, match="obs_shape"):
+        make_reward_model("mlp", (4, 84, 84), 3)
+    with pytest.raises(ValueError, match="dropout_p"):
+        make_reward_model("mlp", (7,), 3, dropout_p=1.0)
+
+
+def test_nets_and_preference_import_only_torch() -> None:
+    code = (
+        "import sys, pbrl_dist.nets, pbrl_dist.core.preference;"
+        "mods = ('gymnasium', 'ale_py', 'ray', 'omegaconf', 'wandb');"
+        "bad = [m for m in mods if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
