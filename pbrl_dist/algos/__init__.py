@@ -1,6 +1,7 @@
 """Outer loops, one readable file each: PBRL (Algorithm 1) and the independent PG baseline.
 
-``ALGOS`` maps ``method.algo`` to the loop's ``run(problem, cfg, *, seed, sink, runner)``.
+``ALGOS`` maps ``method.algo`` to the loop's ``run(problem, cfg, *, seed, sink, runner, ckpt)``;
+``METHOD_SCHEMAS`` maps it to the dataclass that types and closes the ``method:`` config block.
 """
 
 from __future__ import annotations
@@ -9,5 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pbrl_dist.algos import indep_pg, pbrl
+from pbrl_dist.algos.base import MethodConfig
 
 ALGOS: dict[str, Callable[..., Any]] = {"pbrl": pbrl.run, "indep_pg": indep_pg.run}
+METHOD_SCHEMAS: dict[str, type] = {"pbrl": MethodConfig, "indep_pg": MethodConfig}

@@ -21,6 +21,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pbrl_dist.algos import METHOD_SCHEMAS
+from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
 from pbrl_dist.problems import PROBLEMS
 
@@ -143,17 +145,26 @@ def _check_top(data: dict[str, Any], where: str) -> None:
             raise _fail(f"{where}{k}", f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
 
 
-def _schema_for(layers: list[dict[str, Any]]) -> TrialConfig:
-    name = None
+def _last(layers: list[dict[str, Any]], block: str, key: str) -> Any:
+    value = None
     for layer in layers:
-        prob = layer.get("problem")
-        if isinstance(prob, dict) and "name" in prob:
-            name = prob["name"]
+        node = layer.get(block)
+        if isinstance(node, dict) and key in node:
+            value = node[key]
+    return value
+
+
+def _schema_for(layers: list[dict[str, Any]]) -> TrialConfig:
+    """Pick the problem schema by ``problem.name`` and the method schema by ``method.algo``."""
+    name = _last(layers, "problem", "name")
     if name is None:
         raise _fail("problem.name", f"missing; allowed: {', '.join(PROBLEMS)}")
     if name not in PROBLEMS:
         raise _fail("problem.name", f"unknown problem {name!r}; allowed: {', '.join(PROBLEMS)}")
-    return TrialConfig(problem=PROBLEMS[name][0]())
+    algo = _last(layers, "method", "algo") or "pbrl"
+    if algo not in METHOD_SCHEMAS:
+        raise _fail("method.algo", f"{algo!r} is not allowed; choose one of {', '.join(METHOD_SCHEMAS)}")
+    return TrialConfig(problem=PROBLEMS[name][0](), method=METHOD_SCHEMAS[algo]())
 
 
 def _merge_typed(layers: list[dict[str, Any]], where: str) -> DictConfig:
@@ -197,6 +208,26 @@ def validate(cfg: TrialConfig) -> None:
             raise _fail(key, f"must be a {'non-negative' if may_be_zero else 'positive'} integer (got {v})")
         if leaf.startswith("mc_") and v <= 0:
             raise _fail(key, f"must be > 0 (got {v})")
+    checks: list[tuple[str, bool, str]] = [("dist.num_oracles", cfg.dist.num_oracles >= 0, "must be ≥ 0")]
+    checks += [
+        ("dist.cpus_per_trial", cfg.dist.cpus_per_trial > 0, "must be > 0"),
+        ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
+    ]
+    if hasattr(cfg.method, "checks"):
+        checks += cfg.method.checks()
+    if hasattr(cfg.problem, "checks"):
+        checks += cfg.problem.checks()
+    if hasattr(cfg.problem, "gamma"):
+        checks.append(("problem.gamma", 0 <= cfg.problem.gamma < 1, "must be in [0, 1)"))
+    if isinstance(cfg.method, MethodConfig):
+        checks += _tabular_checks(cfg)
+    for key, ok, msg in checks:
+        if not ok:
+            got = OmegaConf.select(OmegaConf.structured(cfg), key)
+            raise _fail(key, f"{msg} (got {got})")
+
+
+def _tabular_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
     checks: list[tuple[str, bool, str]] = [
         ("method.lam", cfg.method.lam >= 0, "must be ≥ 0"),
         ("method.lr_x", cfg.method.lr_x > 0, "must be > 0"),
@@ -206,13 +237,8 @@ def validate(cfg: TrialConfig) -> None:
         ("method.oracle_lr", cfg.method.oracle_lr > 0, "must be > 0"),
         ("method.logit_bound", cfg.method.logit_bound > 0, "must be > 0"),
         ("method.init_scale", cfg.method.init_scale >= 0, "must be ≥ 0"),
-        ("dist.num_oracles", cfg.dist.num_oracles >= 0, "must be ≥ 0"),
-        ("dist.cpus_per_trial", cfg.dist.cpus_per_trial > 0, "must be > 0"),
-        ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
     ]
     prob = cfg.problem
-    if hasattr(prob, "gamma"):
-        checks.append(("problem.gamma", 0 <= prob.gamma < 1, "must be in [0, 1)"))
     if hasattr(prob, "tau"):
         checks.append(("problem.tau", prob.tau >= 0, "must be ≥ 0"))
         if cfg.method.algo == "pbrl" and cfg.method.penalty == "bellman":
@@ -223,10 +249,7 @@ def validate(cfg: TrialConfig) -> None:
             )
     if hasattr(prob, "sparsity"):
         checks.append(("problem.sparsity", 0 <= prob.sparsity <= 1, "must be in [0, 1]"))
-    for key, ok, msg in checks:
-        if not ok:
-            got = OmegaConf.select(OmegaConf.structured(cfg), key)
-            raise _fail(key, f"{msg} (got {got})")
+    return checks
 
 
 def _trial_name(method: str, point: dict[str, Any], seed: int) -> str:

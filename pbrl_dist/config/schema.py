@@ -54,7 +54,7 @@ class TrialConfig:
     exp: str = "default"
     seed: int = 0
     problem: Any = None
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: Any = field(default_factory=MethodConfig)
     dist: DistConfig = field(default_factory=DistConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -68,7 +68,6 @@ class SweepBlock:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "method.algo": ("pbrl", "indep_pg"),
     "method.penalty": ("value", "bellman"),
     "method.estimator": ("exact", "mc"),
     "method.oracle": ("exact", "vi", "pmd", "pg"),
