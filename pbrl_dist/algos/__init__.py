@@ -9,8 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pbrl_dist.algos import indep_pg, pbrl
+from pbrl_dist.algos import incentive, indep_pg, pbrl
 from pbrl_dist.algos.base import MethodConfig
 
-ALGOS: dict[str, Callable[..., Any]] = {"pbrl": pbrl.run, "indep_pg": indep_pg.run}
-METHOD_SCHEMAS: dict[str, type] = {"pbrl": MethodConfig, "indep_pg": MethodConfig}
+ALGOS: dict[str, Callable[..., Any]] = {
+    "pbrl": pbrl.run,
+    "indep_pg": indep_pg.run,
+    "pbrl_ni": incentive.run_pbrl_ni,
+    "metagrad": incentive.run_metagrad,
+    "start_line": incentive.run_start_line,
+}
+METHOD_SCHEMAS: dict[str, type] = dict.fromkeys(ALGOS, MethodConfig)

@@ -174,7 +174,8 @@ def run(
     """
     runner = runner or LocalRunner(problem)
     estimator = ESTIMATORS[(cfg.penalty, cfg.estimator)]
-    oracle = ORACLES[cfg.oracle]
+    # A runner may run the oracle elsewhere (the ray executor's oracle actors); same function, same numbers.
+    oracle = runner.oracle(cfg.oracle) if hasattr(runner, "oracle") else ORACLES[cfg.oracle]
     x0, y0 = problem.init_params(seed, cfg.init_scale)
     st = start_state(ckpt, {"x": x0, "y": y0, "oracle_logits": torch.zeros_like(y0), "row": {}})
     x, y, oracle_logits = st["x"], st["y"], st["oracle_logits"]

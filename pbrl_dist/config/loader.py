@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pbrl_dist.algos import METHOD_SCHEMAS
 from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
-from pbrl_dist.problems import PROBLEMS
+from pbrl_dist.problems import COMPATIBLE, PROBLEMS
 
 TOP_KEYS = (
     "name",
@@ -212,6 +212,8 @@ def validate(cfg: TrialConfig) -> None:
     checks += [
         ("dist.cpus_per_trial", cfg.dist.cpus_per_trial > 0, "must be > 0"),
         ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
+        ("dist.checkpoint_every", cfg.dist.checkpoint_every > 0, "must be > 0"),
+        ("dist.fail_once_at_iter", cfg.dist.fail_once_at_iter >= 0, "must be ≥ 0"),
     ]
     if hasattr(cfg.method, "checks"):
         checks += cfg.method.checks()
@@ -219,6 +221,9 @@ def validate(cfg: TrialConfig) -> None:
         checks += cfg.problem.checks()
     if hasattr(cfg.problem, "gamma"):
         checks.append(("problem.gamma", 0 <= cfg.problem.gamma < 1, "must be in [0, 1)"))
+    allowed = COMPATIBLE.get(cfg.problem.name)
+    if allowed is not None and getattr(cfg.method, "algo", None) not in allowed:
+        checks.append(("method.algo", False, f"does not run on problem {cfg.problem.name}; use {', '.join(allowed)}"))
     if isinstance(cfg.method, MethodConfig):
         checks += _tabular_checks(cfg)
     for key, ok, msg in checks:
@@ -243,7 +248,7 @@ def _tabular_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
         checks.append(("problem.tau", prob.tau >= 0, "must be ≥ 0"))
         if cfg.method.algo == "pbrl" and cfg.method.penalty == "bellman":
             checks.append(("problem.tau", prob.tau > 0, "must be > 0 with method.penalty=bellman"))
-        if cfg.method.algo == "pbrl" and cfg.method.oracle == "exact":
+        if cfg.method.algo in ("pbrl", "pbrl_ni") and cfg.method.oracle == "exact":
             checks.append(
                 ("problem.tau", prob.tau > 0, "must be > 0 with method.oracle=exact (use vi)")
             )

@@ -1,0 +1,192 @@
+"""Incentive design over a zero-sum Markov game (paper eq. 5.5, 6.2; Figure 3; MATH.md §6.4, §7.3).
+
+Two players share the transition P and the zero-sum reward r; a designer adds the incentive sigmoid(x):
+
+    players:  M_τ(x) = {S, A1 × A2, r_x = r + sigmoid(x), P, τ·h},  player 1 maximizes, player 2 minimizes;
+    designer: min_x  −V^d(π) + c(x)   s.t.  π ∈ NE(x),   V^d(π) = Σ_s ρ(s)·E_{π, P^d}[Σ_t γ^t r^d(s_t, a_t)].
+
+P^d and r^d are the designer's own kernel and reward (random, like P and r); c(x) = cost_coef·Σ sigmoid(x)
+(PROPOSED default cost_coef = 0). Exact metrics: designer return V^d and the NI gap ψ (5.6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pbrl_dist.core.mdp import evaluate_policy_with_cost, expected_value
+from pbrl_dist.core.types import DTYPE, generator
+from pbrl_dist.core.zerosum import joint_policy, ni_function
+
+
+@dataclass(frozen=True)
+class IncentiveGame:
+    """Tensors of one incentive-design instance."""
+
+    P_SABS: torch.Tensor
+    r_SAB: torch.Tensor
+    P_designer_SABS: torch.Tensor
+    r_designer_SAB: torch.Tensor
+    rho_S: torch.Tensor
+    gamma: float
+    tau: float
+    cost_coef: float
+
+
+def make_game(
+    *,
+    num_states: int,
+    num_actions1: int,
+    num_actions2: int,
+    gamma: float,
+    tau: float,
+    cost_coef: float,
+    game: int,
+) -> IncentiveGame:
+    """Draw instance ``game``: P, P^d normalized U[0,1]; r, r^d ~ U[0,1]; ρ uniform (MATH.md §7.3)."""
+    gen = generator(0, "incentive", game)
+    S, A, B = num_states, num_actions1, num_actions2
+
+    def kernel() -> torch.Tensor:
+        P = torch.rand(S, A, B, S, generator=gen, dtype=DTYPE)
+        return P / P.sum(-1, keepdim=True)
+
+    P, P_d = kernel(), kernel()
+    r = torch.rand(S, A, B, generator=gen, dtype=DTYPE)
+    r_d = torch.rand(S, A, B, generator=gen, dtype=DTYPE)
+    rho = torch.full((S,), 1.0 / S, dtype=DTYPE)
+    return IncentiveGame(P, r, P_d, r_d, rho, gamma, tau, cost_coef)
+
+
+def designer_return(
+    game: IncentiveGame, pi1_SA: torch.Tensor, pi2_SB: torch.Tensor
+) -> torch.Tensor:
+    """Return V^d(π) = Σ_s ρ(s)·V^d(s) under (P^d, r^d) and the joint policy π1 × π2 (differentiable)."""
+    joint = joint_policy(pi1_SA, pi2_SB).flatten(-2)
+    P = game.P_designer_SABS.flatten(-3, -2)
+    v, _ = evaluate_policy_with_cost(
+        P, game.r_designer_SAB.flatten(-2), joint, game.gamma, torch.zeros_like(joint[..., 0])
+    )
+    return expected_value(v, game.rho_S)
+
+
+class IncentiveProblem:
+    """Incentive design as a bilevel problem with a zero-sum lower level.
+
+    Parameters: x (S, A1, A2) incentive logits; θ1 (S, A1), θ2 (S, A2) the players' softmax logits.
+    """
+
+    def __init__(self, game: IncentiveGame) -> None:
+        """Wrap an instance."""
+        self.game = game
+        self.rho_S = game.rho_S
+        self.gamma = game.gamma
+        self.tau = game.tau
+
+    def init_params(
+        self, seed: int, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return x = 0 (incentive sigmoid(0) = 1/2 everywhere) and θ1, θ2 ~ scale·N(0, 1)."""
+        gen = generator(seed, "init")
+        S, A, B = self.game.r_SAB.shape
+        x = torch.zeros(S, A, B, dtype=DTYPE)
+        th1 = scale * torch.randn(S, A, generator=gen, dtype=DTYPE)
+        th2 = scale * torch.randn(S, B, generator=gen, dtype=DTYPE)
+        return x, th1, th2
+
+    def reward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the players' reward r_x = r + sigmoid(x) (differentiable)."""
+        return self.game.r_SAB + torch.sigmoid(x)
+
+    def upper_objective(
+        self, x: torch.Tensor, th1: torch.Tensor, th2: torch.Tensor
+    ) -> torch.Tensor:
+        """Return f(x, π) = −V^d(π) + c(x)."""
+        pi1, pi2 = torch.softmax(th1, -1), torch.softmax(th2, -1)
+        return -designer_return(self.game, pi1, pi2) + self.game.cost_coef * torch.sigmoid(x).sum()
+
+    def metrics(self, x: torch.Tensor, th1: torch.Tensor, th2: torch.Tensor) -> dict[str, Any]:
+        """Return the exact designer return and NI gap ψ."""
+        with torch.no_grad():
+            pi1, pi2 = torch.softmax(th1, -1), torch.softmax(th2, -1)
+            g = self.game
+            psi = ni_function(g.P_SABS, self.reward(x), pi1, pi2, g.rho_S, g.gamma, g.tau)
+            return {
+                "upper/designer_return": float(designer_return(g, pi1, pi2)),
+                "lower/ni_gap": float(psi),
+            }
+
+    def final_state(
+        self, x: torch.Tensor, th1: torch.Tensor, th2: torch.Tensor
+    ) -> dict[str, np.ndarray]:
+        """Return every array needed to recompute the designer return and the NI gap."""
+        g = self.game
+        m = self.metrics(x, th1, th2)
+        return {
+            "P": g.P_SABS.numpy(),
+            "r": g.r_SAB.numpy(),
+            "P_designer": g.P_designer_SABS.numpy(),
+            "r_designer": g.r_designer_SAB.numpy(),
+            "x": x.detach().numpy(),
+            "gamma": np.float64(g.gamma),
+            "tau": np.float64(g.tau),
+            "rho": g.rho_S.numpy(),
+            "pi1": torch.softmax(th1, -1).detach().numpy(),
+            "pi2": torch.softmax(th2, -1).detach().numpy(),
+            "designer_return": np.float64(m["upper/designer_return"]),
+            "ni_gap": np.float64(m["lower/ni_gap"]),
+        }
+
+
+@dataclass
+class IncentiveConfig:
+    """Incentive-design instance of MATH.md §7.3 (sizes, γ, τ are PROPOSED defaults).
+
+    Attributes:
+        name: problem registry key.
+        num_states: |S|.
+        num_actions1: |A1|.
+        num_actions2: |A2|.
+        gamma: discount γ ∈ [0, 1).
+        tau: entropy temperature τ > 0 (the NI penalty needs unique best responses).
+        cost_coef: designer cost c(x) = cost_coef·Σ sigmoid(x) (PROPOSED 0).
+        game: index of the random instance.
+    """
+
+    name: str = "incentive"
+    num_states: int = 5
+    num_actions1: int = 3
+    num_actions2: int = 3
+    gamma: float = 0.8
+    tau: float = 0.1
+    cost_coef: float = 0.0
+    game: int = 0
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """Range checks beyond the generic ones."""
+        return [
+            (
+                "problem.tau",
+                self.tau > 0,
+                "must be > 0 (the NI penalty needs unique best responses)",
+            ),
+            ("problem.cost_coef", self.cost_coef >= 0, "must be ≥ 0"),
+        ]
+
+
+def build(cfg: IncentiveConfig) -> IncentiveProblem:
+    """Build the problem of a validated config."""
+    return IncentiveProblem(
+        make_game(
+            num_states=cfg.num_states,
+            num_actions1=cfg.num_actions1,
+            num_actions2=cfg.num_actions2,
+            gamma=cfg.gamma,
+            tau=cfg.tau,
+            cost_coef=cfg.cost_coef,
+            game=cfg.game,
+        )
+    )
