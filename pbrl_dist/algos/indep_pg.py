@@ -31,7 +31,9 @@ def _exact_grads(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     x_ = x.detach().requires_grad_(True)
     y_ = y.detach().requires_grad_(True)
-    (gx,) = torch.autograd.grad(problem.upper_objective(x_, y).sum(), (x_,))
+    f = problem.upper_objective(x_, y).sum()
+    # f need not depend on x (reward shaping: f = −V_{M_0}(π_y)); then ∇_x f = 0.
+    gx = torch.autograd.grad(f, (x_,))[0] if f.requires_grad else torch.zeros_like(x)
     P_x, r_x = problem.lower_mdp(x.detach())
     v, _ = evaluate_policy(P_x, r_x, torch.softmax(y_, -1), problem.gamma, problem.tau)
     (gv,) = torch.autograd.grad(expected_value(v, problem.rho_S).sum(), (y_,))

@@ -23,6 +23,12 @@ class DistConfig:
         num_oracles: best-response oracle actors per trial (ray backend).
         cpus_per_trial: CPUs reserved for the learner bundle.
         cpus_per_worker: CPUs reserved per rollout worker / oracle bundle.
+        placement_strategy: how a trial's bundles (learner, workers, oracles) are placed on nodes:
+            ``PACK`` (default: as few nodes as possible), ``SPREAD``, ``STRICT_PACK``, ``STRICT_SPREAD``.
+        checkpoint_every: a Tune trial saves a checkpoint every this many outer iterations (and at the end).
+        fail_once_at_iter: **testing only.** A Tune trial raises once, right after saving its checkpoint at
+            the first checkpoint iteration ≥ this value (0 = never); a marker file in the trial folder makes
+            the retry run through. Used to test that Tune retries a trial from its checkpoint.
     """
 
     backend: str = "local"
@@ -30,6 +36,9 @@ class DistConfig:
     num_oracles: int = 0
     cpus_per_trial: float = 1.0
     cpus_per_worker: float = 1.0
+    placement_strategy: str = "PACK"
+    checkpoint_every: int = 200
+    fail_once_at_iter: int = 0
 
 
 @dataclass
@@ -60,11 +69,50 @@ class TrialConfig:
 
 
 @dataclass
+class SchedulerBlock:
+    """``sweep.scheduler``: how ``pbrl sweep`` (Tune) stops trials early; ``pbrl run`` ignores it.
+
+    Attributes:
+        name: ``fifo`` (run every trial to the end, the default) or ``asha`` (asynchronous successive
+            halving on ``metric``, judged at outer iterations ``grace_period``·``reduction_factor``^i).
+        metric: the reported metric ASHA compares, e.g. ``upper/leader_return``.
+        mode: ``max`` or ``min``.
+        grace_period: outer iterations every trial runs before it can be stopped.
+        reduction_factor: ASHA keeps 1/reduction_factor of the trials at each rung.
+        max_t: the last rung in outer iterations (0 = the largest ``method.num_iters`` of the sweep).
+    """
+
+    name: str = "fifo"
+    metric: str = "upper/leader_return"
+    mode: str = "max"
+    grace_period: int = 100
+    reduction_factor: int = 3
+    max_t: int = 0
+
+
+@dataclass
 class SweepBlock:
-    """The ``sweep:`` block: an explicit seed axis and a grid over dotted config keys."""
+    """The ``sweep:`` block: an explicit seed axis and a grid over dotted config keys.
+
+    The remaining fields are used by ``pbrl sweep`` (Ray Tune) only:
+
+    Attributes:
+        search: random axes over dotted config keys, sampled ``num_samples`` times per grid trial, e.g.
+            ``{method.lr_x: {loguniform: [0.01, 0.5]}, method.lam: {choice: [5, 20]}}``; the kinds are
+            ``choice`` (list of values), ``uniform`` / ``loguniform`` ([low, high]), ``randint`` ([low, high)).
+        num_samples: samples of the ``search`` axes per grid trial (needs ``search``).
+        scheduler: early stopping (``fifo`` or ``asha``).
+        max_failures: Tune retries a failed trial this many times from its last checkpoint.
+        max_concurrent_trials: cap on trials running at once (0 = as many as the resources allow).
+    """
 
     seeds: list[int] = field(default_factory=lambda: [0])
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    search: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    num_samples: int = 1
+    scheduler: SchedulerBlock = field(default_factory=SchedulerBlock)
+    max_failures: int = 2
+    max_concurrent_trials: int = 0
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -72,5 +120,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "method.estimator": ("exact", "mc"),
     "method.oracle": ("exact", "vi", "pmd", "pg"),
     "dist.backend": ("local", "ray"),
+    "dist.placement_strategy": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
     "logging.wandb": ("offline", "online", "disabled"),
 }

@@ -593,7 +593,7 @@ def _newton_matrix_game(
     floor = tol + 1e-14 * (1.0 + Q_AB.abs().amax((-1, -2)) / tau)
     G, J = _game_residual(Q_AB, tau, u_A, w_B)
     for _ in range(max_iter):
-        done = (G.abs().amax(-1) <= floor)
+        done = G.abs().amax(-1) <= floor
         if bool(done.all()):
             break
         merit = (G * G).sum(-1)
@@ -739,7 +739,9 @@ def nash_equilibrium(
         for _ in range(max_iter):
             if float(res.max()) <= (1.0 - gamma) * tol:
                 break
-            v_pai, _ = joint_evaluate(P_SABS, r_SAB, sol.log_p_A.exp(), sol.log_q_B.exp(), gamma, tau)
+            v_pai, _ = joint_evaluate(
+                P_SABS, r_SAB, sol.log_p_A.exp(), sol.log_q_B.exp(), gamma, tau
+            )
             sol_pai = shapley(v_pai, sol)
             res_pai = residual(v_pai, sol_pai)
             accept = res_pai <= gamma * res

@@ -8,15 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pbrl_dist.problems import incentive, stackelberg
+from pbrl_dist.problems import incentive, shaping, stackelberg
 
 PROBLEMS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "stackelberg": (stackelberg.StackelbergConfig, stackelberg.build),
     "incentive": (incentive.IncentiveConfig, incentive.build),
+    "shaping": (shaping.ShapingConfig, shaping.build),
 }
 
 # Which loops (method.algo) can run on which problem.
 COMPATIBLE: dict[str, tuple[str, ...]] = {
     "stackelberg": ("pbrl", "indep_pg"),
     "incentive": ("pbrl_ni", "metagrad", "start_line"),
+    "shaping": ("pbrl", "indep_pg"),
 }
+
