@@ -12,9 +12,12 @@ import torch
 
 from pbrl_dist.algos.base import (
     Checkpointer,
+    ChunkRunner,
+    LocalRunner,
     MethodConfig,
     Result,
     maybe_checkpoint,
+    mc_estimate,
     project,
     start_state,
 )
@@ -34,13 +37,69 @@ def _log_due(k_done: int, cfg: MethodConfig) -> bool:
     return k_done % cfg.log_every == 0 or k_done == cfg.num_iters
 
 
+NIGrads = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def ni_exact_grads(
+    problem: IncentiveProblem,
+    x: torch.Tensor,
+    th1: torch.Tensor,
+    th2: torch.Tensor,
+    pi_hats: tuple[torch.Tensor, torch.Tensor],
+    cfg: MethodConfig,
+    **_: Any,
+) -> NIGrads:
+    """Return (∇_x, ∇_θ1, ∇_θ2) of f + λ·ψ̂ by autograd through the exact model, and ψ̂."""
+    g = problem.game
+    x_, t1, t2 = (v.detach().requires_grad_(True) for v in (x, th1, th2))
+    f = problem.upper_objective(x_, t1, t2)
+    psi = ni_surrogate(
+        g.P_SABS, problem.reward(x_), torch.softmax(t1, -1), torch.softmax(t2, -1),
+        pi_hats[0], pi_hats[1], g.rho_S, g.gamma, g.tau,
+    )  # fmt: skip
+    gx, g1, g2 = torch.autograd.grad(f + cfg.lam * psi, (x_, t1, t2))
+    return gx, g1, g2, psi.detach()
+
+
+def ni_mc_grads(
+    problem: IncentiveProblem,
+    x: torch.Tensor,
+    th1: torch.Tensor,
+    th2: torch.Tensor,
+    pi_hats: tuple[torch.Tensor, torch.Tensor],
+    cfg: MethodConfig,
+    *,
+    runner: ChunkRunner,
+    seed: int,
+    k: int,
+) -> NIGrads:
+    """Return the REINFORCE estimate of (5.12) plus ∇f (three rollout batches; ∇c exact).
+
+    Math:
+        ĝ_x = ∇c(x) + λ·(∇̂_x V(π̂1, π2) − ∇̂_x V(π1, π̂2)),  ĝ_θ1 = −∇̂_θ1 V^d − λ·∇̂_θ1 V(π1, π̂2),
+        ĝ_θ2 = −∇̂_θ2 V^d + λ·∇̂_θ2 V(π̂1, π2).
+    """
+    est = mc_estimate(
+        runner, x, torch.cat([th1, th2], -1), torch.cat(pi_hats, -1), parts=("ni", "designer"),
+        total=cfg.mc_batch, chunk=cfg.mc_chunk, horizon=cfg.mc_horizon, seed=seed, k=k,
+    )  # fmt: skip
+    sig = torch.sigmoid(x)
+    gx = problem.game.cost_coef * sig * (1 - sig) + cfg.lam * (est["gx_v1"] - est["gx_v2"])
+    g1 = est["g1_f"] - cfg.lam * est["g1_v2"]
+    g2 = est["g2_f"] + cfg.lam * est["g2_v1"]
+    return gx, g1, g2, est["v1"] - est["v2"]
+
+
+NI_ESTIMATORS = {"exact": ni_exact_grads, "mc": ni_mc_grads}
+
+
 def run_pbrl_ni(
     problem: IncentiveProblem,
     cfg: MethodConfig,
     *,
     seed: int,
     sink: MetricSink,
-    runner: Any = None,
+    runner: ChunkRunner | None = None,
     ckpt: Checkpointer | None = None,
 ) -> Result:
     """PBRL with the NI penalty, (5.12)-(5.13).
@@ -49,7 +108,6 @@ def run_pbrl_ni(
         π̂1 ≈ π1*(x, π2), π̂2 ≈ π2*(x, π1) by two independent warm-started oracles;
         (x, θ) ← Proj((x, θ) − α·(∇f + λ·∇ψ̂)),  ψ̂ = V_x(π̂1, π2) − V_x(π1, π̂2)   (Lemma 12(a)).
     """
-    del runner
     g = problem.game
     x0, a0, b0 = problem.init_params(seed, cfg.init_scale)
     st = start_state(
@@ -84,13 +142,18 @@ def run_pbrl_ni(
         )  # fmt: skip
 
         # --- penalized upper step (5.13) ---
-        x_, t1, t2 = (v.detach().requires_grad_(True) for v in (x, th1, th2))
-        f = problem.upper_objective(x_, t1, t2)
-        psi = ni_surrogate(
-            g.P_SABS, problem.reward(x_), torch.softmax(t1, -1), torch.softmax(t2, -1),
-            torch.softmax(br1, -1), torch.softmax(br2, -1), g.rho_S, g.gamma, g.tau,
-        )  # fmt: skip
-        gx, g1, g2 = torch.autograd.grad(f + cfg.lam * psi, (x_, t1, t2))
+        pi_hats = (torch.softmax(br1, -1), torch.softmax(br2, -1))
+        gx, g1, g2, psi = NI_ESTIMATORS[cfg.estimator](
+            problem,
+            x,
+            th1,
+            th2,
+            pi_hats,
+            cfg,
+            runner=runner or LocalRunner(problem),
+            seed=seed,
+            k=k,
+        )
         x = project(x - cfg.lr_x * gx, cfg.logit_bound)
         th1 = project(th1 - cfg.lr_y * g1, cfg.logit_bound)
         th2 = project(th2 - cfg.lr_y * g2, cfg.logit_bound)

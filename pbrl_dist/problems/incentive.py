@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pbrl_dist.core import mc
 from pbrl_dist.core.mdp import evaluate_policy_with_cost, expected_value
 from pbrl_dist.core.types import DTYPE, generator
 from pbrl_dist.core.zerosum import joint_policy, ni_function
@@ -118,6 +119,68 @@ class IncentiveProblem:
                 "upper/designer_return": float(designer_return(g, pi1, pi2)),
                 "lower/ni_gap": float(psi),
             }
+
+    def mc_chunk(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        pi_hat: torch.Tensor | None,
+        *,
+        parts: tuple[str, ...],
+        num_rollouts: int,
+        horizon: int,
+        seed: int,
+    ) -> dict[str, Any]:
+        """Return REINFORCE pieces of the NI estimator (5.12) and of ∇f from ``num_rollouts`` rollouts per batch.
+
+        ``y`` = [θ1 | θ2] and ``pi_hat`` = [π̂1 | π̂2] are concatenated along the action axis (the
+        ``ChunkRunner`` interface carries one tensor each). V below is the players' regularized value (5.1):
+        per-step sample reward r_x − τ·log π1(a|s) + τ·log π2(b|s). Parts:
+            ``ni``: rollouts of (π̂1, π2) → ``gx_v1`` ≈ ∇_x V(π̂1, π2), ``g2_v1`` ≈ ∇_θ2 V(π̂1, π2), ``v1``;
+                    rollouts of (π1, π̂2) → ``gx_v2`` ≈ ∇_x V(π1, π̂2), ``g1_v2`` ≈ ∇_θ1 V(π1, π̂2), ``v2``;
+            ``designer``: rollouts of (π1, π2) under P^d → ``g1_f``, ``g2_f`` ≈ ∇_θ(−V^d), ``vd`` ≈ V^d.
+        ∇_x V uses ∂r_x/∂x = sigmoid'(x) and the discounted visit counts (Lemma 7(a) form).
+        """
+        g = self.game
+        S, A, B = g.r_SAB.shape
+        gen = generator(seed, "mc_chunk")
+        th1, th2 = y[..., :A], y[..., A:]
+        pi1, pi2 = torch.softmax(th1, -1), torch.softmax(th2, -1)
+        r_x = self.reward(x)
+        dsig = (torch.sigmoid(x) * (1 - torch.sigmoid(x))).reshape(-1)
+        out: dict[str, Any] = {}
+
+        def players(
+            p1: torch.Tensor, p2: torch.Tensor
+        ) -> tuple[mc.Rollouts, torch.Tensor, torch.Tensor]:
+            s0 = mc.sample_initial_states(g.rho_S, num_rollouts, gen)
+            ro = mc.sample_game(g.P_SABS, p1, p2, s0, horizon, gen)
+            rew = (
+                r_x[ro.s_NT, ro.a_NT, ro.b_NT]
+                - g.tau * torch.log(p1[ro.s_NT, ro.a_NT])
+                + g.tau * torch.log(p2[ro.s_NT, ro.b_NT])
+            )
+            idx = (ro.s_NT * A + ro.a_NT) * B + ro.b_NT
+            gx = (mc.discounted_counts(idx, S * A * B, g.gamma) * dsig).reshape(S, A, B)
+            return ro, rew, gx
+
+        if "ni" in parts:
+            assert pi_hat is not None
+            h1, h2 = pi_hat[..., :A], pi_hat[..., A:]
+            ro, rew, out["gx_v1"] = players(h1, pi2)
+            out["g2_v1"] = mc.reinforce_grad(ro.s_NT, ro.b_NT, pi2, rew, g.gamma)
+            out["v1"] = mc.reward_to_go(rew, g.gamma)[:, 0].mean()
+            ro, rew, out["gx_v2"] = players(pi1, h2)
+            out["g1_v2"] = mc.reinforce_grad(ro.s_NT, ro.a_NT, pi1, rew, g.gamma)
+            out["v2"] = mc.reward_to_go(rew, g.gamma)[:, 0].mean()
+        if "designer" in parts:
+            s0 = mc.sample_initial_states(g.rho_S, num_rollouts, gen)
+            ro = mc.sample_game(g.P_designer_SABS, pi1, pi2, s0, horizon, gen)
+            rd = g.r_designer_SAB[ro.s_NT, ro.a_NT, ro.b_NT]
+            out["g1_f"] = -mc.reinforce_grad(ro.s_NT, ro.a_NT, pi1, rd, g.gamma)
+            out["g2_f"] = -mc.reinforce_grad(ro.s_NT, ro.b_NT, pi2, rd, g.gamma)
+            out["vd"] = mc.reward_to_go(rd, g.gamma)[:, 0].mean()
+        return out
 
     def final_state(
         self, x: torch.Tensor, th1: torch.Tensor, th2: torch.Tensor

@@ -70,3 +70,9 @@ def test_resume_is_exact(problem: IncentiveProblem, fn) -> None:
         fn(problem, cfg, seed=1, sink=ListSink(), ckpt=ck)
     res = fn(problem, cfg, seed=1, sink=ListSink(), ckpt=ck)
     assert torch.equal(res.x, ref.x) and torch.equal(res.y, ref.y)
+
+
+def test_pbrl_ni_mc_estimator_shrinks_the_gap(problem: IncentiveProblem) -> None:
+    cfg = dataclasses.replace(CFG, estimator="mc", mc_batch=24, mc_horizon=5, mc_chunk=12, num_iters=150)
+    res = incentive.run_pbrl_ni(problem, cfg, seed=0, sink=ListSink())
+    assert res.metrics["lower/ni_gap"] < 0.3 * _psi0(problem)
