@@ -527,7 +527,8 @@ def grad_reward_value(
         policy; for r_x = r + sigmoid(x): ∇_x V_ρ = sigmoid'(x)·∂V_ρ/∂r  (MATH.md §6.4).
 
     Reference:
-        Shen, Yang & Chen 2024/25, Sec. 6.3 (incentive design), Lemma 7(a) applied to the joint MDP.
+        Shen, Yang & Chen 2024/25, Sec. 6.3, eq. (6.2) (incentive design; MATH.md §6.4), Lemma 7(a) applied
+        to the joint MDP.
 
     Args:
         P_SABS: (..., S, A1, A2, S) transitions.
@@ -586,6 +587,7 @@ def _newton_matrix_game(
     w_B: torch.Tensor,
     tol: float,
     max_iter: int,
+    max_halvings: int = 30,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Damped Newton on G(u, w) = 0 (backtracking on ‖G‖²); returns (u, w, converged mask)."""
     A1 = Q_AB.shape[-2]
@@ -600,7 +602,7 @@ def _newton_matrix_game(
         d = torch.linalg.solve(J, -G)
         d = torch.where(done.unsqueeze(-1), torch.zeros_like(d), d)
         alpha = torch.ones_like(merit)
-        for _ in range(40):
+        for _ in range(max_halvings):
             u_new = u_A + alpha.unsqueeze(-1) * d[..., :A1]
             w_new = w_B + alpha.unsqueeze(-1) * d[..., A1:]
             G_new, J_new = _game_residual(Q_AB, tau, u_new, w_new)
@@ -628,7 +630,7 @@ def regularized_matrix_game(
         The saddle point is the unique solution of p = softmax(Q q/τ), q = softmax(−Qᵀ p/τ); solved by damped
         Newton in log space, warm-started at (log_p0, log_q0); entries that do not converge are re-solved by
         continuation in the temperature (τ_k = spread(Q)·4^{−k} down to τ, Newton warm-started along the path).
-        value = pᵀQq − τ·h(p) + τ·h(q).
+        value = pᵀQq − τ·h(p) + τ·h(q). Entries that still miss ``tol`` are returned at the last iterate.
 
     Reference:
         Shapley (1953); regularized matrix games as in Cen, Wei & Chi (2021), "Fast policy extragradient methods
@@ -658,7 +660,7 @@ def regularized_matrix_game(
         zeros_B = torch.zeros(*batch, Q_AB.shape[-1], dtype=Q_AB.dtype)
         u = zeros_A if log_p0 is None else log_p0.detach().expand_as(zeros_A)
         w = zeros_B if log_q0 is None else log_q0.detach().expand_as(zeros_B)
-        u, w, ok = _newton_matrix_game(Q_AB, tau, u, w, tol, warm_iter)
+        u, w, ok = _newton_matrix_game(Q_AB, tau, u, w, tol, warm_iter, max_halvings=10)
         if not bool(ok.all()):
             # Temperature continuation from the uniform policies (robust for small τ).
             uc, wc = zeros_A, zeros_B
@@ -736,8 +738,12 @@ def nash_equilibrium(
         v = torch.zeros(r_SAB.shape[:-2], dtype=r_SAB.dtype) if v0 is None else v0.detach().clone()
         sol = shapley(v, None)
         res = residual(v, sol)
+        # The attainable residual is limited by round-off in Q ~ max|r|/(1−γ).
+        threshold = max(
+            (1.0 - gamma) * tol, 1e-14 * (1.0 + float(r_SAB.abs().max()) / (1.0 - gamma))
+        )
         for _ in range(max_iter):
-            if float(res.max()) <= (1.0 - gamma) * tol:
+            if float(res.max()) <= threshold:
                 break
             v_pai, _ = joint_evaluate(
                 P_SABS, r_SAB, sol.log_p_A.exp(), sol.log_q_B.exp(), gamma, tau
