@@ -27,8 +27,29 @@ METRICS: dict[str, str] = {
     "lower/oracle_err": "‖π̂ − π*_x‖_∞ of the oracle output (exact mode only)",
     "perf/iter_per_s": "outer iterations per second of wall time",
     "perf/env_steps_per_s": "environment steps per second",
-    "rm/accuracy": "reward-model accuracy on held-out preference pairs",
+    "rm/accuracy": "reward-model accuracy on held-out preference pairs (RLHF: fresh non-tie pairs, scored before training on them)",
 }
+
+# Deep RLHF (algos/rlhf.py): "iter" there counts A2C updates of the agent.
+METRICS.update(
+    {
+        "env_frames": "x axis of RLHF rows: agent env steps × frame skip (Atari) or × 1 (toy env)",
+        "perf/env_frames": "same as env_frames: agent env steps × frames per step (oracle excluded)",
+        "perf/oracle_env_frames": "env frames spent by PBRL's oracle π̂* (its own envs), not in env_frames",
+        "rl/episode_return": "TRUE game return, mean of the agent's last method.return_window finished episodes",
+        "rl/best_episode_return": "TRUE game return of the agent's best finished episode so far",
+        "rl/episodes": "number of the agent's finished episodes (games) so far",
+        "rm/return_corr": "Pearson correlation of Σ_t r_φ vs true Σ_t r over fresh segments, before training on them",
+        "rm/labels_used": "preference labels requested from the synthetic teacher so far (initial + new)",
+        "rm/epochs": "reward-learning epochs so far (warm-up included)",
+        "rm/bt_loss": "mean Bradley–Terry loss over the minibatches of the last reward epoch (dropout on)",
+        "lower/policy_loss": "A2C policy loss −mean(Â·log π(a|s)) of the last agent update",
+        "lower/value_loss": "A2C value loss mean((R − V)²) of the last agent update",
+        "lower/entropy": "mean policy entropy in the last agent update",
+        "upper/coef": "PBRL upper-level coefficient c = 1/λ = c0·decay^⌊iter/M⌋",
+        "upper/score_loss": "c·(segment score-function surrogate) of the last agent update (0 between labellings)",
+    }
+)
 
 
 class MetricSink(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pbrl_dist.algos import incentive, indep_pg, pbrl
+from pbrl_dist.algos import incentive, indep_pg, pbrl, rlhf
 from pbrl_dist.algos.base import MethodConfig
 
 ALGOS: dict[str, Callable[..., Any]] = {
@@ -20,3 +20,7 @@ ALGOS: dict[str, Callable[..., Any]] = {
     "start_line": incentive.run_start_line,
 }
 METHOD_SCHEMAS: dict[str, type] = dict.fromkeys(ALGOS, MethodConfig)
+
+# Deep RLHF (A2C oracle / DRLHF / PBRL) brings its own typed config.
+ALGOS["rlhf"] = rlhf.run
+METHOD_SCHEMAS["rlhf"] = rlhf.RLHFConfig

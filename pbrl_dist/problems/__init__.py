@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pbrl_dist.problems import incentive, shaping, stackelberg
+from pbrl_dist.problems import incentive, rlhf, shaping, stackelberg
 
 PROBLEMS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "stackelberg": (stackelberg.StackelbergConfig, stackelberg.build),
@@ -23,3 +23,8 @@ COMPATIBLE: dict[str, tuple[str, ...]] = {
     "shaping": ("pbrl", "indep_pg"),
 }
 
+# Deep RLHF (Figure 2): an Atari game, or the toy gridworld that runs the same code path.
+PROBLEMS["atari_rlhf"] = (rlhf.AtariRLHFConfig, rlhf.build)
+PROBLEMS["toy_rlhf"] = (rlhf.ToyRLHFConfig, rlhf.build)
+COMPATIBLE["atari_rlhf"] = ("rlhf",)
+COMPATIBLE["toy_rlhf"] = ("rlhf",)

@@ -85,6 +85,80 @@ FIGURES: dict[str, tuple[str, Callable[[pd.DataFrame, Path], Path]]] = {
 }
 
 
+def _method_colors(curves: pd.DataFrame) -> dict[str, str]:
+    """Give every method one colour for all panels of a figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = list(dict.fromkeys(curves["method.name"]))
+    return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
+
+
+def _frames_panel(
+    ax: plt.Axes, curves: pd.DataFrame, metric: str, *, title: str, colors: dict[str, str]
+) -> None:
+    """Mean ± std over seeds of ``metric`` against ``perf/env_frames``, one line per method (RLHF)."""
+    for method, grp in curves.groupby("method.name", sort=False):
+        if metric not in grp or grp[metric].isna().all():
+            continue
+        stats = grp.groupby("perf/env_frames")[metric].agg(["mean", "std", "count"]).reset_index()
+        stats = stats.dropna(subset=["mean"])
+        std = stats["std"].fillna(0.0)
+        (line,) = ax.plot(
+            stats["perf/env_frames"],
+            stats["mean"],
+            color=colors[str(method)],
+            label=f"{method} (n={int(stats['count'].max())})",
+        )
+        ax.fill_between(
+            stats["perf/env_frames"],
+            stats["mean"] - std,
+            stats["mean"] + std,
+            color=line.get_color(),
+            alpha=0.2,
+        )
+    ax.set_xlabel("env frames")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def fig2_atari_rlhf(curves: pd.DataFrame, path: Path) -> Path:
+    """Figure 2: true episode return vs env frames, one panel per game, mean ± std over seeds."""
+    games = list(dict.fromkeys(curves["problem.game"])) if "problem.game" in curves else ["?"]
+    colors = _method_colors(curves)
+    fig, axes = plt.subplots(1, len(games), figsize=(5 * len(games), 4), squeeze=False)
+    for ax, game in zip(axes[0], games, strict=True):
+        sub = curves[curves["problem.game"] == game] if "problem.game" in curves else curves
+        _frames_panel(ax, sub, "rl/episode_return", title=str(game), colors=colors)
+    axes[0][0].set_ylabel("true episode return")
+    if axes[0][0].get_legend_handles_labels()[0]:  # no line when no episode has ended yet (smoke)
+        axes[0][0].legend(loc="upper left")
+    fig.suptitle("Deep RLHF on Atari: true episode return, mean ± std over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def toy_rlhf(curves: pd.DataFrame, path: Path) -> Path:
+    """Toy RLHF: true episode return (left) and held-out reward-model accuracy (right) vs env frames."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = _method_colors(curves)
+    _frames_panel(axes[0], curves, "rl/episode_return", title="True episode return", colors=colors)
+    _frames_panel(
+        axes[1], curves, "rm/accuracy", title="Reward model: accuracy on fresh pairs", colors=colors
+    )
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(loc="lower right")
+    fig.suptitle("RLHF on the moving-target gridworld: mean ± std over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+FIGURES["atari_rlhf"] = ("fig2_atari_rlhf.png", fig2_atari_rlhf)
+FIGURES["toy_rlhf"] = ("rlhf_toy.png", toy_rlhf)
+
+
 def draw_figures(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Draw the figure of every problem present in ``curves`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,262 @@
+"""Rollout collection behind a small interface, so the RLHF learner does not care where envs run.
+
+The learner calls ``source.collect(policy_state, version)`` and gets a time-major ``Rollout`` of
+``n_steps`` steps from every env. ``LocalRollouts`` steps its env shards in this process; a Ray
+backend can implement the same ``RolloutSource`` with one actor per shard (each actor holds a
+``RolloutShard`` and forwards calls), broadcasting ``policy_state`` once per ``version``.
+
+Numbers depend only on the shards (their seeds, their env counts), never on who steps them:
+shard i of role r is seeded with ``derive_seed(seed, "env", r, i)`` and samples its actions from
+its own generator ``derive_seed(seed, "actions", r, i)``; the learner concatenates shards in order.
+
+Resume: ``state_dict()`` holds each shard's current observation, action-generator state, collect
+count and, when the env supports it (the toy env), the full env state, so a resumed run continues
+bitwise. ale-py's ``AtariVectorEnv`` exposes no clone/restore of its emulators; an Atari shard is
+therefore rebuilt on resume with the seed ``derive_seed(shard seed, "resume", num_collects)`` and
+reset: the resumed run is deterministic given the checkpoint, but the episodes that were running at
+the checkpoint are lost (their returns are never reported) and the trajectory differs from an
+uninterrupted run from then on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from pbrl_dist.core.types import derive_seed
+from pbrl_dist.nets import make_actor_critic
+from pbrl_dist.problems.rlhf import RLHFProblem
+
+
+@dataclass
+class Rollout:
+    """``n_steps`` steps of N envs, time-major, on CPU.
+
+    Attributes:
+        obs_TN: (T, N, *obs_shape) observation s_t in which a_t was taken.
+        actions_TN: (T, N) int64 actions.
+        rewards_TN: (T, N) float32 TRUE env rewards (the teacher's; the learner decides what to use).
+        dones_TN: (T, N) bool, transition t ended an episode (terminated or truncated).
+        last_obs_N: (N, *obs_shape) observation after the last step (for bootstrapping).
+        episode_returns: true returns of the whole episodes (games) that ended during the fragment.
+    """
+
+    obs_TN: torch.Tensor
+    actions_TN: torch.Tensor
+    rewards_TN: torch.Tensor
+    dones_TN: torch.Tensor
+    last_obs_N: torch.Tensor
+    episode_returns: list[float]
+
+    @property
+    def num_steps(self) -> int:
+        """Return the env steps in the fragment, T·N."""
+        return int(self.actions_TN.numel())
+
+
+def cat_envs(parts: Sequence[Rollout]) -> Rollout:
+    """Concatenate shard rollouts along the env axis (episode returns in shard order)."""
+    if len(parts) == 1:
+        return parts[0]
+    tensors = {
+        f.name: torch.cat(
+            [getattr(p, f.name) for p in parts], dim=1 if f.name != "last_obs_N" else 0
+        )
+        for f in fields(Rollout)
+        if f.name != "episode_returns"
+    }
+    return Rollout(**tensors, episode_returns=[r for p in parts for r in p.episode_returns])
+
+
+def cat_time(parts: Sequence[Rollout]) -> Rollout:
+    """Concatenate consecutive rollouts of the same envs along time."""
+    if len(parts) == 1:
+        return parts[0]
+    return Rollout(
+        obs_TN=torch.cat([p.obs_TN for p in parts]),
+        actions_TN=torch.cat([p.actions_TN for p in parts]),
+        rewards_TN=torch.cat([p.rewards_TN for p in parts]),
+        dones_TN=torch.cat([p.dones_TN for p in parts]),
+        last_obs_N=parts[-1].last_obs_N,
+        episode_returns=[r for p in parts for r in p.episode_returns],
+    )
+
+
+class RolloutSource(Protocol):
+    """Collects on-policy rollout fragments for one role ("agent" or "oracle")."""
+
+    num_envs: int
+    num_actions: int
+    obs_shape: tuple[int, ...]
+
+    def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
+        """Return the next ``n_steps`` steps of every env under the policy with these weights.
+
+        ``version`` identifies the weights; implementations reload them only when it changes.
+        """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return what a resumed source needs (see the module docstring for Atari)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from ``state_dict()``."""
+        ...
+
+    def close(self) -> None:
+        """Release the envs."""
+        ...
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """Everything needed to build a role's rollout source anywhere (picklable).
+
+    Attributes:
+        problem: the RLHF problem (holds its config; a remote worker rebuilds envs from it).
+        role: "agent" or "oracle" (part of every seed).
+        seed: the trial seed.
+        n_steps: T, steps per ``collect``.
+        net_kwargs: keyword arguments of ``make_actor_critic`` (e.g. ``hidden`` for MLPs).
+    """
+
+    problem: RLHFProblem
+    role: str
+    seed: int
+    n_steps: int
+    net_kwargs: Mapping[str, Any]
+
+
+class RolloutShard:
+    """One independently seeded env group with its own policy copy and action generator.
+
+    Args:
+        spec: the role's rollout spec.
+        index: shard index i (seeds derive from it).
+        num_envs: envs in this shard.
+    """
+
+    def __init__(self, spec: RolloutSpec, index: int, num_envs: int) -> None:
+        """Build the env (reset it) and the policy copy."""
+        self.spec, self.index, self.num_envs = spec, int(index), int(num_envs)
+        self.env_seed = derive_seed(spec.seed, "env", spec.role, index)
+        self.env = spec.problem.make_env(num_envs=self.num_envs, seed=self.env_seed)
+        self.num_actions = int(self.env.num_actions)
+        self.obs_shape = tuple(self.env.obs_shape)
+        self.gen = torch.Generator()
+        self.gen.manual_seed(derive_seed(spec.seed, "actions", spec.role, index))
+        # The learner's weights always overwrite these; a fixed generator keeps the global RNG out.
+        init = torch.Generator()
+        init.manual_seed(0)
+        self.policy: nn.Module = make_actor_critic(
+            spec.problem.net_kind,
+            self.obs_shape,
+            self.num_actions,
+            generator=init,
+            **spec.net_kwargs,
+        )
+        self.policy.eval()
+        self.version = -1
+        self.num_collects = 0
+        self.obs = self.env.reset()
+
+    @torch.no_grad()
+    def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
+        """Step every env ``n_steps`` times with actions sampled from the policy."""
+        if version != self.version:
+            self.policy.load_state_dict(policy_state)
+            self.version = version
+        obs_l, act_l, rew_l, done_l, ep_returns = [], [], [], [], []
+        obs = self.obs
+        for _ in range(self.spec.n_steps):
+            logits_NA, _ = self.policy(torch.from_numpy(obs))
+            a_N = torch.multinomial(torch.softmax(logits_NA, -1), 1, generator=self.gen).squeeze(1)
+            next_obs, r_N, term_N, trunc_N, _ = self.env.step(a_N.numpy())
+            obs_l.append(obs)
+            act_l.append(a_N)
+            rew_l.append(r_N)
+            done_l.append(term_N | trunc_N)
+            obs = next_obs
+        ep_returns = self.env.pop_finished_episode_returns()
+        self.obs = obs
+        self.num_collects += 1
+        return Rollout(
+            obs_TN=torch.from_numpy(np.stack(obs_l)),
+            actions_TN=torch.stack(act_l).to(torch.int64),
+            rewards_TN=torch.from_numpy(np.stack(rew_l).astype(np.float32)),
+            dones_TN=torch.from_numpy(np.stack(done_l)),
+            last_obs_N=torch.from_numpy(np.array(obs, copy=True)),
+            episode_returns=[float(r) for r in ep_returns],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the shard state (the env's too when it can be saved)."""
+        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        return {
+            "env": env_state,
+            "obs": np.array(self.obs, copy=True),
+            "gen": self.gen.get_state(),
+            "num_collects": self.num_collects,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore; an env without ``load_state_dict`` (Atari) is rebuilt and re-seeded instead."""
+        self.gen.set_state(state["gen"])
+        self.num_collects = int(state["num_collects"])
+        self.version = -1
+        if state["env"] is not None and hasattr(self.env, "load_state_dict"):
+            self.env.load_state_dict(state["env"])
+            self.obs = np.array(state["obs"], copy=True)
+            return
+        self.env.close()
+        seed = derive_seed(self.env_seed, "resume", self.num_collects)
+        self.env = self.spec.problem.make_env(num_envs=self.num_envs, seed=seed)
+        self.obs = self.env.reset()
+
+    def close(self) -> None:
+        """Close the env."""
+        self.env.close()
+
+
+class LocalRollouts:
+    """All shards of one role stepped in this process, in shard order.
+
+    Args:
+        spec: the role's rollout spec.
+    """
+
+    def __init__(self, spec: RolloutSpec) -> None:
+        """Build ``problem.cfg.env_shards`` shards splitting ``problem.cfg.num_envs`` envs."""
+        cfg = spec.problem.cfg
+        per = cfg.num_envs // cfg.env_shards
+        self.shards = [RolloutShard(spec, i, per) for i in range(cfg.env_shards)]
+        self.num_envs = int(cfg.num_envs)
+        self.num_actions = self.shards[0].num_actions
+        self.obs_shape = self.shards[0].obs_shape
+
+    def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
+        """Collect from every shard and concatenate along the env axis."""
+        return cat_envs([s.collect(policy_state, version) for s in self.shards])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return every shard's state."""
+        return {"shards": [s.state_dict() for s in self.shards]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore every shard."""
+        for s, st in zip(self.shards, state["shards"], strict=True):
+            s.load_state_dict(st)
+
+    def close(self) -> None:
+        """Close every shard's env."""
+        for s in self.shards:
+            s.close()
+
+
+RolloutFactory = Callable[[RolloutSpec], RolloutSource]
