@@ -15,8 +15,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	# Figure 1 on all 10 games with one seed (~2 min on one core); the full 3-seed sweep is `pbrl run sweeps/fig1_stackelberg.yaml`.
-	WANDB_MODE=offline $(VENV)/bin/pbrl run sweeps/fig1_stackelberg.yaml --out results/demo_fig1 --overwrite "sweep.seeds=[0]"
+	# A small real Figure 1 sweep through Ray Tune on an embedded local Ray (all CPUs), W&B offline:
+	# 3 methods × 2 penalty constants × 3 seeds = 18 trials, about 1 min on 2 cores; then the report.
+	# The paper-size sweep is `pbrl sweep sweeps/fig1_stackelberg.yaml` (90 trials).
+	WANDB_MODE=offline $(VENV)/bin/pbrl sweep sweeps/demo_fig1.yaml --out results/demo_fig1 --overwrite --no-report
+	$(VENV)/bin/pbrl report results/demo_fig1
+	@echo
+	@echo "figure:           results/demo_fig1/figures/fig1_stackelberg.png"
+	@echo "summary:          results/demo_fig1/report/summary.csv (and summary.parquet)"
+	@echo "W&B offline runs: results/demo_fig1/<trial>/wandb/offline-run-*"
+	@echo "                  upload later: $(VENV)/bin/wandb sync results/demo_fig1/*/wandb/offline-run-*"
+	@echo "Tune state:       results/demo_fig1/_tune/demo_fig1 (resume: pbrl sweep sweeps/demo_fig1.yaml --out results/demo_fig1 --resume)"
 
 test: $(STAMP)
 	PYTHONHASHSEED=0 $(PY) -m pytest -n 2 $(PYTEST_ARGS)

@@ -5,8 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from pbrl_dist.config.loader import ConfigError, load_sweep
+
+
+def _report_axes(out: Path, trials: Any) -> tuple[str, ...]:
+    """Grid axes of the sweep in ``out`` that name configurations (not seeds, not game instances)."""
+    rec_path = out / "sweep.yaml"
+    if not rec_path.exists():
+        return ()
+    import yaml
+
+    grid = ((yaml.safe_load(rec_path.read_text(encoding="utf-8")) or {}).get("sweep") or {}).get(
+        "grid"
+    )
+    keys = [k for k in (grid or {}) if k not in ("seed", "problem.game") and k in trials.columns]
+    return tuple(keys)
 
 
 def _report(out: Path) -> None:
@@ -16,22 +31,30 @@ def _report(out: Path) -> None:
     if trials.empty:
         print(f"no trial results under {out}")
         return
-    summary = final_summary(trials)
+    by = ("method.name", *_report_axes(out, trials))
+    summary = final_summary(trials, by=by)
     report_dir = out / "report"
     report_dir.mkdir(exist_ok=True)
     summary.to_csv(report_dir / "summary.csv", index=False)
+    summary.to_parquet(report_dir / "summary.parquet", index=False)
     print("\nfinal metrics over games and seeds: mean ± std (max)")
-    print(format_table(summary))
+    print(format_table(summary, by=by))
+    if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
+        label = curves["method.name"].astype(str)
+        for k in by[1:]:
+            label = label + f" {k.split('.')[-1]}=" + curves[k].astype(str)
+        curves = curves.assign(**{"method.name": label})
     for p in draw_figures(curves, out / "figures"):
         print(f"figure: {p}")
-    print(f"summary: {report_dir / 'summary.csv'}")
+    print(f"summary: {report_dir / 'summary.csv'} (and summary.parquet)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every trial of a sweep file in this process."""
-    from pbrl_dist.dist.local import run_local
+    from pbrl_dist.dist.local import check_local_sweep, run_local
 
     sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
+    check_local_sweep(sweep)
     out = (
         Path(args.out)
         if args.out
@@ -44,11 +67,56 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Aggregate a results folder."""
+    """Aggregate a results folder (and optionally confirm its best configuration on fresh seeds)."""
     out = Path(args.dir)
     if not out.is_dir():
         raise ConfigError(f"{out}: no such results folder")
     _report(out)
+    if args.confirm_seeds:
+        from pbrl_dist.dist.confirm import confirm_best
+
+        confirm_best(
+            out, args.confirm_seeds, metric=args.metric, mode=args.mode, overwrite=args.overwrite
+        )
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or resume) a sweep file as a Ray Tune experiment."""
+    from pbrl_dist.dist.tune_sweep import sweep_command
+
+    rc, out = sweep_command(
+        args.sweep,
+        smoke=args.smoke,
+        overrides=args.overrides,
+        out=args.out,
+        address=args.address,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    if not args.no_report:
+        _report(out)
+    return rc
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit ``pbrl sweep`` to a cluster as a Ray Job, or follow a job's logs."""
+    from pbrl_dist.dist import submit
+
+    if args.logs:
+        if args.sweep:
+            raise ConfigError("pbrl submit: give either SWEEP.yaml or --logs JOB_ID, not both")
+        return submit.follow_logs(args.logs, address=args.address)
+    if not args.sweep:
+        raise ConfigError("pbrl submit: SWEEP.yaml is missing (or pass --logs JOB_ID)")
+    submit.submit(
+        args.sweep,
+        address=args.address,
+        smoke=args.smoke,
+        out=args.out,
+        overrides=args.overrides,
+        resume=args.resume,
+    )
     return 0
 
 
@@ -56,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
     p = argparse.ArgumentParser(prog="pbrl", description="Penalty-based bilevel RL sweeps.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run every trial of SWEEP.yaml in this process (no Ray)")
+    r = sub.add_parser("run", help="run every trial of SWEEP.yaml in this process, one by one")
     r.add_argument("sweep", help="sweep file, e.g. sweeps/fig1_stackelberg.yaml")
     r.add_argument(
         "--smoke", action="store_true", help="merge the file's smoke: block (tiny sizes)"
@@ -67,7 +135,55 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
     rep = sub.add_parser("report", help="tables and figures of a results folder")
     rep.add_argument("dir")
+    rep.add_argument(
+        "--confirm-seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-run the grid's best configuration on N fresh seeds into DIR/confirm/",
+    )
+    rep.add_argument(
+        "--metric",
+        help="metric that picks the best configuration (default: the problem's, "
+        "e.g. upper/leader_return for stackelberg)",
+    )
+    rep.add_argument("--mode", choices=("max", "min"), help="maximize or minimize --metric")
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing DIR/confirm")
     rep.set_defaults(fn=cmd_report)
+
+    sw = sub.add_parser(
+        "sweep", help="run SWEEP.yaml as a Ray Tune experiment (local Ray or a cluster)"
+    )
+    sw.add_argument("sweep", help="sweep file, e.g. sweeps/fig1_stackelberg.yaml")
+    sw.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
+    sw.add_argument("--out", help="results folder (default results/<sweep name>)")
+    sw.add_argument(
+        "--address",
+        help="join a running cluster (auto, or HOST:6379); default: start Ray here with all CPUs",
+    )
+    sw.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted sweep in --out (same file and overrides)",
+    )
+    sw.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    sw.add_argument(
+        "--no-report", action="store_true", help="skip the report at the end (run pbrl report)"
+    )
+    sw.add_argument("overrides", nargs="*", help="key=value config overrides")
+    sw.set_defaults(fn=cmd_sweep)
+
+    sb = sub.add_parser("submit", help="submit `pbrl sweep` to a Ray cluster as a Ray Job")
+    sb.add_argument("sweep", nargs="?", help="sweep file (a path inside this working directory)")
+    sb.add_argument(
+        "--address", help="Ray Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_ADDRESS or that)"
+    )
+    sb.add_argument("--logs", metavar="JOB_ID", help="follow the logs of a submitted job instead")
+    sb.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
+    sb.add_argument("--out", help="results folder on the cluster (default /results/<sweep name>)")
+    sb.add_argument("--resume", action="store_true", help="the job resumes --out instead")
+    sb.add_argument("overrides", nargs="*", help="key=value config overrides")
+    sb.set_defaults(fn=cmd_submit)
     return p
 
 

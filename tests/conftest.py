@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+
+
+# Tests never talk to W&B; the W&B sink's own tests switch it back on explicitly.
+os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 @pytest.fixture(autouse=True, scope="session")

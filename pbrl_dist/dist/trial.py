@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,14 @@ from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
 from pbrl_dist.problems import PROBLEMS
 
-PROGRESS_KEYS = ("upper/leader_return", "lower/gap", "upper/designer_return", "lower/ni_gap")
+PROGRESS_KEYS = (
+    "upper/leader_return",
+    "lower/gap",
+    "upper/designer_return",
+    "lower/ni_gap",
+    "upper/task_return",
+    "rl/episode_return",
+)
 
 
 def build_problem(spec: TrialSpec) -> Any:
@@ -33,11 +40,19 @@ def run_trial(
     sinks: Sequence[MetricSink] = (),
     progress: bool = True,
     ckpt: Checkpointer | None = None,
+    wandb_group: str | None = None,
+    on_start: Callable[[Any], None] | None = None,
 ) -> tuple[Result, float]:
     """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds.
 
     With a ``ckpt`` that restores state at iteration k, metrics rows past k (written before a crash)
     are dropped from metrics.jsonl so the file ends up exactly as an uninterrupted run's.
+
+    With ``dist.backend=ray`` and no ``runner`` given, the trial starts its own rollout-worker (and
+    oracle) actors (``dist.ray_runner``; Ray must be running) and stops them at the end. Unless W&B is
+    disabled (``logging.wandb`` / ``WANDB_MODE``), the rows also go to one W&B run in ``wandb_group``
+    (default: the sweep name) whose files live in ``trial_dir/wandb``. ``on_start(runner)`` is called
+    once the executor is up (the Tune trainable records where its actors run).
     """
     torch.set_num_threads(1)
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -52,8 +67,24 @@ def run_trial(
             ProgressSink(spec.name, m.num_iters, spec.cfg.logging.progress_every_s, PROGRESS_KEYS)
         )
     problem = build_problem(spec)
-    t0 = time.perf_counter()
+    own_runner = None
+    # The ray executor runs Monte Carlo chunks (tabular problems); a problem without ``mc_chunk``
+    # (e.g. deep RLHF, whose loop takes rollouts from ``runner.make_rollouts``) keeps the local one.
+    if runner is None and spec.cfg.dist.backend == "ray" and hasattr(problem, "mc_chunk"):
+        from pbrl_dist.dist.ray_runner import runner_for
+
+        runner = own_runner = runner_for(problem, spec.cfg.dist)
+    wb = None
+    ok = False
     try:
+        if on_start is not None:
+            on_start(runner)
+        from pbrl_dist.dist.wandb_sink import open_wandb
+
+        wb = open_wandb(spec, trial_dir, group=wandb_group)
+        if wb is not None:
+            all_sinks.append(wb)
+        t0 = time.perf_counter()  # compute time only: not W&B's or the actors' start-up
         result = ALGOS[spec.cfg.method.algo](
             problem,
             spec.cfg.method,
@@ -62,8 +93,13 @@ def run_trial(
             runner=runner,
             ckpt=ckpt,
         )
+        ok = True
     finally:
         jsonl.close()
+        if wb is not None:
+            wb.close(exit_code=0 if ok else 1)
+        if own_runner is not None:
+            own_runner.shutdown()
     wall = time.perf_counter() - t0
     np.savez(trial_dir / "final_state.npz", **result.final_state)
     summary = {"trial": spec.name, "wall_s": wall, "final": result.metrics}

@@ -28,15 +28,23 @@ def _scalar(v: Any) -> Any:
     return v
 
 
+SKIP_DIRS = frozenset({"_tune", "wandb", "confirm", "report", "figures"})
+"""Sub-folders of a results folder that hold no trials of the sweep itself (Tune state, W&B runs,
+``--confirm-seeds`` re-runs, report output)."""
+
+
 def load_results(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (curves, trials): one row per logged iteration, and one row per trial with its config.
 
-    Every folder holding a ``config.yaml`` and a ``metrics.jsonl`` counts as a trial.
+    Every folder holding a ``config.yaml`` and a ``metrics.jsonl`` counts as a trial, except those under
+    ``SKIP_DIRS``.
     """
     curve_rows: list[dict[str, Any]] = []
     trial_rows: list[dict[str, Any]] = []
     for cfg_path in sorted(results_dir.glob("**/config.yaml")):
         tdir = cfg_path.parent
+        if SKIP_DIRS & set(tdir.relative_to(results_dir).parts):
+            continue
         mpath = tdir / "metrics.jsonl"
         if not mpath.exists():
             continue

@@ -1,0 +1,224 @@
+"""Trial specs after loading: re-typing a resolved config with changes, the Tune search block, resources.
+
+No Ray here: ``pbrl sweep`` validates everything with these functions before Ray starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pbrl_dist.config.loader import (
+    ConfigError,
+    Sweep,
+    TrialSpec,
+    _dotted_to_nested,
+    _merge_typed,
+    validate,
+)
+from pbrl_dist.config.schema import SweepBlock, TrialConfig
+
+SEARCH_KINDS = ("choice", "uniform", "loguniform", "randint")
+TRIAL_KEYS = ("seed", "problem", "method", "dist", "logging")
+
+
+def spec_from_container(
+    name: str, container: dict[str, Any], changes: dict[str, Any] | None = None
+) -> TrialSpec:
+    """Type and validate a resolved trial config (e.g. a ``config.yaml``) with dotted-key ``changes``.
+
+    Raises ``ConfigError`` naming the field, like ``load_sweep``.
+    """
+    base = {k: v for k, v in container.items() if k in TRIAL_KEYS}
+    try:
+        merged = _merge_typed([base, _dotted_to_nested((changes or {}).items())], "")
+        merged.exp = str(container.get("exp", "default"))
+        obj = OmegaConf.to_object(merged)
+        assert isinstance(obj, TrialConfig)
+        validate(obj)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{getattr(e, 'full_key', 'config')}: {str(e).splitlines()[0]}") from None
+    resolved = OmegaConf.to_container(merged)
+    assert isinstance(resolved, dict)
+    return TrialSpec(name=name, cfg=obj, container=resolved)
+
+
+def respec(spec: TrialSpec, changes: dict[str, Any], *, name: str | None = None) -> TrialSpec:
+    """Return ``spec`` with dotted-key ``changes`` applied, re-typed and re-validated (``ConfigError`` if bad)."""
+    return spec_from_container(name or spec.name, spec.container, changes)
+
+
+def typed_block(sweep: Sweep) -> SweepBlock:
+    """Return the sweep's (smoke- and CLI-merged) ``sweep:`` block as a ``SweepBlock``."""
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), sweep.block))
+    assert isinstance(obj, SweepBlock)
+    return obj
+
+
+def check_search(sweep: Sweep, block: SweepBlock) -> None:
+    """Validate ``sweep.search`` / ``num_samples`` / ``scheduler``; every trial at every search endpoint."""
+    for key, spec in block.search.items():
+        where = f"sweep.search.{key}"
+        if key.split(".")[0] not in TRIAL_KEYS or key == "seed":
+            raise ConfigError(
+                f"{where}: must be a dotted config key under {', '.join(TRIAL_KEYS[1:])}"
+            )
+        if key in block.grid:
+            raise ConfigError(f"{where}: the key is also a grid axis; use one or the other")
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise ConfigError(
+                f"{where}: must be one of {{kind: values}} with kind in {', '.join(SEARCH_KINDS)}"
+            )
+        ((kind, values),) = spec.items()
+        if kind not in SEARCH_KINDS:
+            raise ConfigError(f"{where}: unknown kind {kind!r}; allowed: {', '.join(SEARCH_KINDS)}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.{kind}: must be a non-empty list")
+        if kind != "choice":
+            if len(values) != 2 or not all(isinstance(v, int | float) for v in values):
+                raise ConfigError(f"{where}.{kind}: must be [low, high] numbers")
+            lo, hi = values
+            if not lo < hi:
+                raise ConfigError(f"{where}.{kind}: needs low < high (got {lo}, {hi})")
+            if kind == "loguniform" and lo <= 0:
+                raise ConfigError(f"{where}.loguniform: needs low > 0 (got {lo})")
+            if kind == "randint" and not all(isinstance(v, int) for v in values):
+                raise ConfigError(f"{where}.randint: needs integers (got {values})")
+            probes = [lo, hi - 1] if kind == "randint" else [lo, hi]
+        else:
+            probes = list(values)
+        for t in sweep.trials:  # every value the search can produce is at least within these
+            for v in probes:
+                try:
+                    respec(t, {key: v})
+                except ConfigError as e:
+                    raise ConfigError(
+                        f"{where}: value {v!r} is invalid for trial {t.name}: {e}"
+                    ) from None
+    if block.num_samples < 1:
+        raise ConfigError(f"sweep.num_samples: must be ≥ 1 (got {block.num_samples})")
+    if block.num_samples > 1 and not block.search:
+        raise ConfigError("sweep.num_samples: > 1 needs sweep.search axes (seeds are sweep.seeds)")
+    sch = block.scheduler
+    if sch.name not in ("fifo", "asha"):
+        raise ConfigError(
+            f"sweep.scheduler.name: {sch.name!r} is not allowed; choose one of fifo, asha"
+        )
+    if sch.mode not in ("max", "min"):
+        raise ConfigError(
+            f"sweep.scheduler.mode: {sch.mode!r} is not allowed; choose one of max, min"
+        )
+    if sch.name == "asha":
+        if sch.grace_period < 1 or sch.reduction_factor < 2 or sch.max_t < 0:
+            raise ConfigError(
+                "sweep.scheduler: needs grace_period ≥ 1, reduction_factor ≥ 2 and max_t ≥ 0"
+            )
+        if "/" not in sch.metric:
+            raise ConfigError(
+                f"sweep.scheduler.metric: {sch.metric!r} is not a metric name like upper/leader_return"
+            )
+    if block.max_failures < -1:
+        raise ConfigError(
+            f"sweep.max_failures: must be ≥ -1 (-1 = retry forever), got {block.max_failures}"
+        )
+    if block.max_concurrent_trials < 0:
+        raise ConfigError(
+            f"sweep.max_concurrent_trials: must be ≥ 0, got {block.max_concurrent_trials}"
+        )
+
+
+def search_trial_name(base: str, sample: dict[str, Any], trial_id: str) -> str:
+    """Name of a sampled trial: the grid trial's name, the sampled values, and Tune's trial id."""
+    parts = [base] + [f"{k.split('.')[-1]}={_short(v)}" for k, v in sample.items()] + [trial_id]
+    return re.sub(r"[^\w=.,+-]", "_", "__".join(parts))
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class Bundles:
+    """A trial's resource bundles: the learner's, then one per rollout worker and oracle actor."""
+
+    bundles: tuple[dict[str, float], ...]
+    strategy: str
+
+    @property
+    def total_cpus(self) -> float:
+        """CPUs the whole trial reserves."""
+        return sum(b.get("CPU", 0.0) for b in self.bundles)
+
+
+def trial_bundles(cfg: TrialConfig) -> Bundles:
+    """Return the placement-group bundles of one trial (learner; workers and oracles with ``backend=ray``)."""
+    d = cfg.dist
+    learner = {"CPU": float(d.cpus_per_trial)}
+    if d.backend != "ray" or d.cpus_per_worker <= 0:
+        return Bundles((learner,), d.placement_strategy)
+    n = max(1, d.num_rollout_workers) + d.num_oracles
+    return Bundles(
+        (learner, *({"CPU": float(d.cpus_per_worker)} for _ in range(n))), d.placement_strategy
+    )
+
+
+def check_fits(trials: list[TrialSpec], total_cpus: float, largest_node_cpus: float) -> None:
+    """Raise one ``ConfigError`` if some trial needs more CPUs than the cluster (or a node) has."""
+    for t in trials:
+        b = trial_bundles(t.cfg)
+        biggest = max(x.get("CPU", 0.0) for x in b.bundles)
+        if b.total_cpus > total_cpus + 1e-9 or biggest > largest_node_cpus + 1e-9:
+            d = t.cfg.dist
+            raise ConfigError(
+                f"dist: trial {t.name} needs {_cpus(b.total_cpus)} CPUs (cpus_per_trial={d.cpus_per_trial}"
+                + (
+                    f" + {max(1, d.num_rollout_workers) + d.num_oracles} actors × cpus_per_worker={d.cpus_per_worker}"
+                    if d.backend == "ray"
+                    else ""
+                )
+                + f") but the Ray cluster has {_cpus(total_cpus)} CPUs"
+                + (
+                    f" (largest node {_cpus(largest_node_cpus)})"
+                    if biggest > largest_node_cpus
+                    else ""
+                )
+                + "; lower dist.num_rollout_workers / dist.num_oracles / dist.cpus_per_* or add nodes"
+            )
+
+
+def _cpus(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def fingerprint(trials: list[TrialSpec]) -> str:
+    """Return a short hash of every trial's resolved config (to check a resume runs the same sweep)."""
+    h = hashlib.blake2b(digest_size=8)
+    for t in trials:
+        h.update(t.name.encode())
+        h.update(t.to_yaml().encode())
+    return h.hexdigest()
+
+
+def asha_max_t(trials: list[TrialSpec], max_t: int) -> int:
+    """Return ASHA's last rung: ``max_t`` or the largest ``method.num_iters`` of the sweep."""
+    if max_t > 0:
+        return max_t
+    iters = [int(getattr(t.cfg.method, "num_iters", 0) or 0) for t in trials]
+    return max([*iters, 1])
+
+
+def out_default(sweep: Sweep, smoke: bool) -> Path:
+    """Default results folder: ``results/<sweep name>[_smoke]``."""
+    return Path("results") / (sweep.name + ("_smoke" if smoke else ""))
+
+
+def finite(v: Any) -> bool:
+    """True for a finite real number."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))

@@ -1,0 +1,146 @@
+"""``pbrl submit``: send ``pbrl sweep ... --address auto`` to a Ray cluster as a Ray Job, or follow its logs.
+
+The sweep file is loaded and validated here first, so bad input fails on your machine, not on the
+cluster. The job ships the working directory (``runtime_env.working_dir = "."``, without ``.venv``,
+``results`` and ``.git``); its driver runs on the head node and joins the cluster (``--address auto``).
+Results go to ``--out`` on the cluster (default ``/results/<sweep name>``, the shared volume of
+``docker-compose.yml`` and ``cluster/k8s``). ``WANDB_MODE`` is passed on when set; secrets (W&B key,
+Ray token) are never put into the runtime env, because the Jobs API echoes it back.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from pbrl_dist.config.loader import ConfigError, load_sweep
+
+EXCLUDES = [".venv", "results", ".git", "**/__pycache__", ".pytest_cache", "*.egg-info"]
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+
+
+def resolve_address(address: str | None) -> str:
+    """``--address``, else ``RAY_API_SERVER_ADDRESS`` / ``RAY_ADDRESS`` (if http), else the local dashboard."""
+    if address:
+        return address
+    for var in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        v = os.environ.get(var, "")
+        if v.startswith("http"):
+            return v
+    return DEFAULT_ADDRESS
+
+
+def entrypoint(
+    sweep_file: str, *, smoke: bool, out: str, overrides: Sequence[str], resume: bool = False
+) -> str:
+    """Return the job's shell command: ``pbrl sweep FILE --address auto --out OUT [...]``."""
+    parts = ["pbrl", "sweep", sweep_file, "--address", "auto", "--out", out]
+    if smoke:
+        parts.append("--smoke")
+    if resume:
+        parts.append("--resume")
+    parts += list(overrides)
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _client(address: str) -> JobSubmissionClient:
+    try:
+        return JobSubmissionClient(address)
+    except Exception as e:
+        raise ConfigError(
+            f"--address {address}: cannot reach the Ray Jobs API ({type(e).__name__}: "
+            f"{_first(e)}); is the cluster up (docker compose ps / "
+            "ray status) and RAY_AUTH_MODE set like the cluster's?"
+        ) from None
+
+
+def submit(
+    sweep_file: str,
+    *,
+    address: str | None,
+    smoke: bool = False,
+    out: str | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    working_dir: str = ".",
+) -> str:
+    """Validate the sweep, submit it as a Ray Job, print and return the job id."""
+    sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
+    out = out or f"/results/{sweep.name}" + ("_smoke" if smoke else "")
+    addr = resolve_address(address)
+    cmd = entrypoint(sweep_file, smoke=smoke, out=out, overrides=overrides, resume=resume)
+    runtime_env: dict = {"working_dir": working_dir, "excludes": EXCLUDES}
+    if os.environ.get("WANDB_MODE"):
+        runtime_env["env_vars"] = {"WANDB_MODE": os.environ["WANDB_MODE"]}
+    try:
+        job_id = _client(addr).submit_job(entrypoint=cmd, runtime_env=runtime_env)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"submit to {addr} failed: {type(e).__name__}: {_first(e)}") from None
+    print(f"submitted {sweep.name} ({len(sweep.trials)} trials) to {addr}")
+    print(f"  entrypoint: {cmd}")
+    print(f"  job id: {job_id}")
+    print(f"  follow:  pbrl submit --logs {job_id} --address {addr}")
+    return job_id
+
+
+def follow_logs(job_id: str, *, address: str | None, poll_s: float = 2.0) -> int:
+    """Print the job's logs until it ends; return 0 if it succeeded, 1 otherwise.
+
+    Streams with ``tail_job_logs`` when ``aiohttp`` is installed (``ray[default]``); otherwise polls
+    ``get_job_logs`` every ``poll_s`` seconds and says so once.
+    """
+    addr = resolve_address(address)
+    client = _client(addr)
+    try:
+        client.get_job_status(job_id)
+    except Exception as e:
+        raise ConfigError(f"--logs {job_id}: {type(e).__name__}: {_first(e)}") from None
+    try:
+        import aiohttp  # noqa: F401  (tail_job_logs needs it)
+    except ImportError:
+        print(
+            "(aiohttp is not installed, so logs cannot be streamed; polling every "
+            f"{poll_s:g}s instead — `pip install 'ray[default]'` streams them)",
+            file=sys.stderr,
+        )
+        return _poll_logs(client, job_id, poll_s)
+    import asyncio
+
+    async def _tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(_tail())
+    return _final_status(client, job_id)
+
+
+def _poll_logs(client: JobSubmissionClient, job_id: str, poll_s: float) -> int:
+    shown = 0
+    while True:
+        status = client.get_job_status(job_id)
+        logs = client.get_job_logs(job_id)
+        if len(logs) > shown:
+            print(logs[shown:], end="", flush=True)
+            shown = len(logs)
+        if JobStatus(status).is_terminal():
+            break
+        time.sleep(poll_s)
+    return _final_status(client, job_id)
+
+
+def _final_status(client: JobSubmissionClient, job_id: str) -> int:
+    status = JobStatus(client.get_job_status(job_id))
+    print(f"\njob {job_id}: {status.value}")
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""

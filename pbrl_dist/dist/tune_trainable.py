@@ -1,0 +1,215 @@
+"""The Tune trainable: one trial = one central learner, writing the same files as ``pbrl run``.
+
+``trial_fn(config, *, specs, out, group)`` looks up the already-validated ``TrialSpec`` named
+``config["trial"]`` (plus any sampled ``config["search"]`` values), and runs it with ``run_trial`` into
+``OUT/<trial name>/`` (config.yaml, metrics.jsonl, final_state.npz, result.json). ``TuneReporter`` is
+both the trial's extra metric sink and its ``Checkpointer``:
+
+- every logged row goes to ``tune.report`` (lists, e.g. per-game values, as their mean);
+- every ``dist.checkpoint_every`` iterations (and at the end) the loop's whole state is saved with
+  ``torch.save`` into a temporary folder and reported as a ``tune.Checkpoint`` together with that
+  iteration's metrics (Tune counts one ``training_iteration`` per report; the outer iteration is the
+  ``iter`` metric, which is also ASHA's time axis);
+- on a retry, ``tune.get_checkpoint()`` gives the state back and the loop continues bitwise.
+
+Each start of a trial appends one line to ``OUT/<trial>/tune_attempts.jsonl`` (pid, node id of the
+learner and of every actor, the iteration it resumed from, or ``skipped`` when the trial had already
+finished: a restored sweep never runs a finished trial twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from pbrl_dist.config.loader import TrialSpec
+from pbrl_dist.dist.specs import respec, search_trial_name
+from pbrl_dist.dist.trial import run_trial
+from pbrl_dist.dist.wandb_sink import teardown as wandb_teardown
+
+STATE_FILE = "state.pt"
+ATTEMPTS = "tune_attempts.jsonl"
+FAIL_MARKER = ".fail_once_done"
+
+
+def _tune_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Numbers only; lists (per-game values) as their mean."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, list | tuple):
+            nums = [float(x) for x in v if isinstance(x, int | float)]
+            if nums:
+                out[k] = sum(nums) / len(nums)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = v
+        elif isinstance(v, str):
+            try:  # non-finite floats are written as strings in metrics.jsonl
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+class TuneReporter:
+    """Metric sink and ``Checkpointer`` of one Tune trial.
+
+    A row at a checkpoint iteration is held back until the checkpoint is saved, so metrics and
+    checkpoint go out in one ``tune.report``; any other row is reported at once.
+    """
+
+    def __init__(self, spec: TrialSpec, trial_dir: Path) -> None:
+        """Read ``dist.checkpoint_every`` and the test hook ``dist.fail_once_at_iter``."""
+        self.every = int(spec.cfg.dist.checkpoint_every)
+        self.fail_at = int(spec.cfg.dist.fail_once_at_iter)
+        self.num_iters = getattr(spec.cfg.method, "num_iters", None)
+        self.trial_dir = trial_dir
+        self._pending: dict[str, Any] | None = None
+        self._restored: dict[str, Any] | None = None
+        self._restore_done = False
+        self._final: tuple[dict[str, Any], dict[str, Any] | None] | None = None
+        self.reported = 0
+
+    # --- MetricSink ------------------------------------------------------------------------------
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Report ``row`` now, or hold it for the checkpoint of the same iteration."""
+        self.flush()
+        k = row.get("iter")
+        due = isinstance(k, int) and (k % self.every == 0 or k == self.num_iters)
+        if due:
+            self._pending = dict(row)
+        else:
+            self._report(row)
+
+    def flush(self) -> None:
+        """Report a held-back row (its checkpoint did not come)."""
+        if self._pending is not None:
+            row, self._pending = self._pending, None
+            self._report(row)
+
+    def _report(self, row: Mapping[str, Any], checkpoint: tune.Checkpoint | None = None) -> None:
+        tune.report(_tune_metrics(row), checkpoint=checkpoint)
+        self.reported += 1
+
+    # --- Checkpointer ----------------------------------------------------------------------------
+    def restore(self) -> dict[str, Any] | None:
+        """Return the state of the trial's latest Tune checkpoint (cached), or None."""
+        if not self._restore_done:
+            self._restore_done = True
+            ckpt = tune.get_checkpoint()
+            if ckpt is not None:
+                with ckpt.as_directory() as d:
+                    self._restored = torch.load(Path(d) / STATE_FILE, weights_only=False)
+        return self._restored
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Save ``state`` as a Tune checkpoint, reported with the row of the same iteration.
+
+        The last iteration's report is held back until ``finish()``, i.e. until the trial's files are
+        written: a scheduler (ASHA at ``max_t``) may stop the trial as soon as it sees that report.
+        """
+        k = int(state["k"])
+        row = None
+        if self._pending is not None and self._pending.get("iter") == k:
+            row, self._pending = self._pending, None
+        self.flush()
+        if k == self.num_iters:
+            self._final = (state, row)
+            return
+        self._save(state, row)
+
+    def finish(self) -> None:
+        """Report what is still held back: the last row and the final checkpoint."""
+        self.flush()
+        if self._final is not None:
+            state, row = self._final
+            self._final = None
+            self._save(state, row)
+
+    def _save(self, state: dict[str, Any], row: dict[str, Any] | None) -> None:
+        k = int(state["k"])
+        with tempfile.TemporaryDirectory(prefix="pbrl_ckpt_") as d:
+            torch.save(state, Path(d) / STATE_FILE)
+            self._report(row or {"iter": k}, tune.Checkpoint.from_directory(d))
+        marker = self.trial_dir / FAIL_MARKER
+        if self.fail_at and k >= self.fail_at and not marker.exists():
+            marker.write_text(f"failed once after the checkpoint at iteration {k}\n")
+            raise RuntimeError(f"dist.fail_once_at_iter: simulated failure after iteration {k}")
+
+
+def _complete(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
+    """The trial's ``result.json`` if it finished with this very config, else None."""
+    res, cfg = trial_dir / "result.json", trial_dir / "config.yaml"
+    if res.exists() and cfg.exists() and cfg.read_text(encoding="utf-8") == spec.to_yaml():
+        return json.loads(res.read_text(encoding="utf-8"))
+    return None
+
+
+def _record(trial_dir: Path, entry: dict[str, Any]) -> None:
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    with (trial_dir / ATTEMPTS).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def trial_fn(config: dict[str, Any], *, specs: dict[str, TrialSpec], out: str, group: str) -> None:
+    """Run the trial named ``config["trial"]`` (with sampled ``config["search"]`` values) under Tune."""
+    logging.getLogger("ray.train").setLevel(
+        logging.WARNING
+    )  # no "Checkpoint created" line per save
+    base = specs[config["trial"]]
+    sample = dict(config.get("search") or {})
+    ctx = tune.get_context()
+    spec = (
+        respec(base, sample, name=search_trial_name(base.name, sample, ctx.get_trial_id()))
+        if sample
+        else base
+    )
+    trial_dir = Path(out) / spec.name
+    entry: dict[str, Any] = {
+        "time": time.time(),
+        "pid": os.getpid(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "trial_id": ctx.get_trial_id(),
+    }
+    done = _complete(spec, trial_dir)
+    if done is not None:
+        _record(trial_dir, {**entry, "skipped": True})
+        tune.report(_tune_metrics({"iter": done["final"].get("iter", 0), **done["final"]}))
+        return
+    reporter = TuneReporter(spec, trial_dir)
+    restored = reporter.restore()
+    entry["restored_from"] = None if restored is None else int(restored["k"])
+
+    def on_start(runner: Any) -> None:
+        if runner is not None and hasattr(runner, "info"):
+            info = runner.info()
+            entry["actors"] = [
+                {"kind": kind, "node_id": a["node_id"], "pid": a["pid"]}
+                for kind in ("workers", "oracles")
+                for a in info[kind]
+            ]
+        _record(trial_dir, entry)
+
+    try:
+        result, wall = run_trial(
+            spec,
+            trial_dir,
+            sinks=[reporter],
+            ckpt=reporter,
+            wandb_group=group,
+            on_start=on_start,
+        )
+    finally:
+        wandb_teardown()
+    reporter.finish()
+    if reporter.reported == 0:  # a loop that logged nothing still ends with its final metrics
+        tune.report(_tune_metrics({**result.metrics, "wall_s": wall}))

@@ -1,0 +1,111 @@
+"""The ``pbrl sweep`` driver killed with SIGKILL mid-sweep; ``--resume`` finishes without re-running.
+
+Three trials run one at a time (``sweep.max_concurrent_trials=1``). The driver (and its embedded Ray,
+all in the subprocess's own process group) is killed once trial 0 has finished and trial 1 is halfway.
+``pbrl sweep --resume`` must then finish trials 1 and 2, leave trial 0 alone (same ``result.json``, one
+attempt), and every trial's files must equal an uninterrupted ``pbrl run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pbrl_dist.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
+
+NAMES = [f"pbrl_value__game={g}__s0" for g in range(3)]
+ARGS = [
+    "sweep.grid.problem.game=[0,1,2]",
+    "sweep.max_concurrent_trials=1",
+    "method.num_iters=1500",
+    "method.log_every=50",
+    "dist.checkpoint_every=250",
+]
+
+
+def _last_iter(path: Path) -> int:
+    if not path.exists():
+        return 0
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    return json.loads(lines[-1])["iter"] if lines else 0
+
+
+def _sweep(tiny_sweep: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pbrl_dist.cli",
+            "sweep",
+            str(tiny_sweep),
+            "--out",
+            str(out),
+            *ARGS,
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: the driver and the Ray it started
+    )
+
+
+def test_driver_sigkill_then_resume(tiny_sweep: Path, tmp_path: Path) -> None:
+    out, ref = tmp_path / "tune", tmp_path / "local"
+    proc = _sweep(tiny_sweep, out)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / NAMES[0] / "result.json").exists() and _last_iter(
+                out / NAMES[1] / "metrics.jsonl"
+            ) >= 600:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, (
+            "the sweep ended before it could be killed:\n" + proc.stdout.read()
+        )
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = _last_iter(out / NAMES[1] / "metrics.jsonl")
+    assert 600 <= killed_at < 1500 and not (out / NAMES[2] / "result.json").exists()
+    stamp = (out / NAMES[0] / "result.json").stat().st_mtime_ns
+
+    resumed = _sweep(tiny_sweep, out, "--resume")
+    try:
+        log, _ = resumed.communicate(timeout=240)
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
+            resumed.wait()
+    assert resumed.returncode == 0, log[-4000:]
+
+    assert (out / NAMES[0] / "result.json").stat().st_mtime_ns == stamp
+    attempts = {
+        n: [json.loads(x) for x in (out / n / "tune_attempts.jsonl").read_text().splitlines()]
+        for n in NAMES
+    }
+    assert len(attempts[NAMES[0]]) == 1  # finished before the kill: not run again
+    assert len(attempts[NAMES[1]]) == 2  # resumed (from its last checkpoint Tune knew of)
+    restored = attempts[NAMES[1]][1]["restored_from"]
+    assert restored is None or (restored % 250 == 0 and restored <= killed_at)
+    assert len(attempts[NAMES[2]]) == 1
+
+    assert main(["run", str(tiny_sweep), "--out", str(ref), *ARGS]) == 0
+    for n in NAMES:
+        assert (out / n / "metrics.jsonl").read_text() == (ref / n / "metrics.jsonl").read_text(), n
+        got = json.loads((out / n / "result.json").read_text())["final"]
+        assert got == json.loads((ref / n / "result.json").read_text())["final"]
