@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.core.types import derive_seed
 from pbrl_dist.problems.base import BilevelProblem
 
@@ -174,6 +175,18 @@ def mc_estimate(
         for key, val in out.items():
             acc[key] = acc[key] + val * (n / total) if key in acc else val * (n / total)
     return acc
+
+
+def solve_oracles(runner: Any, requests: Sequence[tuple[Any, ...]]) -> list[torch.Tensor]:
+    """Run independent oracle solves ``(name, P, r, ρ, γ, τ, logits0, kwargs)``.
+
+    A runner with ``solve_many`` (the ray executor with oracle actors) runs them in parallel; otherwise they
+    run here, one after the other. Both call the same ``core.oracles.ORACLES`` functions, so the numbers agree.
+    """
+    many = getattr(runner, "solve_many", None)
+    if many is not None:
+        return list(many(requests))
+    return [ORACLES[r[0]](*r[1:7], **r[7]) for r in requests]
 
 
 def project(z: torch.Tensor, bound: float) -> torch.Tensor:

@@ -19,12 +19,13 @@ from pbrl_dist.algos.base import (
     maybe_checkpoint,
     mc_estimate,
     project,
+    solve_oracles,
     start_state,
 )
 from pbrl_dist.core.mdp import expected_value
 from pbrl_dist.core.zerosum import (
-    best_response_1,
-    best_response_2,
+    induced_mdp_player1,
+    induced_mdp_player2,
     joint_evaluate,
     nash_equilibrium,
     ni_surrogate,
@@ -123,23 +124,21 @@ def run_pbrl_ni(
     )
     x, th1, th2, br1, br2, row = st["x"], st["th1"], st["th2"], st["br1"], st["br2"], st["row"]
     for k in range(st["k"], cfg.num_iters):
-        # --- lower level: the two best responses, independent oracle calls ---
+        # --- lower level: the two best responses, independent oracle calls (parallel on oracle actors) ---
         with torch.no_grad():
             r_x = problem.reward(x)
-        kw = dict(
-            method=cfg.oracle,
-            num_steps=cfg.oracle_steps,
-            step_size=cfg.oracle_lr,
-            tol=cfg.oracle_tol,
+            P1, r1 = induced_mdp_player1(g.P_SABS, r_x, torch.softmax(th2, -1), g.tau)
+            P2, r2 = induced_mdp_player2(g.P_SABS, r_x, torch.softmax(th1, -1), g.tau)
+        kw = dict(num_steps=cfg.oracle_steps, step_size=cfg.oracle_lr, tol=cfg.oracle_tol)
+        start1 = br1 if cfg.warm_start else torch.zeros_like(br1)
+        start2 = br2 if cfg.warm_start else torch.zeros_like(br2)
+        br1, br2 = solve_oracles(
+            runner,
+            [
+                (cfg.oracle, P1, r1, g.rho_S, g.gamma, g.tau, start1, kw),
+                (cfg.oracle, P2, r2, g.rho_S, g.gamma, g.tau, start2, kw),
+            ],
         )
-        br1 = best_response_1(
-            g.P_SABS, r_x, torch.softmax(th2, -1), g.gamma, g.tau,
-            logits0=br1 if cfg.warm_start else None, rho_S=g.rho_S, **kw,
-        )  # fmt: skip
-        br2 = best_response_2(
-            g.P_SABS, r_x, torch.softmax(th1, -1), g.gamma, g.tau,
-            logits0=br2 if cfg.warm_start else None, rho_S=g.rho_S, **kw,
-        )  # fmt: skip
 
         # --- penalized upper step (5.13) ---
         pi_hats = (torch.softmax(br1, -1), torch.softmax(br2, -1))

@@ -160,3 +160,19 @@ def test_pbrl_run_with_the_ray_backend_matches_local(tiny_sweep: Path, tmp_path:
     a = (tmp_path / "local" / "pbrl_value__s0" / "metrics.jsonl").read_text()
     b = (tmp_path / "ray" / "pbrl_value__s0" / "metrics.jsonl").read_text()
     assert a == b and a.count("\n") == 3
+
+
+def test_ni_best_responses_on_oracle_actors_match_local(runners: dict[int, Any]) -> None:
+    """PBRL-NI sends its two best responses to the oracle actors in one call; numbers equal the local run."""
+    from pbrl_dist.algos.incentive import run_pbrl_ni
+    from pbrl_dist.problems.incentive import IncentiveProblem
+    from pbrl_dist.problems.incentive import make_game as make_incentive
+
+    inc = IncentiveProblem(
+        make_incentive(num_states=4, num_actions1=3, num_actions2=3, gamma=0.8, tau=0.1, cost_coef=0.0, game=3)
+    )
+    cfg = MethodConfig(lam=5.0, lr_x=0.1, lr_y=0.1, num_iters=8, log_every=4, oracle="pmd", oracle_steps=3)
+    local = run_pbrl_ni(inc, cfg, seed=0, sink=ListSink())
+    remote = run_pbrl_ni(inc, cfg, seed=0, sink=ListSink(), runner=runners[2])
+    assert torch.equal(local.x, remote.x) and torch.equal(local.y, remote.y)
+    assert local.metrics == remote.metrics
