@@ -19,6 +19,7 @@ finished: a restored sweep never runs a finished trial twice).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -53,10 +54,9 @@ def _tune_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(v, int | float) and not isinstance(v, bool):
             out[k] = v
         elif isinstance(v, str):
-            try:  # non-finite floats are written as strings in metrics.jsonl
+            # Non-finite floats are written as strings in metrics.jsonl; other strings are not metrics.
+            with contextlib.suppress(ValueError):
                 out[k] = float(v)
-            except ValueError:
-                pass
     return out
 
 
