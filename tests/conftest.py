@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-
 # Tests never talk to W&B; the W&B sink's own tests switch it back on explicitly.
 os.environ.setdefault("WANDB_MODE", "disabled")
 
