@@ -7,6 +7,7 @@ by level: ``upper/`` (leader / designer / reward model objective), ``lower/`` (f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -122,6 +123,30 @@ class ProgressSink:
         it = int(row.get("iter", 0)) + 1
         shown = " ".join(f"{k.split('/')[-1]}={_fmt(row[k])}" for k in self.keys if k in row)
         print(f"    {self.label}: {it}/{self.total} it ({now - self._t0:.0f}s) {shown}", flush=True)
+
+
+def scalar_metrics(row: Mapping[str, Any], *, finite_only: bool) -> dict[str, Any]:
+    """Flatten a metric row for dashboards: per-game lists → their mean, bools → 0/1 ints.
+
+    With ``finite_only`` (W&B) non-finite numbers are dropped; without it (Tune) they are kept, and the
+    strings JSON writes for them ("nan", "inf") are parsed back. Other strings are not metrics.
+    """
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, list | tuple):
+            nums = [float(x) for x in v if isinstance(x, int | float)]
+            if nums:
+                out[k] = sum(nums) / len(nums)
+        elif isinstance(v, bool):
+            if finite_only:
+                out[k] = int(v)
+        elif isinstance(v, int | float):
+            if not finite_only or math.isfinite(float(v)):
+                out[k] = v
+        elif isinstance(v, str) and not finite_only:
+            with contextlib.suppress(ValueError):
+                out[k] = float(v)
+    return out
 
 
 def _fmt(v: Any) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,3 +65,27 @@ def mc_within(
     ok = bool((err <= z * se + bias + 1e-12).all())
     worst = float((err / (se + 1e-300)).max())
     return ok, worst
+
+
+class MemoryCheckpointer:
+    """In-memory ``Checkpointer`` that can simulate a crash right after saving at iteration ``crash_after``.
+
+    Resume tests run a loop with it until the simulated crash, then run the loop again with the same object,
+    which restores the saved state, and compare against an uninterrupted run.
+    """
+
+    def __init__(self, every: int, crash_after: int | None = None) -> None:
+        """Save every ``every`` iterations; raise once after the first save at or past ``crash_after``."""
+        self.every, self.crash_after = every, crash_after
+        self.saved: dict[str, Any] | None = None
+
+    def restore(self) -> dict[str, Any] | None:
+        """Return the last saved state (None before the first save)."""
+        return self.saved
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep a deep copy of ``state``; raise ``RuntimeError("simulated crash")`` once when due."""
+        self.saved = copy.deepcopy(state)
+        if self.crash_after is not None and state["k"] >= self.crash_after:
+            self.crash_after = None
+            raise RuntimeError("simulated crash")

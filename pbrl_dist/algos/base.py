@@ -177,6 +177,34 @@ def mc_estimate(
     return acc
 
 
+def mc_pieces(
+    runner: ChunkRunner,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pi_hat_SA: torch.Tensor | None,
+    cfg: MethodConfig,
+    *,
+    parts: tuple[str, ...],
+    seed: int,
+    k: int | str,
+    total: int | None = None,
+    chunk: int | None = None,
+) -> dict[str, Any]:
+    """``mc_estimate`` with the method's batch, chunk and horizon (``total``/``chunk`` override them)."""
+    return mc_estimate(
+        runner,
+        x,
+        y,
+        pi_hat_SA,
+        parts=parts,
+        total=cfg.mc_batch if total is None else total,
+        chunk=cfg.mc_chunk if chunk is None else chunk,
+        horizon=cfg.mc_horizon,
+        seed=seed,
+        k=k,
+    )
+
+
 def solve_oracles(runner: Any, requests: Sequence[tuple[Any, ...]]) -> list[torch.Tensor]:
     """Run independent oracle solves ``(name, P, r, ρ, γ, τ, logits0, kwargs)``.
 

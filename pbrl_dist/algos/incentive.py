@@ -17,7 +17,7 @@ from pbrl_dist.algos.base import (
     MethodConfig,
     Result,
     maybe_checkpoint,
-    mc_estimate,
+    mc_pieces,
     project,
     solve_oracles,
     start_state,
@@ -80,10 +80,8 @@ def ni_mc_grads(
         ĝ_x = ∇c(x) + λ·(∇̂_x V(π̂1, π2) − ∇̂_x V(π1, π̂2)),  ĝ_θ1 = −∇̂_θ1 V^d − λ·∇̂_θ1 V(π1, π̂2),
         ĝ_θ2 = −∇̂_θ2 V^d + λ·∇̂_θ2 V(π̂1, π2).
     """
-    est = mc_estimate(
-        runner, x, torch.cat([th1, th2], -1), torch.cat(pi_hats, -1), parts=("ni", "designer"),
-        total=cfg.mc_batch, chunk=cfg.mc_chunk, horizon=cfg.mc_horizon, seed=seed, k=k,
-    )  # fmt: skip
+    y, pi_hat = torch.cat([th1, th2], -1), torch.cat(pi_hats, -1)
+    est = mc_pieces(runner, x, y, pi_hat, cfg, parts=("ni", "designer"), seed=seed, k=k)
     sig = torch.sigmoid(x)
     gx = problem.game.cost_coef * sig * (1 - sig) + cfg.lam * (est["gx_v1"] - est["gx_v2"])
     g1 = est["g1_f"] - cfg.lam * est["g1_v2"]

@@ -17,7 +17,7 @@ from pbrl_dist.algos.base import (
     MethodConfig,
     Result,
     maybe_checkpoint,
-    mc_estimate,
+    mc_pieces,
     project,
     start_state,
 )
@@ -58,18 +58,7 @@ def run(
         if cfg.estimator == "exact":
             gx, gy = _exact_grads(problem, x, y)
         else:
-            est = mc_estimate(
-                runner,
-                x,
-                y,
-                None,
-                parts=("joint",),
-                total=cfg.mc_batch,
-                chunk=cfg.mc_chunk,
-                horizon=cfg.mc_horizon,
-                seed=seed,
-                k=k,
-            )
+            est = mc_pieces(runner, x, y, None, cfg, parts=("joint",), seed=seed, k=k)
             gx, gy = est["gx_f"], -est["gy_v"]
         x = project(x - cfg.lr_x * gx, cfg.logit_bound)
         y = project(y - cfg.lr_y * gy, cfg.logit_bound)

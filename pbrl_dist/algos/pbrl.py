@@ -22,7 +22,7 @@ from pbrl_dist.algos.base import (
     MethodConfig,
     Result,
     maybe_checkpoint,
-    mc_estimate,
+    mc_pieces,
     project,
     start_state,
 )
@@ -78,18 +78,7 @@ def mc_value_grads(
         ĝ_x = ∇̂_x f + λ·(∇̂_x V_x(π̂) − ∇̂_x V_x(π_y)),   ĝ_y = ∇̂_y f − λ·∇̂_y V_x(π_y);
         two independent rollout batches: (π_x, π_y) and (π_x, π̂).
     """
-    est = mc_estimate(
-        runner,
-        x,
-        y,
-        pi_hat,
-        parts=("joint", "hat"),
-        total=cfg.mc_batch,
-        chunk=cfg.mc_chunk,
-        horizon=cfg.mc_horizon,
-        seed=seed,
-        k=k,
-    )
+    est = mc_pieces(runner, x, y, pi_hat, cfg, parts=("joint", "hat"), seed=seed, k=k)
     gx = est["gx_f"] + cfg.lam * (est["gx_v_hat"] - est["gx_v"])
     gy = est["gy_f"] - cfg.lam * est["gy_v"]
     f = problem.upper_objective(x, y).detach()
@@ -114,30 +103,11 @@ def mc_bellman_grads(
         ∂ĝ/∂π(s) = ρ(s)·(τ·(log π_y(s) + 1) − Q̂^π̂(s,·)), chained through the softmax of y.
         Q̂ and ∇̂_x Q̂ come from ``mc_q_batch`` rollouts started at every (s, b).
     """
-    est = mc_estimate(
-        runner,
-        x,
-        y,
-        None,
-        parts=("joint",),
-        total=cfg.mc_batch,
-        chunk=cfg.mc_chunk,
-        horizon=cfg.mc_horizon,
-        seed=seed,
-        k=k,
-    )
-    q_est = mc_estimate(
-        runner,
-        x,
-        y,
-        pi_hat,
-        parts=("q_hat",),
-        total=cfg.mc_q_batch,
-        chunk=cfg.mc_q_batch,
-        horizon=cfg.mc_horizon,
-        seed=seed,
-        k=f"{k}/q",
-    )
+    est = mc_pieces(runner, x, y, None, cfg, parts=("joint",), seed=seed, k=k)
+    q_est = mc_pieces(
+        runner, x, y, pi_hat, cfg, parts=("q_hat",), seed=seed, k=f"{k}/q",
+        total=cfg.mc_q_batch, chunk=cfg.mc_q_batch,
+    )  # fmt: skip
     rho, tau = problem.rho_S, problem.tau
     q_hat, gx_q = q_est["q_hat"], q_est["gx_q_hat"]
     log_sigma = torch.log_softmax(y, -1)

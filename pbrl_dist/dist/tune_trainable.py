@@ -19,7 +19,6 @@ finished: a restored sweep never runs a finished trial twice).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.dist.specs import respec, search_trial_name
 from pbrl_dist.dist.trial import run_trial
 from pbrl_dist.dist.wandb_sink import teardown as wandb_teardown
+from pbrl_dist.metrics import scalar_metrics
 
 STATE_FILE = "state.pt"
 ATTEMPTS = "tune_attempts.jsonl"
@@ -44,20 +44,8 @@ FAIL_MARKER = ".fail_once_done"
 
 
 def _tune_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Numbers only; lists (per-game values) as their mean."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, list | tuple):
-            nums = [float(x) for x in v if isinstance(x, int | float)]
-            if nums:
-                out[k] = sum(nums) / len(nums)
-        elif isinstance(v, int | float) and not isinstance(v, bool):
-            out[k] = v
-        elif isinstance(v, str):
-            # Non-finite floats are written as strings in metrics.jsonl; other strings are not metrics.
-            with contextlib.suppress(ValueError):
-                out[k] = float(v)
-    return out
+    """Numbers only; lists (per-game values) as their mean; non-finite values kept."""
+    return scalar_metrics(row, finite_only=False)
 
 
 class TuneReporter:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbrl_dist.config.loader import TrialSpec
+from pbrl_dist.metrics import scalar_metrics
 
 
 def wandb_mode(setting: str) -> tuple[str, str | None]:
@@ -48,17 +48,7 @@ def run_id(group: str, trial: str) -> str:
 
 
 def _scalars(row: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, list | tuple):
-            nums = [float(x) for x in v if isinstance(x, int | float)]
-            if nums:
-                out[k] = sum(nums) / len(nums)
-        elif isinstance(v, bool):
-            out[k] = int(v)
-        elif isinstance(v, int | float) and math.isfinite(float(v)):
-            out[k] = v
-    return out
+    return scalar_metrics(row, finite_only=True)
 
 
 class WandbSink:

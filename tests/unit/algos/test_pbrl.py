@@ -11,6 +11,7 @@ from pbrl_dist.algos import indep_pg, pbrl
 from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.problems.stackelberg import StackelbergProblem, make_game
+from pbrl_dist.testing import MemoryCheckpointer
 
 
 @pytest.fixture(scope="module")
@@ -96,24 +97,6 @@ def test_independent_pg_runs_exact_and_mc(problem: StackelbergProblem) -> None:
         assert res.metrics["lower/gap"] < _gap0(problem, 0)
 
 
-class MemoryCkpt:
-    """In-memory checkpointer that can simulate a crash after a given iteration."""
-
-    def __init__(self, every: int, crash_after: int | None = None) -> None:
-        self.every, self.crash_after, self.saved = every, crash_after, None
-
-    def restore(self):
-        return self.saved
-
-    def save(self, state) -> None:
-        self.saved = {
-            k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()
-        }
-        if self.crash_after is not None and state["k"] >= self.crash_after:
-            self.crash_after = None
-            raise RuntimeError("simulated crash")
-
-
 @pytest.mark.parametrize("algo", ["pbrl", "indep_pg"])
 @pytest.mark.parametrize("estimator", ["exact", "mc"])
 def test_resume_from_checkpoint_is_bitwise_identical(
@@ -122,7 +105,7 @@ def test_resume_from_checkpoint_is_bitwise_identical(
     mod = pbrl if algo == "pbrl" else indep_pg
     cfg = dataclasses.replace(BASE, algo=algo, estimator=estimator, num_iters=40, log_every=10)
     ref = mod.run(problem, cfg, seed=2, sink=ListSink())
-    ck = MemoryCkpt(every=15, crash_after=15)
+    ck = MemoryCheckpointer(every=15, crash_after=15)
     with pytest.raises(RuntimeError, match="simulated crash"):
         mod.run(problem, cfg, seed=2, sink=ListSink(), ckpt=ck)
     assert ck.saved["k"] == 15

@@ -6,7 +6,6 @@ Runtimes on one shared core: toy runs ≈ 1 s each; the Atari smoke (BeamRider, 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -26,6 +25,7 @@ from pbrl_dist.core.types import generator
 from pbrl_dist.metrics import METRICS, ListSink
 from pbrl_dist.problems import PROBLEMS
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
+from pbrl_dist.testing import MemoryCheckpointer
 
 ROOT = Path(__file__).resolve().parents[3]
 TOY_SWEEP = ROOT / "sweeps" / "rlhf_toy.yaml"
@@ -61,23 +61,6 @@ def _run(cfg: RLHFConfig, ckpt: Any = None, seed: int = 3) -> tuple[list[dict], 
 
 def _strip_perf(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "perf/env_steps_per_s"} for r in rows]
-
-
-class MemoryCkpt:
-    """In-memory checkpointer that can simulate a crash right after saving at ``crash_after``."""
-
-    def __init__(self, every: int, crash_after: int | None = None) -> None:
-        self.every, self.crash_after = every, crash_after
-        self.saved: dict[str, Any] | None = None
-
-    def restore(self) -> dict[str, Any] | None:
-        return self.saved
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.saved = copy.deepcopy(state)
-        if self.crash_after is not None and state["k"] >= self.crash_after:
-            self.crash_after = None
-            raise RuntimeError("simulated crash")
 
 
 # --- registry and config --------------------------------------------------------------------------
@@ -183,9 +166,9 @@ def test_drlhf_is_pbrl_with_both_couplings_off() -> None:
 @pytest.mark.parametrize("mode", ["a2c_oracle", "drlhf", "pbrl"])
 def test_resume_after_crash_equals_uninterrupted(mode: str) -> None:
     cfg = dataclasses.replace(TINY, mode=mode)
-    ref_ck = MemoryCkpt(every=1000)  # saves only at the end: the uninterrupted final state
+    ref_ck = MemoryCheckpointer(every=1000)  # saves only at the end: the uninterrupted final state
     ref_rows, ref = _run(cfg, ckpt=ref_ck)
-    ck = MemoryCkpt(every=30, crash_after=30)
+    ck = MemoryCheckpointer(every=30, crash_after=30)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _run(cfg, ckpt=ck)
     assert ck.saved is not None and ck.saved["k"] == 30
@@ -216,7 +199,7 @@ def test_atari_resume_reseeds_and_finishes() -> None:
         log_every_steps=100,
         clip_true_reward=True,
     )
-    ck = MemoryCkpt(every=10, crash_after=10)
+    ck = MemoryCheckpointer(every=10, crash_after=10)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(prob, cfg, seed=0, sink=ListSink(), ckpt=ck)
     agent_at_crash = ck.saved["learner"]["agent"]
