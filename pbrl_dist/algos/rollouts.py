@@ -3,7 +3,9 @@
 The learner calls ``source.collect(policy_state, version)`` and gets a time-major ``Rollout`` of
 ``n_steps`` steps from every env. ``LocalRollouts`` steps its env shards in this process; a Ray
 backend can implement the same ``RolloutSource`` with one actor per shard (each actor holds a
-``RolloutShard`` and forwards calls), broadcasting ``policy_state`` once per ``version``.
+``ShardGroup`` of consecutive shards, ``dist.ray_rollouts``), broadcasting ``policy_state`` once per
+``version``. Within a process the shards are pipelined (``collect_pipelined``): the policy runs on one
+shard while the emulators of the others step on ALE's threads.
 
 Numbers depend only on the shards (their seeds, their env counts), never on who steps them:
 shard i of role r is seeded with ``derive_seed(seed, "env", r, i)`` and samples its actions from
@@ -166,33 +168,46 @@ class RolloutShard:
         self.num_collects = 0
         self.obs = self.env.reset()
 
-    @torch.no_grad()
     def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
         """Step every env ``n_steps`` times with actions sampled from the policy."""
+        return collect_pipelined([self], policy_state, version)[0]
+
+    # --- the three phases ``collect_pipelined`` interleaves across shards ---------------------------
+
+    def begin(self, policy_state: Mapping[str, torch.Tensor], version: int) -> None:
+        """Load the weights if ``version`` is new and open an empty fragment."""
         if version != self.version:
             self.policy.load_state_dict(policy_state)
             self.version = version
-        obs_l, act_l, rew_l, done_l, ep_returns = [], [], [], [], []
-        obs = self.obs
-        for _ in range(self.spec.n_steps):
-            logits_NA, _ = self.policy(torch.from_numpy(obs))
-            a_N = torch.multinomial(torch.softmax(logits_NA, -1), 1, generator=self.gen).squeeze(1)
-            next_obs, r_N, term_N, trunc_N, _ = self.env.step(a_N.numpy())
-            obs_l.append(obs)
-            act_l.append(a_N)
-            rew_l.append(r_N)
-            done_l.append(term_N | trunc_N)
-            obs = next_obs
-        ep_returns = self.env.pop_finished_episode_returns()
-        self.obs = obs
+        self._frag: tuple[list[Any], ...] = ([], [], [], [])
+
+    @torch.no_grad()
+    def act(self) -> None:
+        """Sample actions for the current observations and start the env step (``env.send``)."""
+        logits_NA, _ = self.policy(torch.from_numpy(self.obs))
+        a_N = torch.multinomial(torch.softmax(logits_NA, -1), 1, generator=self.gen).squeeze(1)
+        self._frag[0].append(self.obs)
+        self._frag[1].append(a_N)
+        self.env.send(a_N.numpy())
+
+    def observe(self) -> None:
+        """Finish the env step (``env.recv``) and keep its reward and done flags."""
+        next_obs, r_N, term_N, trunc_N, _ = self.env.recv()
+        self._frag[2].append(r_N)
+        self._frag[3].append(term_N | trunc_N)
+        self.obs = next_obs
+
+    def end(self) -> Rollout:
+        """Close the fragment and return it."""
+        obs_l, act_l, rew_l, done_l = self._frag
         self.num_collects += 1
         return Rollout(
             obs_TN=torch.from_numpy(np.stack(obs_l)),
             actions_TN=torch.stack(act_l).to(torch.int64),
             rewards_TN=torch.from_numpy(np.stack(rew_l).astype(np.float32)),
             dones_TN=torch.from_numpy(np.stack(done_l)),
-            last_obs_N=torch.from_numpy(np.array(obs, copy=True)),
-            episode_returns=[float(r) for r in ep_returns],
+            last_obs_N=torch.from_numpy(np.array(self.obs, copy=True)),
+            episode_returns=[float(r) for r in self.env.pop_finished_episode_returns()],
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -224,25 +239,54 @@ class RolloutShard:
         self.env.close()
 
 
-class LocalRollouts:
-    """All shards of one role stepped in this process, in shard order.
+def collect_pipelined(
+    shards: Sequence[RolloutShard], policy_state: Mapping[str, torch.Tensor], version: int
+) -> list[Rollout]:
+    """Collect one fragment from every shard, overlapping one shard's inference with the others' envs.
+
+    At each step every shard in turn finishes its previous env step, samples its next actions and
+    starts the env step (``send``), so while the policy runs on shard i the ALE threads of the other
+    shards are emulating. Each shard only touches its own env and generator, in the same order as a
+    shard stepped alone: the fragments are bitwise those of collecting the shards one by one.
+    """
+    for s in shards:
+        s.begin(policy_state, version)
+    for t in range(shards[0].spec.n_steps):
+        for s in shards:
+            if t:
+                s.observe()
+            s.act()
+    for s in shards:
+        s.observe()
+    return [s.end() for s in shards]
+
+
+def shard_sizes(spec: RolloutSpec) -> list[int]:
+    """Return the env count of every shard of the role (``num_envs`` split over ``env_shards``)."""
+    cfg = spec.problem.cfg
+    return [cfg.num_envs // cfg.env_shards] * cfg.env_shards
+
+
+class ShardGroup:
+    """Some shards of one role stepped in this process (pipelined), concatenated in shard order.
 
     Args:
         spec: the role's rollout spec.
+        indices: which shards (default: all ``problem.cfg.env_shards`` of them).
     """
 
-    def __init__(self, spec: RolloutSpec) -> None:
-        """Build ``problem.cfg.env_shards`` shards splitting ``problem.cfg.num_envs`` envs."""
-        cfg = spec.problem.cfg
-        per = cfg.num_envs // cfg.env_shards
-        self.shards = [RolloutShard(spec, i, per) for i in range(cfg.env_shards)]
-        self.num_envs = int(cfg.num_envs)
+    def __init__(self, spec: RolloutSpec, indices: Sequence[int] | None = None) -> None:
+        """Build the shards (their envs are reset)."""
+        sizes = shard_sizes(spec)
+        idx = range(len(sizes)) if indices is None else indices
+        self.shards = [RolloutShard(spec, i, sizes[i]) for i in idx]
+        self.num_envs = sum(s.num_envs for s in self.shards)
         self.num_actions = self.shards[0].num_actions
         self.obs_shape = self.shards[0].obs_shape
 
     def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
-        """Collect from every shard and concatenate along the env axis."""
-        return cat_envs([s.collect(policy_state, version) for s in self.shards])
+        """Collect from every shard (pipelined) and concatenate along the env axis."""
+        return cat_envs(collect_pipelined(self.shards, policy_state, version))
 
     def state_dict(self) -> dict[str, Any]:
         """Return every shard's state."""
@@ -258,5 +302,8 @@ class LocalRollouts:
         for s in self.shards:
             s.close()
 
+
+LocalRollouts = ShardGroup
+"""The ``local`` backend: all of a role's shards in the learner's process."""
 
 RolloutFactory = Callable[[RolloutSpec], RolloutSource]

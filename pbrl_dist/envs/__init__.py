@@ -32,6 +32,14 @@ class VecEnv(Protocol):
         """Return (obs, reward_true float32 (N,), terminated (N,), truncated (N,), info)."""
         ...
 
+    def send(self, actions: np.ndarray) -> None:
+        """Start a step (may run in the background); ``send`` then ``recv`` equals ``step``."""
+        ...
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Finish the step started by ``send``; return what ``step`` returns."""
+        ...
+
     def pop_finished_episode_returns(self) -> list[float]:
         """Return and forget the returns of the episodes finished since the last call."""
         ...

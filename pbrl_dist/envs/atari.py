@@ -112,6 +112,7 @@ class AtariVecEnv:
         self._finished_lengths: list[int] = []
         self._closed = False
         self._needs_reset = True
+        self._in_flight = False
 
     # --- core API -------------------------------------------------------------------------------
 
@@ -154,14 +155,33 @@ class AtariVecEnv:
             info: ale-py's info (``lives``, ``episode_frame_number``, ``frame_number``, ``env_id``,
                 ``final_obs``) plus ``game_over`` bool (N,): a whole game ended at this step.
         """
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start one agent step of every env on ALE's threads and return at once (see ``recv``).
+
+        ``send`` then ``recv`` is exactly ``step``; in between the caller's thread is free, e.g. to
+        run the policy on another env shard (``algos.rollouts`` pipelines shards this way).
+        """
         if self._needs_reset:
             raise RuntimeError("AtariVecEnv.step: call reset() first")
+        if self._in_flight:
+            raise RuntimeError("AtariVecEnv.send: the previous send was not received")
         a_N = np.ascontiguousarray(np.asarray(actions), dtype=np.int64).reshape(-1)
         if a_N.shape != (self.num_envs,):
             raise ValueError(f"actions: expected shape ({self.num_envs},), got {a_N.shape}")
         if a_N.min() < 0 or a_N.max() >= self.num_actions:
             raise ValueError(f"actions: values must be in [0, {self.num_actions}), got {a_N}")
-        obs_NCHW, reward, terminated_N, truncated_N, info = self._env.step(a_N)
+        self._env.send(a_N)
+        self._in_flight = True
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Wait for the step started by ``send`` and return what ``step`` returns."""
+        if not self._in_flight:
+            raise RuntimeError("AtariVecEnv.recv: nothing was sent")
+        obs_NCHW, reward, terminated_N, truncated_N, info = self._env.recv()
+        self._in_flight = False
         reward_N = np.asarray(reward, dtype=np.float32)
         ep_frame_N = np.asarray(info["episode_frame_number"], dtype=np.int64)
         done_N = terminated_N | truncated_N

@@ -85,6 +85,8 @@ class ToyTargetVecEnv:
 
     # --- helpers --------------------------------------------------------------------------------
 
+    _sent: np.ndarray | None = None
+
     def _new_episode(self) -> None:
         G, N = self.grid_size, self.num_envs
         self._agent_N2 = self._rng.integers(0, G, size=(N, 2))
@@ -193,6 +195,17 @@ class ToyTargetVecEnv:
             self._finished_returns.extend(self._ep_return_N.tolist())
             self._new_episode()
         return self._obs(), reward_N, terminated_N, np.zeros(self.num_envs, dtype=bool), info
+
+    def send(self, actions: np.ndarray) -> None:
+        """Hold the actions for ``recv`` (the same split as ``AtariVecEnv``; nothing runs in between)."""
+        self._sent = np.array(actions, copy=True)
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step with the actions given to ``send``."""
+        actions, self._sent = self._sent, None
+        if actions is None:
+            raise RuntimeError("ToyTargetVecEnv.recv: nothing was sent")
+        return self.step(actions)
 
     def pop_finished_episode_returns(self) -> list[float]:
         """Return (and forget) the true returns of the episodes that ended since the last call."""
