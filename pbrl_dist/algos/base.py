@@ -64,6 +64,16 @@ class MethodConfig:
     mc_chunk: int = 16
 
 
+def outer_iters(cfg: Any) -> int:
+    """Return a trial's number of outer iterations (``iter`` of its last metrics row and checkpoint).
+
+    ``method.num_iters`` for the tabular loops; a method whose count depends on the problem (deep
+    RLHF: A2C updates = env-step budget / batch) defines ``outer_iters(problem_cfg)`` instead.
+    """
+    f = getattr(cfg.method, "outer_iters", None)
+    return int(f(cfg.problem)) if f is not None else int(getattr(cfg.method, "num_iters", 0) or 0)
+
+
 @dataclass
 class Result:
     """Final parameters and metrics of one run."""

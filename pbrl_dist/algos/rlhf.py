@@ -190,10 +190,20 @@ class RLHFConfig:
     log_every_steps: int = 100_000
     return_window: int = 100
 
-    @property
-    def num_iters(self) -> int:
-        """Return the env-step budget (the progress line's total; its ``iter`` counts A2C updates)."""
-        return self.total_env_steps
+    def init_steps(self, num_envs: int) -> int:
+        """Return the agent env steps of the initial pair-collection rollout (0 for ``a2c_oracle``)."""
+        if self.mode == "a2c_oracle":
+            return 0
+        return math.ceil(self.initial_rollout_steps / self.n_steps) * self.n_steps * num_envs
+
+    def num_updates(self, num_envs: int) -> int:
+        """Return the A2C updates (outer iterations) that spend ``total_env_steps`` with ``num_envs`` envs."""
+        batch = self.n_steps * num_envs
+        return max(1, (self.total_env_steps - self.init_steps(num_envs)) // batch)
+
+    def outer_iters(self, problem_cfg: Any) -> int:
+        """Return ``num_updates`` for the problem's env count (progress totals, checkpoints, ASHA)."""
+        return self.num_updates(int(problem_cfg.num_envs))
 
     def checks(self) -> list[tuple[str, bool, str]]:
         """Return (dotted key, ok, message) for every range rule of this config."""
@@ -635,14 +645,20 @@ class RLHFLearner:
             g.set_state(state["gens"][k])
         self.window = [Rollout(**r) for r in state["window"]]
         self.oracle_window = [Rollout(**r) for r in state["oracle_window"]]
-        if self.window and not self.problem.env_restorable:
-            # The envs are re-seeded on resume (ale-py cannot restore them): the next rollout does
-            # not continue the saved window, so mark an episode end there; no segment crosses it.
-            last = self.window[-1]
-            dones_TN = last.dones_TN.clone()
-            dones_TN[-1] = True
-            self.window[-1] = Rollout(**{**vars(last), "dones_TN": dones_TN})
+        if not self.problem.env_restorable:
+            # The envs are re-seeded on resume (ale-py cannot restore them).
+            self.break_window()
         self.c = deepcopy(state["counters"])
+
+    def break_window(self) -> None:
+        """Mark an episode end after the window's last step: the next fragment does not continue it
+        (re-seeded envs after an Atari resume or a replaced rollout worker), so no segment crosses."""
+        if not self.window:
+            return
+        last = self.window[-1]
+        dones_TN = last.dones_TN.clone()
+        dones_TN[-1] = True
+        self.window[-1] = Rollout(**{**vars(last), "dones_TN": dones_TN})
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -698,6 +714,20 @@ def _rollout_factory(runner: Any) -> Callable[[RolloutSpec], RolloutSource]:
     """Return the runner's ``make_rollouts`` (e.g. a Ray rollout-worker group) or local rollouts."""
     make = getattr(runner, "make_rollouts", None)
     return make if make is not None else LocalRollouts
+
+
+def start_collect(
+    source: RolloutSource, policy_state: Mapping[str, torch.Tensor], version: int
+) -> Callable[[], Rollout]:
+    """Start collecting a fragment; return the function that waits for it.
+
+    A source with ``collect_async`` (Ray workers) starts now; a local source collects when waited on,
+    so ``policy_state`` (live parameters) must not change before the wait.
+    """
+    submit = getattr(source, "collect_async", None)
+    if submit is not None:
+        return submit(policy_state, version)  # type: ignore[no-any-return]
+    return lambda: source.collect(policy_state, version)
 
 
 def _initial_pairs(L: RLHFLearner, agent_src: RolloutSource) -> None:
@@ -774,9 +804,7 @@ def _train(
 ) -> Result:
     """The training loop of ``run`` (see the module docstring for the order of the steps)."""
     cfg, gamma = L.cfg, L.problem.gamma
-    batch = cfg.n_steps * agent_src.num_envs
-    init_steps = math.ceil(cfg.initial_rollout_steps / cfg.n_steps) * batch
-    num_updates = max(1, (cfg.total_env_steps - (init_steps if L.learns_reward else 0)) // batch)
+    num_updates = cfg.num_updates(agent_src.num_envs)
     st = start_state(ckpt, {})
     if "learner" in st:
         L.load_state_dict(st["learner"])
@@ -798,47 +826,31 @@ def _train(
         )
 
         # --- lower level: the agent's rollout and its rewards r̃_φk (or the true reward) ---
-        roll = agent_src.collect(L.agent.state_dict(), k)
+        # The agent's and the oracle's first fragment are independent: on Ray both are collected at
+        # once on their own actors (locally ``start_collect`` defers the work to the wait, same numbers).
+        wait_agent = start_collect(agent_src, L.agent.state_dict(), k)
+        wait_oracle = None
+        if oracle_src is not None:
+            assert L.oracle is not None
+            if not cfg.oracle_warm_start:
+                L.oracle.load_state_dict(L.agent.state_dict())
+            L.c["oracle_version"] += 1
+            wait_oracle = start_collect(oracle_src, L.oracle.state_dict(), L.c["oracle_version"])
+        roll = wait_agent()
+        if getattr(agent_src, "restarted", False):
+            L.break_window()
         L.record(roll)
         L.push_window(roll)
         r_TN = L.learned_reward(roll, update_stats=True) if L.learns_reward else L.true_reward(roll)
 
         # --- lower level, PBRL: oracle best response π̂* ≈ argmax V_φk by inner A2C steps ---
-        oracle_roll: Rollout | None = None
-        if oracle_src is not None:
-            assert L.oracle is not None and L.oracle_opt is not None
-            if not cfg.oracle_warm_start:
-                L.oracle.load_state_dict(L.agent.state_dict())
-            for _ in range(cfg.oracle_steps):
-                L.c["oracle_version"] += 1
-                oracle_roll = oracle_src.collect(L.oracle.state_dict(), L.c["oracle_version"])
-                L.c["oracle_steps"] += oracle_roll.num_steps
-                L.push_window(oracle_roll, oracle=True)
-                r_hat_TN = L.learned_reward(oracle_roll, update_stats=False)
-                a2c_step(L.oracle, L.oracle_opt, oracle_roll, r_hat_TN, gamma=gamma, cfg=cfg)
-            L.c["penalty_sum"] += float(
-                value_gap_surrogate(r_hat_TN.reshape(-1), r_TN.reshape(-1), gamma=gamma)
-            )
-            L.c["penalty_count"] += 1
+        if oracle_src is not None and wait_oracle is not None:
+            _oracle_steps(L, oracle_src, wait_oracle, r_TN)
 
         # --- upper level: label new pairs, then a reward-model epoch on f (+ λ·p̂) ---
-        upper_term: Callable[[nn.Module], torch.Tensor] | None = None
-        if L.learns_reward and (k + 1) % cfg.rm_every == 0:
-            fresh = (
-                L.label_pairs(cat_time(L.window), cfg.pairs_per_epoch)
-                if cfg.pairs_per_epoch
-                else None
-            )
-            if fresh is not None:
-                ell_B = L.heldout_eval(*fresh)
-                if L.use_upper:
-                    upper_term = _score_term(fresh[0], ell_B, c_k)
-            penalty = (
-                L.penalty_fn(cat_time(L.oracle_window), cat_time(L.window), 1.0 / c_k)
-                if L.use_penalty
-                else None
-            )
-            L.reward_epoch(penalty)
+        upper_term = (
+            _upper_step(L, c_k) if L.learns_reward and (k + 1) % cfg.rm_every == 0 else None
+        )
 
         # --- policy step: A2C on r̃_φk (+ c·∇_θ f, the segment score function) ---
         a2c = a2c_step(
@@ -867,6 +879,49 @@ def _train(
         "episode_frames": np.asarray(L.c["episode_frames"], dtype=np.int64),
     }
     return Result(x=torch.zeros(0), y=torch.zeros(0), metrics=row, final_state=final_state)
+
+
+def _oracle_steps(
+    L: RLHFLearner,
+    oracle_src: RolloutSource,
+    wait_first: Callable[[], Rollout],
+    r_TN: torch.Tensor,
+) -> None:
+    """PBRL: ``oracle_steps`` A2C steps of π̂* on r̃_φ (its first fragment is already under way)."""
+    cfg, gamma = L.cfg, L.problem.gamma
+    assert L.oracle is not None and L.oracle_opt is not None
+    wait = wait_first
+    for i in range(cfg.oracle_steps):
+        if i:
+            L.c["oracle_version"] += 1
+            wait = start_collect(oracle_src, L.oracle.state_dict(), L.c["oracle_version"])
+        oracle_roll = wait()
+        L.c["oracle_steps"] += oracle_roll.num_steps
+        L.push_window(oracle_roll, oracle=True)
+        r_hat_TN = L.learned_reward(oracle_roll, update_stats=False)
+        a2c_step(L.oracle, L.oracle_opt, oracle_roll, r_hat_TN, gamma=gamma, cfg=cfg)
+    L.c["penalty_sum"] += float(
+        value_gap_surrogate(r_hat_TN.reshape(-1), r_TN.reshape(-1), gamma=gamma)
+    )
+    L.c["penalty_count"] += 1
+
+
+def _upper_step(L: RLHFLearner, c_k: float) -> Callable[[nn.Module], torch.Tensor] | None:
+    """Label new pairs and run one reward-model epoch; return the policy's score term (or None)."""
+    cfg = L.cfg
+    upper_term = None
+    fresh = L.label_pairs(cat_time(L.window), cfg.pairs_per_epoch) if cfg.pairs_per_epoch else None
+    if fresh is not None:
+        ell_B = L.heldout_eval(*fresh)
+        if L.use_upper:
+            upper_term = _score_term(fresh[0], ell_B, c_k)
+    penalty = (
+        L.penalty_fn(cat_time(L.oracle_window), cat_time(L.window), 1.0 / c_k)
+        if L.use_penalty
+        else None
+    )
+    L.reward_epoch(penalty)
+    return upper_term
 
 
 def _score_term(

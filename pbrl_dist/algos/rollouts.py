@@ -229,9 +229,12 @@ class RolloutShard:
             self.env.load_state_dict(state["env"])
             self.obs = np.array(state["obs"], copy=True)
             return
+        self.reseed("resume", self.num_collects)
+
+    def reseed(self, *tag: object) -> None:
+        """Rebuild and reset the env with the seed ``derive_seed(shard seed, *tag)`` (running episodes end)."""
         self.env.close()
-        seed = derive_seed(self.env_seed, "resume", self.num_collects)
-        self.env = self.spec.problem.make_env(num_envs=self.num_envs, seed=seed)
+        self.env = self.spec.problem.make_env(num_envs=self.num_envs, seed=derive_seed(self.env_seed, *tag))
         self.obs = self.env.reset()
 
     def close(self) -> None:
@@ -296,6 +299,12 @@ class ShardGroup:
         """Restore every shard."""
         for s, st in zip(self.shards, state["shards"], strict=True):
             s.load_state_dict(st)
+
+    def reseed(self, *tag: object) -> None:
+        """Re-seed every shard (``RolloutShard.reseed``); action generators are re-seeded too."""
+        for s in self.shards:
+            s.reseed(*tag)
+            s.gen.manual_seed(derive_seed(s.spec.seed, "actions", s.spec.role, s.index, *tag))
 
     def close(self) -> None:
         """Close every shard's env."""

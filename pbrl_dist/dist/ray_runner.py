@@ -313,8 +313,20 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bo
     return True
 
 
-def runner_for(problem: Any, dist_cfg: Any) -> RayRunner:
-    """Build the ``RayRunner`` that a trial's ``dist:`` block asks for."""
+def runner_for(problem: Any, dist_cfg: Any) -> Any:
+    """Build the runner that a trial's ``dist:`` block asks for.
+
+    Tabular problems (``mc_chunk``) get a ``RayRunner``; deep RLHF problems (``make_env``) get a
+    ``dist.ray_rollouts.RayRolloutRunner`` whose actors own env shards.
+    """
+    if not hasattr(problem, "mc_chunk") and hasattr(problem, "make_env"):
+        from pbrl_dist.dist.ray_rollouts import RayRolloutRunner
+
+        return RayRolloutRunner(
+            num_workers=dist_cfg.num_rollout_workers,
+            num_oracles=dist_cfg.num_oracles,
+            cpus_per_worker=dist_cfg.cpus_per_worker,
+        )
     return RayRunner(
         problem,
         num_workers=max(1, dist_cfg.num_rollout_workers),

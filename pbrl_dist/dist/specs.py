@@ -207,10 +207,12 @@ def fingerprint(trials: list[TrialSpec]) -> str:
 
 
 def asha_max_t(trials: list[TrialSpec], max_t: int) -> int:
-    """Return ASHA's last rung: ``max_t`` or the largest ``method.num_iters`` of the sweep."""
+    """Return ASHA's last rung: ``max_t`` or the largest outer-iteration count of the sweep."""
+    from pbrl_dist.algos.base import outer_iters
+
     if max_t > 0:
         return max_t
-    iters = [int(getattr(t.cfg.method, "num_iters", 0) or 0) for t in trials]
+    iters = [outer_iters(t.cfg) for t in trials]
     return max([*iters, 1])
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pbrl_dist.algos import ALGOS
-from pbrl_dist.algos.base import Checkpointer, ChunkRunner, Result
+from pbrl_dist.algos.base import Checkpointer, ChunkRunner, Result, outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
 from pbrl_dist.problems import PROBLEMS
@@ -62,15 +62,13 @@ def run_trial(
     jsonl = JsonlSink(metrics_path)
     all_sinks: list[MetricSink] = [jsonl, *sinks]
     if progress:
-        m = spec.cfg.method
         all_sinks.append(
-            ProgressSink(spec.name, m.num_iters, spec.cfg.logging.progress_every_s, PROGRESS_KEYS)
+            ProgressSink(spec.name, outer_iters(spec.cfg), spec.cfg.logging.progress_every_s, PROGRESS_KEYS)
         )
     problem = build_problem(spec)
     own_runner = None
-    # The ray executor runs Monte Carlo chunks (tabular problems); a problem without ``mc_chunk``
-    # (e.g. deep RLHF, whose loop takes rollouts from ``runner.make_rollouts``) keeps the local one.
-    if runner is None and spec.cfg.dist.backend == "ray" and hasattr(problem, "mc_chunk"):
+    # Tabular problems get Monte Carlo chunk workers; deep RLHF gets env-shard rollout workers.
+    if runner is None and spec.cfg.dist.backend == "ray":
         from pbrl_dist.dist.ray_runner import runner_for
 
         runner = own_runner = runner_for(problem, spec.cfg.dist)

@@ -32,6 +32,7 @@ import ray
 import torch
 from ray import tune
 
+from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.dist.specs import respec, search_trial_name
 from pbrl_dist.dist.trial import run_trial
@@ -59,7 +60,7 @@ class TuneReporter:
         """Read ``dist.checkpoint_every`` and the test hook ``dist.fail_once_at_iter``."""
         self.every = int(spec.cfg.dist.checkpoint_every)
         self.fail_at = int(spec.cfg.dist.fail_once_at_iter)
-        self.num_iters = getattr(spec.cfg.method, "num_iters", None)
+        self.num_iters = outer_iters(spec.cfg)
         self.trial_dir = trial_dir
         self._pending: dict[str, Any] | None = None
         self._restored: dict[str, Any] | None = None

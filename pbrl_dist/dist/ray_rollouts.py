@@ -1,0 +1,232 @@
+"""Deep-RLHF rollouts on Ray: rollout-worker actors that own env shards and a copy of the policy.
+
+``RayRolloutRunner.make_rollouts(spec)`` is what ``algos.rlhf.run`` asks its runner for. It returns a
+``RayRollouts`` (a ``RolloutSource``) for the agent role on ``dist.num_rollout_workers`` actors and, in
+PBRL mode, one for the oracle role π̂* on ``dist.num_oracles`` actors (0: the oracle's envs step in
+the learner's process). The learner
+
+- broadcasts versioned weights: one ``ray.put`` per new policy version, handed to the actors boxed in
+  a list so that each actor fetches (deserializes) a version once;
+- gathers fixed-length fragments from every actor with one ``ray.get`` and concatenates them in shard
+  order. Actor w owns the consecutive shards ``[w·S/W, (w+1)·S/W)`` of the role's ``S = env_shards``
+  and steps them pipelined (``algos.rollouts.collect_pipelined``). Shard seeds do not depend on W, so a
+  run is bitwise the same on the ``local`` backend and on any number of workers that divides S;
+- ``collect_async`` submits without waiting, so the agent's and the oracle's fragments of one
+  iteration are collected at the same time on different actors.
+
+A worker that dies is replaced by one whose shards (envs and action generators) are re-seeded from
+(shard seed, "restart", restart count): running episodes are lost, as on an Atari resume (ale-py cannot
+clone emulator state). The lost fragment is collected again, and ``restarted`` tells the learner that
+the new fragment does not continue the previous one (no preference segment may cross the seam).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ray
+import torch
+
+from pbrl_dist.algos.rollouts import Rollout, RolloutSpec, ShardGroup, cat_envs, shard_sizes
+from pbrl_dist.dist.ray_runner import ACTOR_ERRORS
+
+
+@ray.remote
+class EnvWorker:
+    """One rollout worker: a ``ShardGroup`` of consecutive shards and the policy copy it samples from."""
+
+    def __init__(self, spec: RolloutSpec, indices: Sequence[int], restart: int) -> None:
+        """Build the shards (one torch thread); a replacement (``restart`` ≥ 1) re-seeds them."""
+        torch.set_num_threads(1)
+        self.group = ShardGroup(spec, indices)
+        if restart:
+            self.group.reseed("restart", restart)
+        self.version = -1
+        self.weights: Mapping[str, torch.Tensor] = {}
+        self.fetched = 0
+
+    def meta(self) -> tuple[int, int, tuple[int, ...]]:
+        """Return (envs, actions, observation shape)."""
+        return self.group.num_envs, self.group.num_actions, self.group.obs_shape
+
+    def collect(self, version: int, box: list[ray.ObjectRef]) -> Rollout:
+        """Collect one fragment with weight version ``version`` (fetched once per version)."""
+        if version != self.version:
+            self.weights = ray.get(box[0])
+            self.version = version
+            self.fetched += 1
+        return self.group.collect(self.weights, version)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the shards' state (``ShardGroup.state_dict``)."""
+        return self.group.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the shards."""
+        self.group.load_state_dict(state)
+        self.version = -1
+
+    def info(self) -> dict[str, Any]:
+        """Return where this actor runs and how many weight versions it fetched."""
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "pid": os.getpid(), "fetched": self.fetched}
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.group.close()
+
+
+class RayRollouts:
+    """A role's shards on ``num_workers`` ``EnvWorker`` actors (a ``RolloutSource``).
+
+    Args:
+        spec: the role's rollout spec.
+        num_workers: W, actors; must divide ``problem.env_shards``.
+        cpus_per_worker: CPUs each actor reserves.
+        max_restarts: replacements per ``collect`` before giving up.
+    """
+
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        *,
+        num_workers: int,
+        cpus_per_worker: float = 1.0,
+        max_restarts: int = 3,
+    ) -> None:
+        """Start the actors and read the env's action count and observation shape."""
+        S = len(shard_sizes(spec))
+        if num_workers < 1 or S % num_workers:
+            raise ValueError(
+                f"dist.num_rollout_workers: {num_workers} workers cannot split problem.env_shards={S} "
+                "shards evenly; use a divisor of env_shards (each worker owns whole shards)"
+            )
+        self.spec, self.cpus, self.max_restarts = spec, cpus_per_worker, max_restarts
+        per = S // num_workers
+        self.blocks = [list(range(w * per, (w + 1) * per)) for w in range(num_workers)]
+        self.workers = [self._start(b, 0) for b in self.blocks]
+        metas = ray.get([w.meta.remote() for w in self.workers])
+        self.num_envs = sum(m[0] for m in metas)
+        self.num_actions, self.obs_shape = metas[0][1], tuple(metas[0][2])
+        self.version = -1
+        self._box: list[ray.ObjectRef] = []
+        self.restarts = 0
+        self.restarted = False
+
+    def _start(self, block: list[int], restart: int) -> Any:
+        return EnvWorker.options(num_cpus=self.cpus).remote(self.spec, block, restart)
+
+    def collect_async(
+        self, policy_state: Mapping[str, torch.Tensor], version: int
+    ) -> Callable[[], Rollout]:
+        """Submit one fragment per worker now; the returned function waits and concatenates them."""
+        if version != self.version:
+            self._box = [ray.put({k: v.detach().clone() for k, v in policy_state.items()})]
+            self.version = version
+        refs = [w.collect.remote(version, self._box) for w in self.workers]
+        return lambda: self._gather(refs, version)
+
+    def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
+        """Collect one fragment from every worker (see ``collect_async``)."""
+        return self.collect_async(policy_state, version)()
+
+    def _gather(self, refs: list[ray.ObjectRef], version: int) -> Rollout:
+        self.restarted = False
+        parts: list[Rollout | None] = [None] * len(refs)
+        for attempt in range(self.max_restarts + 1):
+            dead = []
+            for w, ref in enumerate(refs):
+                if parts[w] is not None:
+                    continue
+                try:
+                    parts[w] = ray.get(ref)
+                except ACTOR_ERRORS:
+                    dead.append(w)
+            if not dead:
+                return cat_envs([p for p in parts if p is not None])
+            if attempt == self.max_restarts:
+                break
+            for w in dead:
+                self._replace(w)
+                refs[w] = self.workers[w].collect.remote(version, self._box)
+        raise RuntimeError(f"rollout workers {dead} kept dying ({self.max_restarts} replacements)")
+
+    def _replace(self, w: int) -> None:
+        """Start a fresh worker for block ``w`` with re-seeded envs and action generators."""
+        with contextlib.suppress(Exception):
+            ray.kill(self.workers[w], no_restart=True)
+        self.restarts += 1
+        self.workers[w] = self._start(self.blocks[w], self.restarts)
+        self.restarted = True
+        print(
+            f"    {self.spec.role} rollout worker {w} died; replaced it (its envs re-seeded) and "
+            "collected its fragment again",
+            flush=True,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return every shard's state in shard order (the same layout as ``ShardGroup``)."""
+        states = ray.get([w.state_dict.remote() for w in self.workers])
+        return {"shards": [s for st in states for s in st["shards"]]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Hand every worker the state of its own shards."""
+        shards = state["shards"]
+        parts = [{"shards": [shards[i] for i in b]} for b in self.blocks]
+        ray.get([w.load_state_dict.remote(p) for w, p in zip(self.workers, parts, strict=True)])
+
+    def info(self) -> list[dict[str, Any]]:
+        """Return each worker's node id, pid and fetched-version count."""
+        return list(ray.get([w.info.remote() for w in self.workers]))
+
+    def close(self) -> None:
+        """Close the envs and stop the actors."""
+        for w in self.workers:
+            with contextlib.suppress(Exception):
+                ray.get(w.close.remote(), timeout=30)
+            with contextlib.suppress(Exception):
+                ray.kill(w, no_restart=True)
+        self.workers = []
+
+
+class RayRolloutRunner:
+    """The ``runner`` a deep-RLHF trial gets on the ``ray`` backend (``make_rollouts`` per role).
+
+    Args:
+        num_workers: ``dist.num_rollout_workers`` (agent role).
+        num_oracles: ``dist.num_oracles`` (oracle role; 0 = its shards step in the learner).
+        cpus_per_worker: ``dist.cpus_per_worker``.
+    """
+
+    def __init__(self, *, num_workers: int, num_oracles: int, cpus_per_worker: float) -> None:
+        """Remember the sizes; actors start in ``make_rollouts``."""
+        if not ray.is_initialized():
+            raise RuntimeError("RayRolloutRunner needs a running Ray (ray.init) first")
+        self.num_workers, self.num_oracles = max(1, num_workers), num_oracles
+        self.cpus = cpus_per_worker
+        self.sources: list[RayRollouts] = []
+
+    def make_rollouts(self, spec: RolloutSpec) -> RayRollouts | ShardGroup:
+        """Return the role's rollout source: Ray actors, or local shards for an oracle without actors."""
+        n = self.num_workers if spec.role == "agent" else self.num_oracles
+        if n == 0:
+            return ShardGroup(spec)
+        src = RayRollouts(spec, num_workers=n, cpus_per_worker=self.cpus)
+        self.sources.append(src)
+        return src
+
+    def info(self) -> dict[str, Any]:
+        """Return where every rollout worker runs (``tune_attempts.jsonl`` records it)."""
+        return {
+            "workers": [i for s in self.sources for i in s.info()],
+            "restarts": sum(s.restarts for s in self.sources),
+        }
+
+    def shutdown(self) -> None:
+        """Stop every actor (``RayRollouts.close`` is idempotent)."""
+        for s in self.sources:
+            s.close()
+        self.sources = []
