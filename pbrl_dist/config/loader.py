@@ -226,6 +226,10 @@ def validate(cfg: TrialConfig) -> None:
         checks.append(("method.algo", False, f"does not run on problem {cfg.problem.name}; use {', '.join(allowed)}"))
     if isinstance(cfg.method, MethodConfig):
         checks += _tabular_checks(cfg)
+    shards = getattr(cfg.problem, "env_shards", None)
+    if shards is not None and cfg.dist.backend == "ray":  # deep RLHF: workers own whole env shards
+        for key, n in (("dist.num_rollout_workers", max(1, cfg.dist.num_rollout_workers)), ("dist.num_oracles", cfg.dist.num_oracles)):
+            checks.append((key, n == 0 or shards % n == 0, f"must divide problem.env_shards={shards} (each rollout worker owns whole env shards)"))
     for key, ok, msg in checks:
         if not ok:
             got = OmegaConf.select(OmegaConf.structured(cfg), key)

@@ -94,6 +94,14 @@ def test_bad_config_names_the_field(override: str, field: str) -> None:
         load_sweep(TOY_SWEEP, smoke=True, overrides=[override])
 
 
+@pytest.mark.parametrize("key", ["num_rollout_workers", "num_oracles"])
+def test_ray_workers_must_divide_the_env_shards(key: str) -> None:
+    ok = ["dist.backend=ray", "problem.env_shards=4", f"dist.{key}=2"]
+    load_sweep(TOY_SWEEP, smoke=True, overrides=ok)
+    with pytest.raises(ConfigError, match=rf"dist\.{key}: must divide problem\.env_shards=4"):
+        load_sweep(TOY_SWEEP, smoke=True, overrides=[*ok[:2], f"dist.{key}=3"])
+
+
 def test_bad_game_names_the_field() -> None:
     with pytest.raises(ConfigError, match=r"problem\.game"):
         load_sweep(FIG2, smoke=True, overrides=["sweep.grid.problem.game=[NotAGame]"])
