@@ -1,51 +1,85 @@
 """Rollout throughput with policy inference against the raw AtariVectorEnv with random actions.
 
-Usage:  .venv/bin/python benchmarks/bench_rollouts.py [--game BeamRider] [--num-envs 16] [--collects 40]
+Usage:  .venv/bin/python benchmarks/bench_rollouts.py [--game BeamRider] [--num-envs 16] [--collects 60]
 
-Both are measured in this process, one after the other, with the same number of envs and the same ALE
-settings (frame skip 4, no sticky actions): the raw env steps uniformly random actions; the rollout shard
-(`algos.rollouts.RolloutShard`, what the RLHF learner and a Ray rollout worker run) samples every action
-from the actor-critic network (MATH.md §7.2 Atari net) on the CPU, one torch thread.
+Measured in this process, one after the other, with the same number of envs and ALE settings (frame skip
+4, no sticky actions, ALE threads = cores): the raw env steps uniformly random actions; the rollout
+sources sample every action from the actor-critic (MATH.md §7.2 Atari net, one torch thread each):
+
+* ``local, 1 shard``: one ``RolloutShard`` (inference and emulation alternate);
+* ``local, 2 shards``: ``ShardGroup`` pipelining 2 shards of N/2 envs (the policy runs on one shard
+  while ALE emulates the other);
+* ``ray, 2 workers``: ``RayRollouts`` with 2 ``EnvWorker`` actors, 2 shards each (pipelined), collected
+  in parallel (the worker group the learner uses with dist.backend=ray); includes weight broadcast
+  and moving the fragments to the learner.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 
-from pbrl_dist.algos.rollouts import RolloutShard, RolloutSpec
+from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
 from pbrl_dist.envs import measure_random_fps
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, build
 
+N_STEPS = 5
+
+
+def policy_fps(source: Any, collects: int, num_envs: int) -> float:
+    """Return frames/s of ``collects`` fragments (after one warm-up) with fixed weights."""
+    from pbrl_dist.nets import make_actor_critic
+
+    net = make_actor_critic("atari", source.obs_shape, source.num_actions)
+    weights = net.state_dict()
+    source.collect(weights, 0)
+    t0 = time.perf_counter()
+    for _ in range(collects):
+        source.collect(weights, 0)
+    dt = time.perf_counter() - t0
+    return collects * N_STEPS * num_envs * 4 / dt
+
 
 def main() -> None:
-    """Print raw vs policy-driven frames per second and their ratio."""
+    """Print raw vs policy-driven frames per second and their ratios."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--game", default="BeamRider")
     ap.add_argument("--num-envs", type=int, default=16)
-    ap.add_argument("--collects", type=int, default=40, help="rollouts of n_steps=5 each")
-    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--collects", type=int, default=60, help="fragments of n_steps=5 each")
+    ap.add_argument("--skip-ray", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(args.torch_threads)
-    n_steps = 5
-    problem = build(AtariRLHFConfig(game=args.game, num_envs=args.num_envs))
-    shard = RolloutShard(RolloutSpec(problem, "agent", 0, n_steps, {}), 0, args.num_envs)
-    state = shard.policy.state_dict()
-    shard.collect(state, 0)  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(args.collects):
-        shard.collect(state, 0)
-    dt = time.perf_counter() - t0
-    shard.close()
-    steps = args.collects * n_steps * args.num_envs
-    policy_fps = steps * 4 / dt
-    raw = measure_random_fps(args.game, num_envs=args.num_envs, num_steps=args.collects * n_steps, seed=0)
-    print(f"{args.game}, {args.num_envs} envs, frame skip 4, {steps} agent steps each, torch threads {args.torch_threads}")
-    print(f"raw AtariVectorEnv, random actions : {raw['frames_per_s']:9.0f} frames/s")
-    print(f"rollout shard, policy inference    : {policy_fps:9.0f} frames/s")
-    print(f"ratio                              : {policy_fps / raw['frames_per_s']:9.2f}x  (goal ≥ 0.7)")
+    torch.set_num_threads(1)
+    n = args.num_envs
+
+    def spec(shards: int) -> RolloutSpec:
+        problem = build(AtariRLHFConfig(game=args.game, num_envs=n, env_shards=shards))
+        return RolloutSpec(problem, "agent", 0, N_STEPS, {})
+
+    res: dict[str, float] = {}
+    raw = measure_random_fps(args.game, num_envs=n, num_steps=args.collects * N_STEPS, seed=0)
+    res["raw AtariVectorEnv, random actions"] = raw["frames_per_s"]
+    for shards in (1, 2):
+        src = ShardGroup(spec(shards))
+        res[f"local, {shards} shard{'s' * (shards > 1)}"] = policy_fps(src, args.collects, n)
+        src.close()
+    if not args.skip_ray:
+        import ray
+
+        from pbrl_dist.dist.ray_rollouts import RayRollouts
+
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        src = RayRollouts(spec(4), num_workers=2, cpus_per_worker=1)
+        res["ray, 2 workers x 2 shards"] = policy_fps(src, args.collects, n)
+        src.close()
+        ray.shutdown()
+    base = res["raw AtariVectorEnv, random actions"]
+    print(f"{args.game}, {n} envs, frame skip 4, {args.collects * N_STEPS} steps per env, torch threads 1")
+    for name, fps in res.items():
+        print(f"{name:36s} {fps:9.0f} frames/s  {fps / base:5.2f}x")
+    print("goal: policy-driven ≥ 0.7x raw")
 
 
 if __name__ == "__main__":

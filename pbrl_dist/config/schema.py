@@ -21,7 +21,7 @@ class DistConfig:
         backend: ``local`` (everything in the learner process) or ``ray`` (rollout-worker and oracle actors).
         num_rollout_workers: Monte Carlo / env-stepping actors per trial (ray backend).
         num_oracles: best-response oracle actors per trial (ray backend).
-        cpus_per_trial: CPUs reserved for the learner bundle.
+        cpus_per_trial: CPUs reserved for the learner bundle; the learner runs that many torch threads.
         cpus_per_worker: CPUs reserved per rollout worker / oracle bundle.
         placement_strategy: how a trial's bundles (learner, workers, oracles) are placed on nodes:
             ``PACK`` (default: as few nodes as possible), ``SPREAD``, ``STRICT_PACK``, ``STRICT_SPREAD``.

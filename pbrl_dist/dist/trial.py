@@ -54,7 +54,9 @@ def run_trial(
     (default: the sweep name) whose files live in ``trial_dir/wandb``. ``on_start(runner)`` is called
     once the executor is up (the Tune trainable records where its actors run).
     """
-    torch.set_num_threads(1)
+    # The learner uses the CPUs its bundle reserves (dist.cpus_per_trial, default 1). Numbers are
+    # bitwise reproducible for a given thread count; a different count may change the last bits.
+    torch.set_num_threads(max(1, int(spec.cfg.dist.cpus_per_trial)))
     trial_dir.mkdir(parents=True, exist_ok=True)
     (trial_dir / "config.yaml").write_text(spec.to_yaml(), encoding="utf-8")
     metrics_path = trial_dir / "metrics.jsonl"
