@@ -130,8 +130,12 @@ def main() -> None:
     res["drlhf, 2 shards"] = ours(args.game, "drlhf", args.updates, 2)
     res["pbrl, 2 shards"] = ours(args.game, "pbrl", args.updates, 2)
     base = res["a2c_oracle, 2 shards"]["frames_per_s"]
-    print(f"{args.game}, {NUM_ENVS} envs x {N_STEPS} steps, {args.updates} A2C updates, torch threads 1")
-    print(f"{'run':24s} {'frames/s':>9s} {'loop s':>7s} {'vs a2c_oracle':>14s} {'warm-up s/epoch':>16s}")
+    print(
+        f"{args.game}, {NUM_ENVS} envs x {N_STEPS} steps, {args.updates} A2C updates, torch threads 1"
+    )
+    print(
+        f"{'run':24s} {'frames/s':>9s} {'loop s':>7s} {'vs a2c_oracle':>14s} {'warm-up s/epoch':>16s}"
+    )
     for name, r in res.items():
         wu = r.get("warmup_s_per_epoch")
         print(

@@ -76,7 +76,9 @@ def main() -> None:
         src.close()
         ray.shutdown()
     base = res["raw AtariVectorEnv, random actions"]
-    print(f"{args.game}, {n} envs, frame skip 4, {args.collects * N_STEPS} steps per env, torch threads 1")
+    print(
+        f"{args.game}, {n} envs, frame skip 4, {args.collects * N_STEPS} steps per env, torch threads 1"
+    )
     for name, fps in res.items():
         print(f"{name:36s} {fps:9.0f} frames/s  {fps / base:5.2f}x")
     print("goal: policy-driven ≥ 0.7x raw")

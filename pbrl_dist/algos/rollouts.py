@@ -12,12 +12,13 @@ shard i of role r is seeded with ``derive_seed(seed, "env", r, i)`` and samples 
 its own generator ``derive_seed(seed, "actions", r, i)``; the learner concatenates shards in order.
 
 Resume: ``state_dict()`` holds each shard's current observation, action-generator state, collect
-count and, when the env supports it (the toy env), the full env state, so a resumed run continues
-bitwise. ale-py's ``AtariVectorEnv`` exposes no clone/restore of its emulators; an Atari shard is
-therefore rebuilt on resume with the seed ``derive_seed(shard seed, "resume", num_collects)`` and
-reset: the resumed run is deterministic given the checkpoint, but the episodes that were running at
-the checkpoint are lost (their returns are never reported) and the trajectory differs from an
-uninterrupted run from then on.
+count and the env's state. The toy env saves its state directly. ale-py's ``AtariVectorEnv`` exposes
+no clone/restore of its emulators, but it is deterministic given its seed and actions, so an Atari
+shard keeps the seed of its env and every action since (1 byte per env step) and, on resume, rebuilds
+the env and replays them (``problem.resume: replay``, the default; the replayed observation is checked
+against the saved one): the resumed run is bitwise the uninterrupted one. ``problem.resume: reseed``
+instead rebuilds the env with ``derive_seed(shard seed, "resume", num_collects)``: instant, but the
+running episodes are lost and the trajectory differs from an uninterrupted run from then on.
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ class RolloutShard:
         self.version = -1
         self.num_collects = 0
         self.obs = self.env.reset()
+        # Exact resume of envs without state_dict (ale-py): keep every action since the env's seed.
+        self.replay = not hasattr(self.env, "state_dict") and (
+            getattr(spec.problem.cfg, "resume", "reseed") == "replay"
+        )
+        self._replay_seed = self.env_seed
+        self._actions: list[np.ndarray] = []
 
     def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
         """Step every env ``n_steps`` times with actions sampled from the policy."""
@@ -189,6 +196,8 @@ class RolloutShard:
         self._frag[0].append(self.obs)
         self._frag[1].append(a_N)
         self.env.send(a_N.numpy())
+        if self.replay:
+            self._actions.append(a_N.numpy().astype(np.uint8))
 
     def observe(self) -> None:
         """Finish the env step (``env.recv``) and keep its reward and done flags."""
@@ -211,8 +220,18 @@ class RolloutShard:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the shard state (the env's too when it can be saved)."""
+        """Return the shard state: the env's own state, or its seed and action history (replay)."""
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        if self.replay:
+            if len(self._actions) > 1:
+                self._actions = [
+                    np.concatenate([a.reshape(-1, self.num_envs) for a in self._actions])
+                ]
+            acts = self._actions[0] if self._actions else np.zeros((0, self.num_envs), np.uint8)
+            env_state = {
+                "replay_seed": self._replay_seed,
+                "actions": acts.reshape(-1, self.num_envs),
+            }
         return {
             "env": env_state,
             "obs": np.array(self.obs, copy=True),
@@ -221,20 +240,42 @@ class RolloutShard:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore; an env without ``load_state_dict`` (Atari) is rebuilt and re-seeded instead."""
+        """Restore: the env's own state, a replay of its actions, or (``resume: reseed``) a re-seed."""
         self.gen.set_state(state["gen"])
         self.num_collects = int(state["num_collects"])
         self.version = -1
-        if state["env"] is not None and hasattr(self.env, "load_state_dict"):
-            self.env.load_state_dict(state["env"])
+        env_state = state["env"]
+        if env_state is not None and hasattr(self.env, "load_state_dict"):
+            self.env.load_state_dict(env_state)
             self.obs = np.array(state["obs"], copy=True)
-            return
-        self.reseed("resume", self.num_collects)
+        elif env_state is not None and "actions" in env_state and self.replay:
+            self._replay(int(env_state["replay_seed"]), env_state["actions"], state["obs"])
+        else:
+            self.reseed("resume", self.num_collects)
+
+    def _replay(self, seed: int, actions_LN: np.ndarray, want_obs: np.ndarray) -> None:
+        """Rebuild the env from ``seed`` and step it through ``actions_LN``; check the observation."""
+        self.env.close()
+        self.env = self.spec.problem.make_env(num_envs=self.num_envs, seed=seed)
+        obs = self.env.reset()
+        for a_N in actions_LN:
+            obs = self.env.step(a_N.astype(np.int64))[0]
+        self.env.pop_finished_episode_returns()  # reported before the checkpoint
+        if hasattr(self.env, "pop_finished_episode_lengths"):
+            self.env.pop_finished_episode_lengths()
+        if not np.array_equal(obs, want_obs):
+            raise RuntimeError(
+                f"resume: replaying {len(actions_LN)} steps of env shard {self.index} did not reproduce "
+                "the checkpointed observation (was the emulator or problem config changed?)"
+            )
+        self.obs = obs
+        self._replay_seed, self._actions = seed, [np.array(actions_LN, copy=True)]
 
     def reseed(self, *tag: object) -> None:
         """Rebuild and reset the env with the seed ``derive_seed(shard seed, *tag)`` (running episodes end)."""
         self.env.close()
-        self.env = self.spec.problem.make_env(num_envs=self.num_envs, seed=derive_seed(self.env_seed, *tag))
+        self._replay_seed, self._actions = derive_seed(self.env_seed, *tag), []
+        self.env = self.spec.problem.make_env(num_envs=self.num_envs, seed=self._replay_seed)
         self.obs = self.env.reset()
 
     def close(self) -> None:

@@ -163,7 +163,9 @@ def _schema_for(layers: list[dict[str, Any]]) -> TrialConfig:
         raise _fail("problem.name", f"unknown problem {name!r}; allowed: {', '.join(PROBLEMS)}")
     algo = _last(layers, "method", "algo") or "pbrl"
     if algo not in METHOD_SCHEMAS:
-        raise _fail("method.algo", f"{algo!r} is not allowed; choose one of {', '.join(METHOD_SCHEMAS)}")
+        raise _fail(
+            "method.algo", f"{algo!r} is not allowed; choose one of {', '.join(METHOD_SCHEMAS)}"
+        )
     return TrialConfig(problem=PROBLEMS[name][0](), method=METHOD_SCHEMAS[algo]())
 
 
@@ -188,6 +190,19 @@ def _allowed_keys(cfg: DictConfig, full_key: str) -> str:
     return ""
 
 
+def _shard_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
+    """Deep RLHF on the ray backend: every rollout (and oracle) worker owns whole env shards."""
+    shards = getattr(cfg.problem, "env_shards", None)
+    if shards is None or cfg.dist.backend != "ray":
+        return []
+    workers = (
+        ("dist.num_rollout_workers", max(1, cfg.dist.num_rollout_workers)),
+        ("dist.num_oracles", cfg.dist.num_oracles),
+    )
+    msg = f"must divide problem.env_shards={shards} (each rollout worker owns whole env shards)"
+    return [(key, n == 0 or shards % n == 0, msg) for key, n in workers]
+
+
 def validate(cfg: TrialConfig) -> None:
     """Check ranges and choices; raise ``ConfigError`` naming the first bad field."""
     flat = (
@@ -204,11 +219,19 @@ def validate(cfg: TrialConfig) -> None:
         if isinstance(v, bool):
             continue
         may_be_zero = key in ("dist.num_oracles", "dist.num_rollout_workers")
-        if leaf.startswith("num_") and isinstance(v, int) and (v < 0 or (v == 0 and not may_be_zero)):
-            raise _fail(key, f"must be a {'non-negative' if may_be_zero else 'positive'} integer (got {v})")
+        if (
+            leaf.startswith("num_")
+            and isinstance(v, int)
+            and (v < 0 or (v == 0 and not may_be_zero))
+        ):
+            raise _fail(
+                key, f"must be a {'non-negative' if may_be_zero else 'positive'} integer (got {v})"
+            )
         if leaf.startswith("mc_") and v <= 0:
             raise _fail(key, f"must be > 0 (got {v})")
-    checks: list[tuple[str, bool, str]] = [("dist.num_oracles", cfg.dist.num_oracles >= 0, "must be ≥ 0")]
+    checks: list[tuple[str, bool, str]] = [
+        ("dist.num_oracles", cfg.dist.num_oracles >= 0, "must be ≥ 0")
+    ]
     checks += [
         ("dist.cpus_per_trial", cfg.dist.cpus_per_trial > 0, "must be > 0"),
         ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
@@ -223,13 +246,16 @@ def validate(cfg: TrialConfig) -> None:
         checks.append(("problem.gamma", 0 <= cfg.problem.gamma < 1, "must be in [0, 1)"))
     allowed = COMPATIBLE.get(cfg.problem.name)
     if allowed is not None and getattr(cfg.method, "algo", None) not in allowed:
-        checks.append(("method.algo", False, f"does not run on problem {cfg.problem.name}; use {', '.join(allowed)}"))
+        checks.append(
+            (
+                "method.algo",
+                False,
+                f"does not run on problem {cfg.problem.name}; use {', '.join(allowed)}",
+            )
+        )
     if isinstance(cfg.method, MethodConfig):
         checks += _tabular_checks(cfg)
-    shards = getattr(cfg.problem, "env_shards", None)
-    if shards is not None and cfg.dist.backend == "ray":  # deep RLHF: workers own whole env shards
-        for key, n in (("dist.num_rollout_workers", max(1, cfg.dist.num_rollout_workers)), ("dist.num_oracles", cfg.dist.num_oracles)):
-            checks.append((key, n == 0 or shards % n == 0, f"must divide problem.env_shards={shards} (each rollout worker owns whole env shards)"))
+    checks += _shard_checks(cfg)
     for key, ok, msg in checks:
         if not ok:
             got = OmegaConf.select(OmegaConf.structured(cfg), key)
@@ -287,8 +313,12 @@ def _sweep_block(
     return block_dict, block
 
 
-def _methods(data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]) -> dict[str, Any]:
-    methods: dict[str, Any] = _deep_merge(data.get("methods") or {}, smoke_block.get("methods") or {})
+def _methods(
+    data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]
+) -> dict[str, Any]:
+    methods: dict[str, Any] = _deep_merge(
+        data.get("methods") or {}, smoke_block.get("methods") or {}
+    )
     methods = _deep_merge(methods, cli.get("methods") or {})
     if not methods:
         methods = {(data.get("method") or {}).get("name", "method"): {}}

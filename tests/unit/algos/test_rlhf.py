@@ -196,28 +196,71 @@ def test_resume_after_crash_equals_uninterrupted(mode: str) -> None:
     assert final["counters"] == want["counters"]
 
 
+ATARI_TINY = dataclasses.replace(
+    TINY, total_env_steps=400, initial_rollout_steps=30, log_every_steps=100, clip_true_reward=True
+)
+
+
 @pytest.mark.atari
-def test_atari_resume_reseeds_and_finishes() -> None:
-    """ale-py cannot restore emulators: a resumed Atari run re-seeds its envs and still completes."""
-    prob = build(AtariRLHFConfig(game="BeamRider", num_envs=2, env_threads=1))
-    cfg = dataclasses.replace(
-        TINY,
-        total_env_steps=300,
-        initial_rollout_steps=30,
-        log_every_steps=100,
-        clip_true_reward=True,
-    )
-    ck = MemoryCheckpointer(every=10, crash_after=10)
+@pytest.mark.parametrize("mode", ["a2c_oracle", "pbrl"])
+def test_atari_resume_replays_the_emulators_and_equals_uninterrupted(mode: str) -> None:
+    """ale-py cannot clone emulators; the shards replay their actions and the run continues bitwise."""
+    prob = build(AtariRLHFConfig(game="BeamRider", num_envs=4, env_shards=2, env_threads=1))
+    cfg = dataclasses.replace(ATARI_TINY, mode=mode)
+    ref_ck = MemoryCheckpointer(every=1000)
+    ref_sink = ListSink()
+    ref = run(prob, cfg, seed=0, sink=ref_sink, ckpt=ref_ck)
+    ck = MemoryCheckpointer(every=12, crash_after=12)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(prob, cfg, seed=0, sink=ListSink(), ckpt=ck)
-    agent_at_crash = ck.saved["learner"]["agent"]
     sink = ListSink()
     res = run(prob, cfg, seed=0, sink=sink, ckpt=ck)
+    assert sink.rows and sink.rows[0]["iter"] > 12
+    assert _strip_perf(sink.rows) == [r for r in _strip_perf(ref_sink.rows) if r["iter"] > 12]
+    for key in ("episode_returns", "episode_frames"):
+        np.testing.assert_array_equal(res.final_state[key], ref.final_state[key])
+    for name, t in ref_ck.saved["learner"]["agent"].items():
+        assert torch.equal(ck.saved["learner"]["agent"][name], t), name
+    # The replayed shard state is the uninterrupted one (observations, action history).
+    for a, b in zip(
+        ck.saved["agent_src"]["shards"], ref_ck.saved["agent_src"]["shards"], strict=True
+    ):
+        np.testing.assert_array_equal(a["obs"], b["obs"])
+        np.testing.assert_array_equal(a["env"]["actions"], b["env"]["actions"])
+
+
+@pytest.mark.atari
+def test_atari_resume_reseed_option_finishes() -> None:
+    """``problem.resume: reseed`` starts fresh episodes (instant) and the run still completes."""
+    prob = build(AtariRLHFConfig(game="BeamRider", num_envs=2, env_threads=1, resume="reseed"))
+    ck = MemoryCheckpointer(every=10, crash_after=10)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(prob, ATARI_TINY, seed=0, sink=ListSink(), ckpt=ck)
+    agent_at_crash = ck.saved["learner"]["agent"]
+    sink = ListSink()
+    res = run(prob, ATARI_TINY, seed=0, sink=sink, ckpt=ck)
     assert sink.rows[0]["iter"] > 10 and res.metrics["iter"] == sink.rows[-1]["iter"]
     assert ck.saved["k"] == res.metrics["iter"]
     assert not all(
         torch.equal(ck.saved["learner"]["agent"][k], v) for k, v in agent_at_crash.items()
     )
+
+
+@pytest.mark.atari
+def test_atari_replay_detects_a_changed_emulator() -> None:
+    """A replay that does not reproduce the saved observation fails loudly instead of drifting."""
+    from pbrl_dist.algos.rollouts import RolloutShard, RolloutSpec
+
+    prob = build(AtariRLHFConfig(game="BeamRider", num_envs=2, env_threads=1))
+    shard = RolloutShard(RolloutSpec(prob, "agent", 0, 5, {}), 0, 2)
+    try:
+        shard.collect(shard.policy.state_dict(), 0)
+        state = shard.state_dict()
+        state["obs"] = state["obs"] + 1
+        with pytest.raises(RuntimeError, match="did not reproduce"):
+            shard.load_state_dict(state)
+    finally:
+        shard.close()
 
 
 # --- the reward-model step ------------------------------------------------------------------------
