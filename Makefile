@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench bench-rlhf clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tabular.py
+	$(PY) benchmarks/bench_incentive.py
+	$(PY) benchmarks/bench_rollouts.py
+
+bench-rlhf: $(STAMP)   # end-to-end Atari training vs Stable-Baselines3 (benchmark-only extra)
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_rlhf.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
