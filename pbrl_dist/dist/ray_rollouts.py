@@ -124,7 +124,8 @@ class RayRollouts:
     ) -> Callable[[], Rollout]:
         """Submit one fragment per worker now; the returned function waits and concatenates them."""
         if version != self.version:
-            self._box = [ray.put({k: v.detach().clone() for k, v in policy_state.items()})]
+            # ray.put serializes now: later in-place updates of the live parameters do not leak in.
+            self._box = [ray.put({k: v.detach() for k, v in policy_state.items()})]
             self.version = version
         refs = [w.collect.remote(version, self._box) for w in self.workers]
         return lambda: self._gather(refs, version)

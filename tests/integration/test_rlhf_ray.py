@@ -102,8 +102,10 @@ def test_a_killed_env_worker_is_replaced_and_the_run_finishes() -> None:
 
     spec = RolloutSpec(build(TOY), "agent", 0, 5, {"hidden": (16,)})
     src = RayRollouts(spec, num_workers=2, cpus_per_worker=0.1)
+    local = ShardGroup(spec)
+    state = local.shards[0].policy.state_dict()
+    local.close()
     try:
-        state = ShardGroup(spec).shards[0].policy.state_dict()
         first = src.collect(state, 0)
         ray.kill(src.workers[1], no_restart=True)
         second = src.collect(state, 0)
