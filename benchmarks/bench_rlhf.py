@@ -57,7 +57,7 @@ def ours(game: str, mode: str, updates: int, env_shards: int) -> dict[str, float
 
 def warmup_epoch_seconds(problem: Any, cfg: rlhf.RLHFConfig, epochs: int = 2) -> float:
     """Return the seconds of one BT-only reward-model epoch on ``initial_pairs`` pairs."""
-    from pbrl_dist.algos.rollouts import ShardGroup, RolloutSpec
+    from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
 
     src = ShardGroup(RolloutSpec(problem, "agent", 0, cfg.n_steps, {}))
     try:
@@ -75,8 +75,8 @@ def warmup_epoch_seconds(problem: Any, cfg: rlhf.RLHFConfig, epochs: int = 2) ->
 
 def sb3(game: str, updates: int) -> dict[str, float]:
     """Train SB3's A2C for ``updates`` updates on SB3's Atari pipeline; return frames/s."""
-    import gymnasium as gym
     import ale_py
+    import gymnasium as gym
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
