@@ -10,7 +10,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pbrl_dist.envs.atari import AtariVecEnv, ale_game_id, make_atari_vec_env, measure_random_fps
+from pbrl_dist.envs.atari import (
+    AtariVecEnv,
+    ale_game_id,
+    make_atari_vec_env,
+    measure_random_fps,
+    random_episode_returns,
+)
 from pbrl_dist.envs.toy import ToyTargetVecEnv, make_toy_vec_env
 
 
@@ -57,4 +63,5 @@ __all__ = [
     "make_atari_vec_env",
     "make_toy_vec_env",
     "measure_random_fps",
+    "random_episode_returns",
 ]

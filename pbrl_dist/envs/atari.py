@@ -335,3 +335,22 @@ def measure_random_fps(
         env.close()
     sps = num_steps * num_envs / dt
     return {"steps_per_s": sps, "frames_per_s": sps * env.frame_skip}
+
+
+def random_episode_returns(
+    game: str, *, num_games: int, num_envs: int = 8, seed: int = 0, **env_kwargs: Any
+) -> list[float]:
+    """Play uniformly random actions until ``num_games`` whole games have ended; return their true scores.
+
+    The random-policy start line of Figure 2 (same preprocessing as training; ``env_kwargs`` go to
+    ``make_atari_vec_env``, e.g. ``sticky_action_prob=0.0``). Games that end in the same step are all
+    kept, so slightly more than ``num_games`` scores may come back.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[float] = []
+    with make_atari_vec_env(game, num_envs=num_envs, seed=seed, **env_kwargs) as env:
+        env.reset()
+        while len(out) < num_games:
+            env.step(rng.integers(0, env.num_actions, size=num_envs))
+            out.extend(env.pop_finished_episode_returns())
+    return out

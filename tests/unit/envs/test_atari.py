@@ -120,3 +120,12 @@ def test_sticky_prob_passes_through() -> None:
         assert np.array_equal(outs[0], outs[1]) == same
     with pytest.raises(ValueError, match="sticky_action_prob"):
         make_atari_vec_env(GAME, num_envs=1, seed=0, sticky_action_prob=1.5)
+
+
+def test_random_episode_returns_are_whole_games_and_deterministic() -> None:
+    from pbrl_dist.envs import random_episode_returns
+
+    a = random_episode_returns("Breakout", num_games=4, num_envs=4, seed=1, num_threads=1)
+    b = random_episode_returns("Breakout", num_games=4, num_envs=4, seed=1, num_threads=1)
+    assert len(a) >= 4 and a == b
+    assert all(r >= 0 and float(r).is_integer() for r in a)  # Breakout scores: whole bricks
