@@ -94,6 +94,7 @@ from pbrl_dist.nets import make_actor_critic, make_reward_model
 from pbrl_dist.problems.rlhf import RLHFProblem
 
 MODES = ("a2c_oracle", "drlhf", "pbrl")
+WARMUP_PROGRESS_S = 30.0  # seconds between progress lines of the reward-model warm-up
 
 
 @dataclass
@@ -745,8 +746,17 @@ def _initial_pairs(L: RLHFLearner, agent_src: RolloutSource) -> None:
             "method.initial_rollout_steps: no segment of method.segment_length steps fits inside "
             "one episode of the initial rollout; collect more steps or shorten the segments"
         )
-    for _ in range(cfg.warmup_epochs):
+    t0 = last = time.perf_counter()
+    for i in range(cfg.warmup_epochs):
         L.reward_epoch(penalty=None)
+        now = time.perf_counter()
+        if now - last >= WARMUP_PROGRESS_S or i + 1 == cfg.warmup_epochs:  # hours on CPU for Atari
+            last = now
+            print(
+                f"    reward-model warm-up: epoch {i + 1}/{cfg.warmup_epochs}, "
+                f"BT loss {L.c['rm_bt_loss']:.4f} ({now - t0:.0f}s)",
+                flush=True,
+            )
 
 
 def run(
