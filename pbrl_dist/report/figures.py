@@ -124,7 +124,7 @@ def fig2_atari_rlhf(curves: pd.DataFrame, path: Path) -> Path:
     """Figure 2: true episode return vs env frames, one panel per game, mean ± std over seeds."""
     games = list(dict.fromkeys(curves["problem.game"])) if "problem.game" in curves else ["?"]
     colors = _method_colors(curves)
-    fig, axes = plt.subplots(1, len(games), figsize=(5 * len(games), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(games), figsize=(max(7, 5 * len(games)), 4), squeeze=False)
     for ax, game in zip(axes[0], games, strict=True):
         sub = curves[curves["problem.game"] == game] if "problem.game" in curves else curves
         _frames_panel(ax, sub, "rl/episode_return", title=str(game), colors=colors)
