@@ -12,7 +12,8 @@ it as its features extractor, with SB3's own policy and value heads on top) and 
 * ours: ``algos.rlhf.run`` with ALE's C++ ``AtariVectorEnv`` (ALE threads = cores), env shards as
   given (2 shards: policy inference on one shard overlaps the emulation of the other).
 * SB3: ``A2C("CnnPolicy")`` on ``make_atari_env(<game>NoFrameskip-v4, n_envs=16)`` + ``VecFrameStack(4)``
-  (SB3's standard Atari pipeline: python wrappers in a ``DummyVecEnv``).
+  (SB3's standard Atari pipeline: python wrappers in a ``DummyVecEnv``), in PyTorch's default
+  contiguous layout; a second SB3 row gets our channels-last trunk (``nets.atari.frames_to_float``).
 * frames per second = agent steps × frame skip 4 / wall seconds of the training loop. For DRLHF and PBRL
   the loop includes the reward model (r_φ on every transition) and one reward-learning epoch per
   ``rm_every`` = 250 updates on a buffer of 576 + 16 pairs (one full pass, 32 pairs per minibatch);
@@ -73,8 +74,12 @@ def warmup_epoch_seconds(problem: Any, cfg: rlhf.RLHFConfig, epochs: int = 2) ->
     return (time.perf_counter() - t0) / epochs
 
 
-def sb3(game: str, updates: int) -> dict[str, float]:
-    """Train SB3's A2C for ``updates`` updates on SB3's Atari pipeline; return frames/s."""
+def sb3(game: str, updates: int, channels_last: bool = False) -> dict[str, float]:
+    """Train SB3's A2C for ``updates`` updates on SB3's Atari pipeline; return frames/s.
+
+    ``channels_last=False`` is stock SB3 (PyTorch's default contiguous layout); ``True`` gives SB3
+    our channels-last trunk and input, to show how much of our lead is that layout alone.
+    """
     import ale_py
     import gymnasium as gym
     from stable_baselines3 import A2C
@@ -89,10 +94,14 @@ def sb3(game: str, updates: int) -> dict[str, float]:
     class Trunk(BaseFeaturesExtractor):  # our conv stack + FC 512, SB3 divides by 255 itself
         def __init__(self, observation_space: Any) -> None:
             super().__init__(observation_space, features_dim=512)
+            # contiguous while SB3 re-initialises (orthogonal_ needs it); see below for channels-last
             net = AtariActorCritic(tuple(observation_space.shape), 2)
+            net = net.to(memory_format=torch.contiguous_format)
             self.conv, self.fc = net.conv, net.fc
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             return self.fc(self.conv(x))
 
     env = VecFrameStack(make_atari_env(f"{game}NoFrameskip-v4", n_envs=NUM_ENVS, seed=0), 4)
@@ -105,6 +114,8 @@ def sb3(game: str, updates: int) -> dict[str, float]:
         device="cpu",
         seed=0,
     )
+    if channels_last:  # in place: the optimizer keeps the same parameters
+        model.policy.features_extractor.to(memory_format=torch.channels_last)
     batch = N_STEPS * NUM_ENVS
     model.learn(10 * batch)  # warm-up
     t0 = time.perf_counter()
@@ -125,6 +136,7 @@ def main() -> None:
     res: dict[str, dict[str, float]] = {}
     if not args.skip_sb3:
         res["sb3 A2C"] = sb3(args.game, args.updates)
+        res["sb3 A2C, channels-last"] = sb3(args.game, args.updates, channels_last=True)
     res["a2c_oracle, 1 shard"] = ours(args.game, "a2c_oracle", args.updates, 1)
     res["a2c_oracle, 2 shards"] = ours(args.game, "a2c_oracle", args.updates, 2)
     res["drlhf, 2 shards"] = ours(args.game, "drlhf", args.updates, 2)

@@ -12,4 +12,15 @@ Modules:
 from pbrl_dist.core import mc, mdp, oracles, penalties, preference, zerosum
 from pbrl_dist.core.types import DTYPE, assert_shape, derive_seed, generator
 
-__all__ = ["DTYPE", "assert_shape", "derive_seed", "generator", "mc", "mdp", "oracles", "penalties", "preference", "zerosum"]
+__all__ = [
+    "DTYPE",
+    "assert_shape",
+    "derive_seed",
+    "generator",
+    "mc",
+    "mdp",
+    "oracles",
+    "penalties",
+    "preference",
+    "zerosum",
+]

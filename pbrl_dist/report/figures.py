@@ -48,13 +48,19 @@ def fig3_incentive(curves: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     start = curves[curves["method.algo"] == "start_line"]
     learners = curves[curves["method.algo"] != "start_line"]
-    _panel(axes[0], learners, "upper/designer_return", log=False, title="Designer return V^d (exact)")
+    _panel(
+        axes[0], learners, "upper/designer_return", log=False, title="Designer return V^d (exact)"
+    )
     _panel(axes[1], learners, "lower/ni_gap", log=True, title="NI gap ψ of the players (exact)")
     if not start.empty:
         level = start.groupby("trial")["upper/designer_return"].last().mean()
-        axes[0].axhline(level, color="green", ls="--", label=f"start line (no incentive) {level:.3f}")
+        axes[0].axhline(
+            level, color="green", ls="--", label=f"start line (no incentive) {level:.3f}"
+        )
     axes[0].legend(loc="lower right")
-    fig.suptitle("Incentive design over a zero-sum Markov game: mean ± std over instances and seeds")
+    fig.suptitle(
+        "Incentive design over a zero-sum Markov game: mean ± std over instances and seeds"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -64,9 +70,17 @@ def fig3_incentive(curves: pd.DataFrame, path: Path) -> Path:
 def shaping(curves: pd.DataFrame, path: Path) -> Path:
     """Reward shaping: task return of π_y, lower gap, and the equal-budget retraining on the learned reward."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    _panel(axes[0], curves, "upper/task_return", log=False, title="Task return V_{M_0}(π_y) (exact)")
+    _panel(
+        axes[0], curves, "upper/task_return", log=False, title="Task return V_{M_0}(π_y) (exact)"
+    )
     _panel(axes[1], curves, "lower/gap", log=True, title="Lower gap in the shaped task (exact)")
-    _panel(axes[2], curves, "upper/retrain_shaped_return", log=False, title="Fresh PG on learned shaped reward")
+    _panel(
+        axes[2],
+        curves,
+        "upper/retrain_shaped_return",
+        log=False,
+        title="Fresh PG on learned shaped reward",
+    )
     sparse = curves["upper/retrain_sparse_return"].mean()
     axes[2].axhline(sparse, color="gray", ls="--", label=f"fresh PG on sparse reward {sparse:.2f}")
     axes[0].legend(loc="lower right")

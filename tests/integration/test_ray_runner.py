@@ -169,9 +169,13 @@ def test_ni_best_responses_on_oracle_actors_match_local(runners: dict[int, Any])
     from pbrl_dist.problems.incentive import make_game as make_incentive
 
     inc = IncentiveProblem(
-        make_incentive(num_states=4, num_actions1=3, num_actions2=3, gamma=0.8, tau=0.1, cost_coef=0.0, game=3)
+        make_incentive(
+            num_states=4, num_actions1=3, num_actions2=3, gamma=0.8, tau=0.1, cost_coef=0.0, game=3
+        )
     )
-    cfg = MethodConfig(lam=5.0, lr_x=0.1, lr_y=0.1, num_iters=8, log_every=4, oracle="pmd", oracle_steps=3)
+    cfg = MethodConfig(
+        lam=5.0, lr_x=0.1, lr_y=0.1, num_iters=8, log_every=4, oracle="pmd", oracle_steps=3
+    )
     local = run_pbrl_ni(inc, cfg, seed=0, sink=ListSink())
     remote = run_pbrl_ni(inc, cfg, seed=0, sink=ListSink(), runner=runners[2])
     assert torch.equal(local.x, remote.x) and torch.equal(local.y, remote.y)

@@ -27,14 +27,19 @@ def _run(tmp_path: Path, overrides: list[str]) -> pd.DataFrame:
 
 
 def _check(trials: pd.DataFrame) -> None:
-    assert trials["lower/ni_gap"].max() <= 1e-2, trials.groupby("method.name")["lower/ni_gap"].max().to_dict()
+    assert trials["lower/ni_gap"].max() <= 1e-2, (
+        trials.groupby("method.name")["lower/ni_gap"].max().to_dict()
+    )
     ret = trials.groupby("method.name")["upper/designer_return"].mean()
     assert ret["pbrl_ni"] > ret["metagrad"] > ret["start_line"], ret.to_dict()
 
 
 @pytest.mark.learning
 def test_fig3_claims_small(tmp_path: Path) -> None:
-    trials = _run(tmp_path, ["sweep.grid.problem.game=[0,1,2]", "method.num_iters=400", "method.log_every=100"])
+    trials = _run(
+        tmp_path,
+        ["sweep.grid.problem.game=[0,1,2]", "method.num_iters=400", "method.log_every=100"],
+    )
     assert len(trials) == 9
     _check(trials)
 

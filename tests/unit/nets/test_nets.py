@@ -139,3 +139,42 @@ def test_nets_and_preference_import_only_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_frames_to_float_is_the_plain_scaling_in_channels_last_memory() -> None:
+    from pbrl_dist.nets.atari import frames_to_float
+
+    obs = _frames(3, 2)
+    x = frames_to_float(obs, ATARI_SHAPE)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, obs.reshape(-1, *ATARI_SHAPE).float() / 255.0)
+    f = obs.float()  # float input is not modified in place
+    frames_to_float(f, ATARI_SHAPE)
+    assert torch.equal(f, obs.float())
+
+
+@pytest.mark.parametrize("kind", ["actor_critic", "reward_model"])
+def test_channels_last_nets_match_the_contiguous_layout(kind: str) -> None:
+    """The layout is a speed choice only: outputs and gradients equal the plain NCHW network's."""
+    import copy
+
+    make = make_actor_critic if kind == "actor_critic" else make_reward_model
+    net = make("atari", ATARI_SHAPE, 6, generator=generator(0, kind)).double()
+    plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    assert net.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    net.eval()
+    plain.eval()
+    obs = _frames(4).double()
+
+    def scalar(m: torch.nn.Module) -> torch.Tensor:
+        out = m(obs)
+        if isinstance(out, tuple):
+            return out[0].logsumexp(-1).sum() + out[1].square().sum()
+        return out.square().sum()
+
+    ours, ref = scalar(net), scalar(plain)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=0)
+    ours.backward()
+    ref.backward()
+    for (name, p), q in zip(net.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14, msg=name)

@@ -14,7 +14,9 @@ from pbrl_dist.testing import fd_grad, random_logits
 @pytest.fixture(scope="module")
 def problem() -> IncentiveProblem:
     return IncentiveProblem(
-        make_game(num_states=4, num_actions1=3, num_actions2=2, gamma=0.8, tau=0.2, cost_coef=0.05, game=2)
+        make_game(
+            num_states=4, num_actions1=3, num_actions2=2, gamma=0.8, tau=0.2, cost_coef=0.05, game=2
+        )
     )
 
 
@@ -34,7 +36,9 @@ def _numpy_metrics(z: dict[str, np.ndarray]) -> tuple[float, float]:
     r = z["r"] + 1 / (1 + np.exp(-z["x"]))
     S = P.shape[0]
     joint = np.einsum("sa,sb->sab", p1, p2)
-    vd = np.linalg.solve(np.eye(S) - gamma * np.einsum("sab,sabt->st", joint, Pd), (joint * rd).sum((1, 2)))
+    vd = np.linalg.solve(
+        np.eye(S) - gamma * np.einsum("sab,sabt->st", joint, Pd), (joint * rd).sum((1, 2))
+    )
     h1, h2 = (p1 * np.log(p1)).sum(1), (p2 * np.log(p2)).sum(1)
     # Player 1's best value against π2, and player 2's best (lowest) value against π1.
     P1, r1 = np.einsum("sb,sabt->sat", p2, P), np.einsum("sb,sab->sa", p2, r) + tau * h2[:, None]
@@ -64,7 +68,10 @@ def test_metagrad_designer_gradient_matches_finite_differences(problem: Incentiv
         # Recompute the players' one-step update at xx by plain autograd, then the designer objective.
         _, t1n, t2n, _ = metagrad_step(problem, xx, th1, th2, beta)
         pi1, pi2 = torch.softmax(t1n, -1), torch.softmax(t2n, -1)
-        return designer_return(problem.game, pi1, pi2) - problem.game.cost_coef * torch.sigmoid(xx).sum()
+        return (
+            designer_return(problem.game, pi1, pi2)
+            - problem.game.cost_coef * torch.sigmoid(xx).sum()
+        )
 
     fd = fd_grad(designer_after_step, x)
     # eps = 1e-6 central differences: error ≈ 1e-10 here; the gradient itself is O(1e-2).
@@ -84,7 +91,10 @@ def test_ni_mc_pieces_match_exact(problem: IncentiveProblem) -> None:
     g = problem.game
     x = random_logits(4, 3, 2, seed=7)
     th1, th2 = random_logits(4, 3, seed=8), random_logits(4, 2, seed=9)
-    h1, h2 = torch.softmax(random_logits(4, 3, seed=10), -1), torch.softmax(random_logits(4, 2, seed=11), -1)
+    h1, h2 = (
+        torch.softmax(random_logits(4, 3, seed=10), -1),
+        torch.softmax(random_logits(4, 2, seed=11), -1),
+    )
     x_, t1, t2 = (v.clone().requires_grad_(True) for v in (x, th1, th2))
 
     def V(p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
