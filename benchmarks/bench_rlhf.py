@@ -36,10 +36,12 @@ from pbrl_dist.problems.rlhf import AtariRLHFConfig, build
 NUM_ENVS, N_STEPS = 16, 5
 
 
-def ours(game: str, mode: str, updates: int, env_shards: int) -> dict[str, float]:
+def ours(
+    game: str, mode: str, updates: int, env_shards: int, dtype: str = "float32"
+) -> dict[str, float]:
     """Train ``updates`` A2C updates in ``mode``; return loop frames/s (and warm-up s/epoch)."""
     problem = build(AtariRLHFConfig(game=game, num_envs=NUM_ENVS, env_shards=env_shards))
-    cfg = rlhf.RLHFConfig(mode=mode, warmup_epochs=0, log_every_steps=10**12)
+    cfg = rlhf.RLHFConfig(mode=mode, warmup_epochs=0, log_every_steps=10**12, compute_dtype=dtype)
     batch = N_STEPS * NUM_ENVS
     cfg.total_env_steps = cfg.init_steps(NUM_ENVS) + updates * batch
     sink = ListSink()
@@ -141,22 +143,26 @@ def main() -> None:
     res["a2c_oracle, 2 shards"] = ours(args.game, "a2c_oracle", args.updates, 2)
     res["drlhf, 2 shards"] = ours(args.game, "drlhf", args.updates, 2)
     res["pbrl, 2 shards"] = ours(args.game, "pbrl", args.updates, 2)
+    for mode in ("a2c_oracle", "drlhf", "pbrl"):
+        res[f"{mode}, 2 shards, bf16"] = ours(args.game, mode, args.updates, 2, "bfloat16")
     base = res["a2c_oracle, 2 shards"]["frames_per_s"]
     print(
         f"{args.game}, {NUM_ENVS} envs x {N_STEPS} steps, {args.updates} A2C updates, torch threads 1"
     )
     print(
-        f"{'run':24s} {'frames/s':>9s} {'loop s':>7s} {'vs a2c_oracle':>14s} {'warm-up s/epoch':>16s}"
+        f"{'run':30s} {'frames/s':>9s} {'loop s':>7s} {'vs a2c_oracle':>14s} {'warm-up s/epoch':>16s}"
     )
     for name, r in res.items():
         wu = r.get("warmup_s_per_epoch")
         print(
-            f"{name:24s} {r['frames_per_s']:9.0f} {r['loop_s']:7.1f} {r['frames_per_s'] / base:13.2f}x"
+            f"{name:30s} {r['frames_per_s']:9.0f} {r['loop_s']:7.1f} {r['frames_per_s'] / base:13.2f}x"
             f" {'' if wu is None else f'{wu:16.1f}'}"
         )
     if "sb3 A2C" in res:
-        ratio = base / res["sb3 A2C"]["frames_per_s"]
-        print(f"a2c_oracle (2 shards) / SB3 A2C: {ratio:.2f}x  (goal ≥ 2)")
+        sb3_fps = res["sb3 A2C"]["frames_per_s"]
+        print(f"a2c_oracle (2 shards) / SB3 A2C: {base / sb3_fps:.2f}x  (goal ≥ 2)")
+        bf16 = res["a2c_oracle, 2 shards, bf16"]["frames_per_s"]
+        print(f"a2c_oracle (2 shards, bf16) / SB3 A2C (float32): {bf16 / sb3_fps:.2f}x")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,13 @@ from typing import Any
 from torch import nn
 
 from pbrl_dist.nets.atari import AtariActorCritic, AtariRewardModel
-from pbrl_dist.nets.mlp import MLPActorCritic, MLPRewardModel, dropout, orthogonal_init_
+from pbrl_dist.nets.mlp import (
+    COMPUTE_DTYPES,
+    MLPActorCritic,
+    MLPRewardModel,
+    dropout,
+    orthogonal_init_,
+)
 
 ACTOR_CRITICS: dict[str, type[nn.Module]] = {"atari": AtariActorCritic, "mlp": MLPActorCritic}
 REWARD_MODELS: dict[str, type[nn.Module]] = {"atari": AtariRewardModel, "mlp": MLPRewardModel}
@@ -34,8 +40,22 @@ def _first_arg(kind: str, obs_shape: Sequence[int]) -> Any:
     return shape
 
 
+def _with_compute_dtype(net: nn.Module, compute_dtype: str) -> nn.Module:
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"compute_dtype: expected one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}"
+        )
+    net.compute_dtype = COMPUTE_DTYPES[compute_dtype]
+    return net
+
+
 def make_actor_critic(
-    kind: str, obs_shape: Sequence[int], num_actions: int, **kw: Any
+    kind: str,
+    obs_shape: Sequence[int],
+    num_actions: int,
+    *,
+    compute_dtype: str = "float32",
+    **kw: Any,
 ) -> nn.Module:
     """Build an actor-critic of the given kind.
 
@@ -43,6 +63,8 @@ def make_actor_critic(
         kind: "atari" or "mlp".
         obs_shape: shape of one observation ((C, H, W) or (D,)).
         num_actions: |A|.
+        compute_dtype: "float32", or "bfloat16" to run ``forward`` under autocast (parameters and
+            outputs stay float32).
         **kw: passed to the class (e.g. ``hidden``, ``generator``).
 
     Returns:
@@ -50,11 +72,17 @@ def make_actor_critic(
     """
     if kind not in ACTOR_CRITICS:
         raise ValueError(f"kind: expected one of {sorted(ACTOR_CRITICS)}, got {kind!r}")
-    return ACTOR_CRITICS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
+    net = ACTOR_CRITICS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
+    return _with_compute_dtype(net, compute_dtype)
 
 
 def make_reward_model(
-    kind: str, obs_shape: Sequence[int], num_actions: int, **kw: Any
+    kind: str,
+    obs_shape: Sequence[int],
+    num_actions: int,
+    *,
+    compute_dtype: str = "float32",
+    **kw: Any,
 ) -> nn.Module:
     """Build a reward model r_x(s, ·) of the given kind.
 
@@ -62,6 +90,7 @@ def make_reward_model(
         kind: "atari" or "mlp".
         obs_shape: shape of one observation ((C, H, W) or (D,)).
         num_actions: |A|.
+        compute_dtype: "float32" or "bfloat16" (as for ``make_actor_critic``).
         **kw: passed to the class (``dropout_p``, ``leaky_slope``, ``batchnorm``, ``generator``…).
 
     Returns:
@@ -69,11 +98,13 @@ def make_reward_model(
     """
     if kind not in REWARD_MODELS:
         raise ValueError(f"kind: expected one of {sorted(REWARD_MODELS)}, got {kind!r}")
-    return REWARD_MODELS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
+    net = REWARD_MODELS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
+    return _with_compute_dtype(net, compute_dtype)
 
 
 __all__ = [
     "ACTOR_CRITICS",
+    "COMPUTE_DTYPES",
     "REWARD_MODELS",
     "AtariActorCritic",
     "AtariRewardModel",

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pbrl_dist.nets.mlp import activation, dropout, orthogonal_init_
+from pbrl_dist.nets.mlp import activation, as_output, compute_context, dropout, orthogonal_init_
 
 
 def _conv_stack(
@@ -79,6 +79,7 @@ class AtariActorCritic(nn.Module):
         generator: generator for the orthogonal initialisation (None = global RNG).
     """
 
+    compute_dtype: torch.dtype = torch.float32  # or bfloat16 (nets.make_*, autocast)
     CONV_SPEC: tuple[tuple[int, int, int], ...] = ((8, 4, 32), (4, 2, 64), (3, 1, 64), (3, 1, 64))
 
     def __init__(
@@ -118,10 +119,11 @@ class AtariActorCritic(nn.Module):
         """
         lead = obs.shape[:-3]
         x = frames_to_float(obs, self.obs_shape)
-        z = self.fc(self.conv(x))
-        logits = self.policy_head(z).reshape(*lead, self.num_actions)
-        value = self.value_head(z).reshape(lead)
-        return logits, value
+        with compute_context(self.compute_dtype, obs.device):
+            z = self.fc(self.conv(x))
+            logits = self.policy_head(z).reshape(*lead, self.num_actions)
+            value = self.value_head(z).reshape(lead)
+        return as_output(logits), as_output(value)
 
 
 class AtariRewardModel(nn.Module):
@@ -138,6 +140,7 @@ class AtariRewardModel(nn.Module):
         generator: generator for the initialisation (None = global RNG).
     """
 
+    compute_dtype: torch.dtype = torch.float32  # or bfloat16 (nets.make_*, autocast)
     KERNELS_STRIDES: tuple[tuple[int, int], ...] = ((7, 3), (5, 2), (3, 1), (3, 1))
 
     def __init__(
@@ -187,9 +190,11 @@ class AtariRewardModel(nn.Module):
         """
         lead = obs.shape[:-3]
         x = frames_to_float(obs, self.obs_shape)
-        h = self.act(self.fc(self.conv(x)))
-        h = dropout(h, self.dropout_p, training=self.training, generator=generator)
-        return self.out(h).reshape(*lead, self.num_actions)
+        with compute_context(self.compute_dtype, obs.device):
+            h = self.act(self.fc(self.conv(x)))
+            h = dropout(h, self.dropout_p, training=self.training, generator=generator)
+            out = self.out(h).reshape(*lead, self.num_actions)
+        return as_output(out)
 
     def reward(
         self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None

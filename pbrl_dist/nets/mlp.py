@@ -12,8 +12,10 @@ All ``forward`` methods accept any number of leading batch dimensions (e.g. (B, 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TypeVar
 
 import torch
@@ -62,6 +64,25 @@ def dropout(
     return h * keep.to(h.dtype) / (1.0 - p)
 
 
+COMPUTE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def compute_context(dtype: torch.dtype, device: torch.device) -> AbstractContextManager[object]:
+    """Return the context a network's ``forward`` runs in: bf16 autocast, or nothing for float32.
+
+    Parameters, gradients and optimizer state stay float32 either way (mixed precision); only the
+    matmuls and convolutions run in bfloat16 (AVX512-BF16 / AMX on CPUs, tensor cores on GPUs).
+    """
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def as_output(t: torch.Tensor) -> torch.Tensor:
+    """Return a network output in float32 when it was computed in a low-precision dtype."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def activation(leaky_slope: float) -> nn.Module:
     """Return ReLU when ``leaky_slope`` is 0, else LeakyReLU(leaky_slope)."""
     return nn.ReLU() if leaky_slope == 0.0 else nn.LeakyReLU(leaky_slope)
@@ -70,12 +91,16 @@ def activation(leaky_slope: float) -> nn.Module:
 class MLPActorCritic(nn.Module):
     """Actor-critic with a shared tanh MLP trunk, a policy head (|A| logits) and a value head.
 
+    ``compute_dtype`` (set by ``nets.make_actor_critic``) is float32 or bfloat16 (autocast).
+
     Args:
         obs_dim: observation size D.
         num_actions: |A|.
         hidden: trunk widths.
         generator: generator for the orthogonal initialisation (None = global RNG).
     """
+
+    compute_dtype: torch.dtype = torch.float32
 
     def __init__(
         self,
@@ -107,10 +132,11 @@ class MLPActorCritic(nn.Module):
             (logits_BA (*B, |A|), value_B (*B,)).
         """
         lead = obs.shape[:-1]
-        z = self.trunk(obs.reshape(-1, self.obs_dim).float())
-        logits = self.policy_head(z).reshape(*lead, self.num_actions)
-        value = self.value_head(z).reshape(lead)
-        return logits, value
+        with compute_context(self.compute_dtype, obs.device):
+            z = self.trunk(obs.reshape(-1, self.obs_dim).float())
+            logits = self.policy_head(z).reshape(*lead, self.num_actions)
+            value = self.value_head(z).reshape(lead)
+        return as_output(logits), as_output(value)
 
 
 class MLPRewardModel(nn.Module):
@@ -124,6 +150,8 @@ class MLPRewardModel(nn.Module):
         leaky_slope: 0 for ReLU, else LeakyReLU slope.
         generator: generator for the initialisation (None = global RNG).
     """
+
+    compute_dtype: torch.dtype = torch.float32
 
     def __init__(
         self,
@@ -161,12 +189,14 @@ class MLPRewardModel(nn.Module):
             r_BA: (*B, |A|).
         """
         lead = obs.shape[:-1]
-        h = obs.reshape(-1, self.obs_dim).float()
-        for layer in self.hidden:
-            h = dropout(
-                self.act(layer(h)), self.dropout_p, training=self.training, generator=generator
-            )
-        return self.out(h).reshape(*lead, self.num_actions)
+        with compute_context(self.compute_dtype, obs.device):
+            h = obs.reshape(-1, self.obs_dim).float()
+            for layer in self.hidden:
+                h = dropout(
+                    self.act(layer(h)), self.dropout_p, training=self.training, generator=generator
+                )
+            out = self.out(h).reshape(*lead, self.num_actions)
+        return as_output(out)
 
     def reward(
         self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None

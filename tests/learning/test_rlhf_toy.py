@@ -66,6 +66,15 @@ def test_rlhf_toy_learns_small(tmp_path: Path, record_property: Callable) -> Non
     _check(trials, record_property)
 
 
+@pytest.mark.learning
+def test_rlhf_toy_learns_in_bfloat16(tmp_path: Path, record_property: Callable) -> None:
+    """Mixed precision (``method.compute_dtype=bfloat16``) still learns in all three modes."""
+    overrides = ["sweep.seeds=[0]", "method.total_env_steps=60000", "method.compute_dtype=bfloat16"]
+    trials = _run(tmp_path, overrides)
+    assert len(trials) == 3
+    _check(trials, record_property)
+
+
 @pytest.mark.slow
 @pytest.mark.learning
 def test_rlhf_toy_learns_full(tmp_path: Path, record_property: Callable) -> None:

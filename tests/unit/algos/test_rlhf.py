@@ -86,6 +86,7 @@ def test_logged_keys_are_documented() -> None:
         ("method.mode=sarsa", "method.mode"),
         ("method.segment_length=100", "method.initial_rollout_steps"),
         ("method.upper_coef=0", "method.upper_coef"),
+        ("method.compute_dtype=float16", "method.compute_dtype"),
         ("problem.env_shards=3", "problem.num_envs"),
     ],
 )

@@ -178,3 +178,34 @@ def test_channels_last_nets_match_the_contiguous_layout(kind: str) -> None:
     ref.backward()
     for (name, p), q in zip(net.named_parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["atari", "mlp"])
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs(kind: str) -> None:
+    """bf16 autocast: outputs are float32 and within bf16 rounding of the float32 network's."""
+    shape = ATARI_SHAPE if kind == "atari" else (7,)
+    obs = _frames(6) if kind == "atari" else torch.randn(6, 7, generator=generator(0, "x"))
+    g = generator(0, "init")
+    fp32 = make_actor_critic(kind, shape, 5, generator=g)
+    bf16 = make_actor_critic(kind, shape, 5, compute_dtype="bfloat16")
+    bf16.load_state_dict(fp32.state_dict())
+    rm32 = make_reward_model(kind, shape, 5, generator=g).eval()
+    rm16 = make_reward_model(kind, shape, 5, compute_dtype="bfloat16").eval()
+    rm16.load_state_dict(rm32.state_dict())
+    for a, b in zip(fp32(obs), bf16(obs), strict=True):
+        assert b.dtype == torch.float32
+        scale = a.abs().max()
+        assert (a - b).abs().max() <= 0.03 * scale  # bf16 keeps 8 bits of mantissa (0.4 %)
+        assert not torch.equal(a, b)  # it did run in bf16
+    r32, r16 = rm32(obs), rm16(obs)
+    assert r16.dtype == torch.float32
+    assert (r32 - r16).abs().max() <= 0.03 * r32.abs().max()
+    logits, value = bf16(obs)
+    (logits.logsumexp(-1).sum() + value.sum()).backward()
+    for p in bf16.parameters():
+        assert p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
+
+
+def test_unknown_compute_dtype_names_the_argument() -> None:
+    with pytest.raises(ValueError, match="compute_dtype"):
+        make_actor_critic("mlp", (7,), 5, compute_dtype="float16")
