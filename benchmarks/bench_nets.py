@@ -1,6 +1,6 @@
 """Atari network speed on CPU: memory layout and precision, one torch thread, side by side.
 
-Usage:  .venv/bin/python benchmarks/bench_nets.py [--repeats 5]
+Usage:  .venv/bin/python benchmarks/bench_nets.py [--repeats 5] [--per-layer]
 
 Times, for the actor-critic and the reward model of MATH.md §7.2:
 
@@ -13,7 +13,9 @@ Layouts: PyTorch's default contiguous NCHW (``obs.float() / 255``, what stock SB
 channels-last (``nets.atari.frames_to_float`` and channels-last weights, what pbrl_dist runs).
 ``bf16`` rows add ``torch.autocast("cpu", torch.bfloat16)`` on top of channels-last (the CPU here
 has AVX512-BF16); they are shown for reference, pbrl_dist trains in float32.
-Best of ``--repeats`` rounds (the variants take turns within a round) of a few calls each.
+``--per-layer`` also times each conv layer of the actor-critic alone (forward, and backward with the
+weight gradient, plus the input gradient for every layer but the first) in both layouts: that is where
+the layout matters. Best of ``--repeats`` rounds (the variants take turns within a round) of a few calls each.
 """
 
 from __future__ import annotations
@@ -70,12 +72,42 @@ def forward(net: torch.nn.Module, obs: torch.Tensor, plain: bool) -> torch.Tenso
     return out.float().sum()
 
 
+def per_layer(repeats: int) -> None:
+    """Print forward / backward ms of each actor-critic conv on 80 stacks, NCHW vs channels-last."""
+    print("actor-critic conv layers, batch 80, float32: forward / backward ms")
+    size = SHAPE[1]
+    cin = SHAPE[0]
+    for kernel, stride, cout in AtariActorCritic.CONV_SPEC:
+        row = []
+        for layout in (torch.contiguous_format, torch.channels_last):
+            conv = torch.nn.Conv2d(cin, cout, kernel, stride).to(memory_format=layout)
+            x = torch.randn(80, cin, size, size).contiguous(memory_format=layout)
+            x.requires_grad_(cin != SHAPE[0])  # the first layer needs no input gradient
+            g = torch.ones_like(conv(x))
+
+            def fwd(conv=conv, x=x) -> None:
+                conv(x)
+
+            def fwd_bwd(conv=conv, x=x, g=g) -> None:
+                conv(x).backward(g)
+
+            ms = best_ms({"f": fwd, "fb": fwd_bwd}, repeats, 5)
+            row.append(f"{ms['f']:6.1f} / {ms['fb'] - ms['f']:6.1f}")
+        print(
+            f"  conv {kernel}x{kernel}/{stride} {cin:>2}->{cout:<3} NCHW {row[0]}   channels-last {row[1]}"
+        )
+        cin, size = cout, (size - kernel) // stride + 1
+
+
 def main() -> None:
     """Print the table of BENCHMARKS.md."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--per-layer", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.per_layer:
+        per_layer(args.repeats)
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (1600, *SHAPE), generator=g, dtype=torch.uint8)
     cases = [
