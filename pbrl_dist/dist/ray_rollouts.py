@@ -14,10 +14,15 @@ the learner's process). The learner
 - ``collect_async`` submits without waiting, so the agent's and the oracle's fragments of one
   iteration are collected at the same time on different actors.
 
-A worker that dies is replaced by one whose shards (envs and action generators) are re-seeded from
-(shard seed, "restart", restart count): running episodes are lost, as on an Atari resume (ale-py cannot
-clone emulator state). The lost fragment is collected again, and ``restarted`` tells the learner that
-the new fragment does not continue the previous one (no preference segment may cross the seam).
+A worker that dies is replaced exactly: the driver keeps a copy of every shard's ``state_dict`` as of
+the last fragment it received (``algos.rollouts.advance_state``: the fragment's own actions and last
+observation plus each shard's small ``step_state``: action-generator state, collect count, and the toy
+env's state), starts a fresh worker, restores the shards from it (Atari: rebuild from the seed and
+replay every action, checking the replayed observation) and collects the lost fragment again, so the
+run is bitwise the one without the failure. Only shards that cannot be restored exactly
+(``problem.resume=reseed`` on Atari) are re-seeded from (shard seed, "restart", restart count) instead:
+running episodes are lost, and ``restarted`` tells the learner that the new fragment does not continue
+the previous one (no preference segment may cross the seam).
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ from typing import Any
 import ray
 import torch
 
-from pbrl_dist.algos.rollouts import Rollout, RolloutSpec, ShardGroup, cat_envs, shard_sizes
+from pbrl_dist.algos.rollouts import (
+    Rollout,
+    RolloutSpec,
+    ShardGroup,
+    advance_state,
+    cat_envs,
+    shard_sizes,
+)
 from pbrl_dist.dist.ray_runner import ACTOR_ERRORS
 
 
@@ -52,13 +64,24 @@ class EnvWorker:
         """Return (envs, actions, observation shape)."""
         return self.group.num_envs, self.group.num_actions, self.group.obs_shape
 
-    def collect(self, version: int, box: list[ray.ObjectRef]) -> Rollout:
-        """Collect one fragment with weight version ``version`` (fetched once per version)."""
+    def collect(
+        self, version: int, box: list[ray.ObjectRef]
+    ) -> tuple[Rollout, list[dict[str, Any]]]:
+        """Collect one fragment with weight version ``version`` (fetched once per version).
+
+        Returns:
+            The fragment and each shard's ``step_state()`` after it.
+        """
         if version != self.version:
             self.weights = ray.get(box[0])
             self.version = version
             self.fetched += 1
-        return self.group.collect(self.weights, version)
+        roll = self.group.collect(self.weights, version)
+        return roll, [s.step_state() for s in self.group.shards]
+
+    def exact_restore(self) -> bool:
+        """Whether every shard can be restored exactly from its ``state_dict``."""
+        return all(s.exact_restore for s in self.group.shards)
 
     def state_dict(self) -> dict[str, Any]:
         """Return the shards' state (``ShardGroup.state_dict``)."""
@@ -115,6 +138,11 @@ class RayRollouts:
         self._box: list[ray.ObjectRef] = []
         self.restarts = 0
         self.restarted = False
+        # Each shard's state_dict as of the last fragment received (restores a dead worker's shards).
+        self.exact = all(ray.get([w.exact_restore.remote() for w in self.workers]))
+        self._mirror: list[dict[str, Any]] = self.state_dict()["shards"] if self.exact else []
+        sizes = shard_sizes(spec)
+        self._cols = [[sizes[i] for i in b] for b in self.blocks]
 
     def _start(self, block: list[int], restart: int) -> Any:
         return EnvWorker.options(num_cpus=self.cpus).remote(self.spec, block, restart)
@@ -136,7 +164,7 @@ class RayRollouts:
 
     def _gather(self, refs: list[ray.ObjectRef], version: int) -> Rollout:
         self.restarted = False
-        parts: list[Rollout | None] = [None] * len(refs)
+        parts: list[tuple[Rollout, list[dict[str, Any]]] | None] = [None] * len(refs)
         for attempt in range(self.max_restarts + 1):
             dead = []
             for w, ref in enumerate(refs):
@@ -147,7 +175,10 @@ class RayRollouts:
                 except ACTOR_ERRORS:
                     dead.append(w)
             if not dead:
-                return cat_envs([p for p in parts if p is not None])
+                done = [p for p in parts if p is not None]
+                if self.exact:
+                    self._advance(done)
+                return cat_envs([roll for roll, _ in done])
             if attempt == self.max_restarts:
                 break
             for w in dead:
@@ -155,16 +186,40 @@ class RayRollouts:
                 refs[w] = self.workers[w].collect.remote(version, self._box)
         raise RuntimeError(f"rollout workers {dead} kept dying ({self.max_restarts} replacements)")
 
+    def _advance(self, parts: list[tuple[Rollout, list[dict[str, Any]]]]) -> None:
+        """Move every shard's mirrored state past the fragment just received."""
+        for block, cols, (roll, steps) in zip(self.blocks, self._cols, parts, strict=True):
+            lo = 0
+            for i, n, step in zip(block, cols, steps, strict=True):
+                own = Rollout(
+                    obs_TN=roll.obs_TN[:, lo : lo + n],
+                    actions_TN=roll.actions_TN[:, lo : lo + n],
+                    rewards_TN=roll.rewards_TN[:, lo : lo + n],
+                    dones_TN=roll.dones_TN[:, lo : lo + n],
+                    last_obs_N=roll.last_obs_N[lo : lo + n],
+                    episode_returns=[],
+                )
+                self._mirror[i] = advance_state(self._mirror[i], step, own)
+                lo += n
+
     def _replace(self, w: int) -> None:
-        """Start a fresh worker for block ``w`` with re-seeded envs and action generators."""
+        """Start a fresh worker for block ``w``: shards restored exactly, else re-seeded."""
         with contextlib.suppress(Exception):
             ray.kill(self.workers[w], no_restart=True)
         self.restarts += 1
-        self.workers[w] = self._start(self.blocks[w], self.restarts)
-        self.restarted = True
+        block = self.blocks[w]
+        if self.exact:
+            self.workers[w] = self._start(block, 0)
+            state = {"shards": [self._mirror[i] for i in block]}
+            ray.get(self.workers[w].load_state_dict.remote(state))
+            how = "its shards restored exactly"
+        else:
+            self.workers[w] = self._start(block, self.restarts)
+            self.restarted = True
+            how = "its envs re-seeded: problem.resume=reseed"
         print(
-            f"    {self.spec.role} rollout worker {w} died; replaced it (its envs re-seeded) and "
-            "collected its fragment again",
+            f"    {self.spec.role} rollout worker {w} died; replaced it ({how}) and collected its "
+            "fragment again",
             flush=True,
         )
 
@@ -178,6 +233,8 @@ class RayRollouts:
         shards = state["shards"]
         parts = [{"shards": [shards[i] for i in b]} for b in self.blocks]
         ray.get([w.load_state_dict.remote(p) for w, p in zip(self.workers, parts, strict=True)])
+        if self.exact:  # exact restores hold exactly the loaded state
+            self._mirror = [dict(s) for s in shards]
 
     def info(self) -> list[dict[str, Any]]:
         """Return each worker's node id, pid and fetched-version count."""

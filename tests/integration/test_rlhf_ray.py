@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from pbrl_dist.algos import rlhf
 from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
 from pbrl_dist.cli import main
 from pbrl_dist.metrics import ListSink
-from pbrl_dist.problems.rlhf import ToyRLHFConfig, build
+from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(600)]
 
@@ -96,11 +97,60 @@ def test_workers_must_own_whole_shards() -> None:
         RayRollouts(spec, num_workers=3)
 
 
-def test_a_killed_env_worker_is_replaced_and_the_run_finishes() -> None:
-    """A dead worker's shards restart re-seeded; its fragment is collected again; the run goes on."""
+def _assert_same_fragment(a: Any, b: Any) -> None:
+    for name in ("obs_TN", "actions_TN", "rewards_TN", "dones_TN", "last_obs_N"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert a.episode_returns == b.episode_returns
+
+
+def _kill_and_compare(spec: RolloutSpec, *, collects: int, kill_after: int) -> Any:
+    """Collect from 2 workers, kill worker 1 after ``kill_after`` fragments, compare with local."""
     from pbrl_dist.dist.ray_rollouts import RayRollouts
 
+    src = RayRollouts(spec, num_workers=2, cpus_per_worker=0.1)
+    local = ShardGroup(spec)
+    state = local.shards[0].policy.state_dict()
+    try:
+        for k in range(collects):
+            if k == kill_after:
+                ray.kill(src.workers[1], no_restart=True)
+            got = src.collect(state, 0)
+            _assert_same_fragment(got, local.collect(state, 0))
+            assert not src.restarted
+        assert src.restarts == 1
+        return src.state_dict(), local.state_dict()
+    finally:
+        src.close()
+        local.close()
+
+
+def test_a_killed_env_worker_is_replaced_exactly() -> None:
+    """A dead worker's shards come back from the driver's copy of their state: fragments unchanged."""
     spec = RolloutSpec(build(TOY), "agent", 0, 5, {"hidden": (16,)})
+    _kill_and_compare(spec, collects=4, kill_after=2)
+
+
+@pytest.mark.atari
+def test_a_killed_atari_worker_replays_its_shards_exactly() -> None:
+    """Atari: the replacement rebuilds each shard from its seed and replays every action."""
+    problem = build(AtariRLHFConfig(game="BeamRider", num_envs=4, env_shards=2, env_threads=1))
+    spec = RolloutSpec(problem, "agent", 0, 5, {})
+    ours, ref = _kill_and_compare(spec, collects=5, kill_after=3)
+    for a, b in zip(ours["shards"], ref["shards"], strict=True):
+        assert np.array_equal(a["env"]["actions"], b["env"]["actions"])
+        assert np.array_equal(a["obs"], b["obs"])
+        assert a["num_collects"] == b["num_collects"] == 5
+
+
+@pytest.mark.atari
+def test_a_killed_worker_without_exact_restore_is_reseeded() -> None:
+    """``problem.resume=reseed``: the replacement re-seeds its shards and flags the seam."""
+    from pbrl_dist.dist.ray_rollouts import RayRollouts
+
+    cfg = AtariRLHFConfig(
+        game="BeamRider", num_envs=4, env_shards=2, env_threads=1, resume="reseed"
+    )
+    spec = RolloutSpec(build(cfg), "agent", 0, 5, {})
     src = RayRollouts(spec, num_workers=2, cpus_per_worker=0.1)
     local = ShardGroup(spec)
     state = local.shards[0].policy.state_dict()
