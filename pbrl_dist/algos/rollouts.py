@@ -279,8 +279,9 @@ class RolloutShard:
     def step_state(self) -> dict[str, Any]:
         """Return the small part of ``state_dict`` a fragment changes besides its actions and last obs.
 
-        ``advance_state`` combines it with the fragment to keep a copy of ``state_dict`` elsewhere
-        (the Ray driver's, to restore a dead worker's shards) without shipping the action history.
+        With the fragment's actions and last observation it updates a copy of ``state_dict`` kept
+        elsewhere (``dist.ray_rollouts``: to restore a dead worker's shards) without shipping the
+        action history.
         """
         return {
             "gen": self.gen.get_state(),
@@ -298,34 +299,6 @@ class RolloutShard:
     def close(self) -> None:
         """Close the env."""
         self.env.close()
-
-
-def advance_state(
-    state: Mapping[str, Any], step: Mapping[str, Any], roll: Rollout
-) -> dict[str, Any]:
-    """Return a shard's ``state_dict()`` after one more fragment.
-
-    Args:
-        state: the shard's ``state_dict()`` before the fragment.
-        step: its ``step_state()`` after the fragment.
-        roll: the fragment (this shard's envs only).
-
-    Returns:
-        What ``state_dict()`` would return now: the env's own state, or the replay seed and the
-        action history extended by the fragment's actions (1 byte per env step).
-    """
-    new = dict(state)
-    new.update(gen=step["gen"], num_collects=step["num_collects"], obs=roll.last_obs_N.numpy())
-    env = state["env"]
-    if step["env"] is not None:
-        new["env"] = step["env"]
-    elif env is not None and "actions" in env:
-        acts = roll.actions_TN.numpy().astype(np.uint8)
-        new["env"] = {
-            "replay_seed": env["replay_seed"],
-            "actions": np.concatenate([env["actions"].reshape(-1, acts.shape[1]), acts]),
-        }
-    return new
 
 
 def collect_pipelined(

@@ -15,9 +15,8 @@ the learner's process). The learner
   iteration are collected at the same time on different actors.
 
 A worker that dies is replaced exactly: the driver keeps a copy of every shard's ``state_dict`` as of
-the last fragment it received (``algos.rollouts.advance_state``: the fragment's own actions and last
-observation plus each shard's small ``step_state``: action-generator state, collect count, and the toy
-env's state), starts a fresh worker, restores the shards from it (Atari: rebuild from the seed and
+the last fragment it received (the fragment's own actions and last observation plus each shard's small
+``RolloutShard.step_state``: action-generator state, collect count, and the toy env's state), starts a fresh worker, restores the shards from it (Atari: rebuild from the seed and
 replay every action, checking the replayed observation) and collects the lost fragment again, so the
 run is bitwise the one without the failure. Only shards that cannot be restored exactly
 (``problem.resume=reseed`` on Atari) are re-seeded from (shard seed, "restart", restart count) instead:
@@ -32,6 +31,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 
@@ -39,7 +39,6 @@ from pbrl_dist.algos.rollouts import (
     Rollout,
     RolloutSpec,
     ShardGroup,
-    advance_state,
     cat_envs,
     shard_sizes,
 )
@@ -140,9 +139,11 @@ class RayRollouts:
         self.restarted = False
         # Each shard's state_dict as of the last fragment received (restores a dead worker's shards).
         self.exact = all(ray.get([w.exact_restore.remote() for w in self.workers]))
-        self._mirror: list[dict[str, Any]] = self.state_dict()["shards"] if self.exact else []
-        sizes = shard_sizes(spec)
-        self._cols = [[sizes[i] for i in b] for b in self.blocks]
+        self._sizes = shard_sizes(spec)
+        self._mirror: list[dict[str, Any]] = []
+        self._new_actions: list[list[np.ndarray]] = []  # replay: actions since ``_mirror``'s history
+        if self.exact:
+            self._set_mirror(self.state_dict()["shards"])
 
     def _start(self, block: list[int], restart: int) -> Any:
         return EnvWorker.options(num_cpus=self.cpus).remote(self.spec, block, restart)
@@ -186,21 +187,35 @@ class RayRollouts:
                 refs[w] = self.workers[w].collect.remote(version, self._box)
         raise RuntimeError(f"rollout workers {dead} kept dying ({self.max_restarts} replacements)")
 
+    def _set_mirror(self, shards: list[dict[str, Any]]) -> None:
+        self._mirror = [dict(st) for st in shards]
+        self._new_actions = [[] for _ in shards]
+
     def _advance(self, parts: list[tuple[Rollout, list[dict[str, Any]]]]) -> None:
         """Move every shard's mirrored state past the fragment just received."""
-        for block, cols, (roll, steps) in zip(self.blocks, self._cols, parts, strict=True):
+        for block, (roll, steps) in zip(self.blocks, parts, strict=True):
             lo = 0
-            for i, n, step in zip(block, cols, steps, strict=True):
-                own = Rollout(
-                    obs_TN=roll.obs_TN[:, lo : lo + n],
-                    actions_TN=roll.actions_TN[:, lo : lo + n],
-                    rewards_TN=roll.rewards_TN[:, lo : lo + n],
-                    dones_TN=roll.dones_TN[:, lo : lo + n],
-                    last_obs_N=roll.last_obs_N[lo : lo + n],
-                    episode_returns=[],
-                )
-                self._mirror[i] = advance_state(self._mirror[i], step, own)
-                lo += n
+            for i, step in zip(block, steps, strict=True):
+                hi = lo + self._sizes[i]
+                st = self._mirror[i]
+                st.update(gen=step["gen"], num_collects=step["num_collects"])
+                st["obs"] = roll.last_obs_N[lo:hi].numpy()
+                if step["env"] is not None:
+                    st["env"] = step["env"]
+                else:  # concatenated only when a replacement needs it
+                    self._new_actions[i].append(roll.actions_TN[:, lo:hi].numpy().astype(np.uint8))
+                lo = hi
+
+    def _shard_state(self, i: int) -> dict[str, Any]:
+        """Return shard ``i``'s ``state_dict`` as of the last fragment received."""
+        st = self._mirror[i]
+        if self._new_actions[i]:
+            env = st["env"]
+            old = env["actions"].reshape(-1, self._sizes[i])
+            acts = np.concatenate([old, *self._new_actions[i]])
+            st["env"] = {"replay_seed": env["replay_seed"], "actions": acts}
+            self._new_actions[i] = []
+        return st
 
     def _replace(self, w: int) -> None:
         """Start a fresh worker for block ``w``: shards restored exactly, else re-seeded."""
@@ -210,7 +225,7 @@ class RayRollouts:
         block = self.blocks[w]
         if self.exact:
             self.workers[w] = self._start(block, 0)
-            state = {"shards": [self._mirror[i] for i in block]}
+            state = {"shards": [self._shard_state(i) for i in block]}
             ray.get(self.workers[w].load_state_dict.remote(state))
             how = "its shards restored exactly"
         else:
@@ -234,7 +249,7 @@ class RayRollouts:
         parts = [{"shards": [shards[i] for i in b]} for b in self.blocks]
         ray.get([w.load_state_dict.remote(p) for w, p in zip(self.workers, parts, strict=True)])
         if self.exact:  # exact restores hold exactly the loaded state
-            self._mirror = [dict(s) for s in shards]
+            self._set_mirror(shards)
 
     def info(self) -> list[dict[str, Any]]:
         """Return each worker's node id, pid and fetched-version count."""
