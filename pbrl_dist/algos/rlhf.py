@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,12 +281,17 @@ def couplings(cfg: RLHFConfig) -> tuple[bool, bool]:
     return False, False
 
 
-def ac_kwargs(problem: RLHFProblem, cfg: RLHFConfig) -> dict[str, Any]:
-    """Return the actor-critic's constructor kwargs (MLP widths; the Atari net is fixed)."""
+def _net_kwargs(kind: str, cfg: RLHFConfig, hidden: Sequence[int]) -> dict[str, Any]:
+    """Return a network's constructor kwargs: compute dtype, and widths for MLPs (Atari nets are fixed)."""
     kw: dict[str, Any] = {"compute_dtype": cfg.compute_dtype}
-    if problem.net_kind == "mlp":
-        kw["hidden"] = tuple(cfg.ac_hidden)
+    if kind == "mlp":
+        kw["hidden"] = tuple(hidden)
     return kw
+
+
+def ac_kwargs(problem: RLHFProblem, cfg: RLHFConfig) -> dict[str, Any]:
+    """Return the actor-critic's constructor kwargs."""
+    return _net_kwargs(problem.net_kind, cfg, cfg.ac_hidden)
 
 
 def rm_reward(
@@ -461,9 +466,7 @@ class RLHFLearner:
                 segment_length=cfg.segment_length,
                 batch_size=cfg.rm_batch_size,
             )
-            rm_kw: dict[str, Any] = {"compute_dtype": cfg.compute_dtype}
-            if kind == "mlp":
-                rm_kw["hidden"] = tuple(cfg.rm_hidden)
+            rm_kw = _net_kwargs(kind, cfg, cfg.rm_hidden)
             self.rm = make_reward_model(
                 kind,
                 obs_shape,

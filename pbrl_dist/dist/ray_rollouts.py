@@ -15,13 +15,14 @@ the learner's process). The learner
   iteration are collected at the same time on different actors.
 
 A worker that dies is replaced exactly: the driver keeps a copy of every shard's ``state_dict`` as of
-the last fragment it received (the fragment's own actions and last observation plus each shard's small
-``RolloutShard.step_state``: action-generator state, collect count, and the toy env's state), starts a fresh worker, restores the shards from it (Atari: rebuild from the seed and
-replay every action, checking the replayed observation) and collects the lost fragment again, so the
-run is bitwise the one without the failure. Only shards that cannot be restored exactly
-(``problem.resume=reseed`` on Atari) are re-seeded from (shard seed, "restart", restart count) instead:
-running episodes are lost, and ``restarted`` tells the learner that the new fragment does not continue
-the previous one (no preference segment may cross the seam).
+the last fragment it received (the fragment's own actions and last observation plus each shard's
+small ``RolloutShard.step_state``: action-generator state, collect count, the toy env's state),
+starts a fresh worker, restores the shards from it (Atari: rebuild from the seed and replay every
+action, checking the replayed observation) and collects the lost fragment again, so the run is
+bitwise the one without the failure. Only shards that cannot be restored exactly
+(``problem.resume=reseed`` on Atari) are re-seeded from (shard seed, "restart", restart count)
+instead: running episodes are lost, and ``restarted`` tells the learner that the new fragment does
+not continue the previous one (no preference segment may cross the seam).
 """
 
 from __future__ import annotations
@@ -35,13 +36,7 @@ import numpy as np
 import ray
 import torch
 
-from pbrl_dist.algos.rollouts import (
-    Rollout,
-    RolloutSpec,
-    ShardGroup,
-    cat_envs,
-    shard_sizes,
-)
+from pbrl_dist.algos.rollouts import Rollout, RolloutSpec, ShardGroup, cat_envs, shard_sizes
 from pbrl_dist.dist.ray_runner import ACTOR_ERRORS
 
 

@@ -46,11 +46,11 @@ def _conv_stack(
 def frames_to_float(obs: torch.Tensor, obs_shape: Sequence[int]) -> torch.Tensor:
     """Return (B, C, H, W) floating frames / 255 in channels-last memory (NHWC strides).
 
-    Channels-last makes oneDNN's convolution backward faster on CPU (the 4-channel first conv's backward:
-    15 → 6 ms for 80 frame stacks, one thread; a whole A2C step 1.35×, a reward-model minibatch 1.87×:
-    ``benchmarks/bench_nets.py``), and converting the layout while the frames are still 1 byte each is
-    cheaper than converting floats. uint8 frames give exactly
-    ``obs.float() / 255``; floating frames keep their dtype (float64 for gradient checks).
+    Channels-last makes oneDNN's convolution backward faster on CPU (the 4-channel first conv's
+    backward: 15 → 6 ms for 80 frame stacks, one thread; a whole A2C step 1.35×, a reward-model
+    minibatch 1.87×: ``benchmarks/bench_nets.py``), and converting the layout while the frames are
+    still 1 byte each is cheaper than converting floats. uint8 frames give exactly ``obs.float() / 255``;
+    floating frames keep their dtype (float64 for gradient checks).
     """
     x = obs.reshape(-1, *obs_shape).contiguous(memory_format=torch.channels_last)
     if x.dtype == torch.uint8:
