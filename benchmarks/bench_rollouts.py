@@ -77,7 +77,7 @@ def main() -> None:
     if not args.skip_ray:
         import ray
 
-        from pbrl_dist.dist.ray_rollouts import RayRollouts
+        from pbrl_dist.executors.ray_rollouts import RayRollouts
 
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
         src = RayRollouts(spec(4), num_workers=2, cpus_per_worker=1)

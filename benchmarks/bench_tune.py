@@ -35,11 +35,12 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import ray
 import torch
 
-from pbrl_dist.algos.base import LocalRunner, mc_estimate
+from pbrl_dist.algos.base import mc_estimate
 from pbrl_dist.config import load_sweep
-from pbrl_dist.dist.local import run_local
-from pbrl_dist.dist.ray_runner import RayRunner
-from pbrl_dist.dist.tune_sweep import run_sweep
+from pbrl_dist.executors.local import LocalChunkRunner
+from pbrl_dist.executors.ray_chunks import RayChunkRunner
+from pbrl_dist.launch.local import run_local
+from pbrl_dist.launch.tune_sweep import run_sweep
 from pbrl_dist.problems.stackelberg import StackelbergProblem, make_game
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,8 +127,8 @@ def crossover(sizes: list[int], horizon: int, reps: int) -> list[dict]:
     )
     x0, y0 = problem.init_params(0, 0.5)
     pi_hat = torch.softmax(y0, -1)
-    local = LocalRunner(problem)
-    remote = RayRunner(problem, num_workers=2)
+    local = LocalChunkRunner(problem)
+    remote = RayChunkRunner(problem, num_workers=2)
     rows = []
     try:
         for n in sizes:

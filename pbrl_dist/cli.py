@@ -5,53 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from pbrl_dist.config.loader import ConfigError, load_sweep
 
 
-def _report_axes(out: Path, trials: Any) -> tuple[str, ...]:
-    """Grid axes of the sweep in ``out`` that name configurations (not seeds, not game instances)."""
-    rec_path = out / "sweep.yaml"
-    if not rec_path.exists():
-        return ()
-    import yaml
+def report_folder(out: Path) -> None:
+    """Lazy import: pandas and matplotlib load only when a report is drawn."""
+    from pbrl_dist.report.command import report_folder as draw
 
-    grid = ((yaml.safe_load(rec_path.read_text(encoding="utf-8")) or {}).get("sweep") or {}).get(
-        "grid"
-    )
-    keys = [k for k in (grid or {}) if k not in ("seed", "problem.game") and k in trials.columns]
-    return tuple(keys)
-
-
-def _report(out: Path) -> None:
-    from pbrl_dist.report import draw_figures, final_summary, format_table, load_results
-
-    curves, trials = load_results(out)
-    if trials.empty:
-        print(f"no trial results under {out}")
-        return
-    by = ("method.name", *_report_axes(out, trials))
-    summary = final_summary(trials, by=by)
-    report_dir = out / "report"
-    report_dir.mkdir(exist_ok=True)
-    summary.to_csv(report_dir / "summary.csv", index=False)
-    summary.to_parquet(report_dir / "summary.parquet", index=False)
-    print("\nfinal metrics over games and seeds: mean ± std (max)")
-    print(format_table(summary, by=by))
-    if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
-        label = curves["method.name"].astype(str)
-        for k in by[1:]:
-            label = label + f" {k.split('.')[-1]}=" + curves[k].astype(str)
-        curves = curves.assign(**{"method.name": label})
-    for p in draw_figures(curves, out / "figures"):
-        print(f"figure: {p}")
-    print(f"summary: {report_dir / 'summary.csv'} (and summary.parquet)")
+    draw(out)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every trial of a sweep file in this process."""
-    from pbrl_dist.dist.local import check_local_sweep, run_local
+    from pbrl_dist.launch.local import check_local_sweep, run_local
 
     sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
     check_local_sweep(sweep)
@@ -62,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"sweep {sweep.name}: {len(sweep.trials)} trials -> {out}")
     run_local(sweep, out, overwrite=args.overwrite)
-    _report(out)
+    report_folder(out)
     return 0
 
 
@@ -71,9 +38,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise ConfigError(f"{out}: no such results folder")
-    _report(out)
+    report_folder(out)
     if args.confirm_seeds:
-        from pbrl_dist.dist.confirm import confirm_best
+        from pbrl_dist.launch.confirm import confirm_best
 
         confirm_best(
             out, args.confirm_seeds, metric=args.metric, mode=args.mode, overwrite=args.overwrite
@@ -83,7 +50,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or resume) a sweep file as a Ray Tune experiment."""
-    from pbrl_dist.dist.tune_sweep import sweep_command
+    from pbrl_dist.launch.tune_sweep import sweep_command
 
     rc, out = sweep_command(
         args.sweep,
@@ -95,13 +62,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     if not args.no_report:
-        _report(out)
+        report_folder(out)
     return rc
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Submit ``pbrl sweep`` to a cluster as a Ray Job, or follow a job's logs."""
-    from pbrl_dist.dist import submit
+    from pbrl_dist.launch import submit
 
     if args.logs:
         if args.sweep:

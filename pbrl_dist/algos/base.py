@@ -10,9 +10,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.core.types import derive_seed
-from pbrl_dist.problems.base import BilevelProblem
+from pbrl_dist.executors.protocols import ChunkRunner, OracleRequest
 
 
 @dataclass
@@ -116,49 +115,6 @@ def maybe_checkpoint(
         ckpt.save({"k": k_done, **state})
 
 
-class ChunkRunner(Protocol):
-    """Runs Monte Carlo work units; the ``local`` and ``ray`` executors implement it."""
-
-    def run_chunks(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        chunks: Sequence[tuple[int, int]],
-        horizon: int,
-    ) -> list[dict[str, Any]]:
-        """Return ``problem.mc_chunk`` outputs for each ``(num_rollouts, seed)``, in order."""
-        ...
-
-
-class LocalRunner:
-    """Runs every chunk in this process."""
-
-    def __init__(self, problem: BilevelProblem) -> None:
-        """Hold the problem."""
-        self.problem = problem
-
-    def run_chunks(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        chunks: Sequence[tuple[int, int]],
-        horizon: int,
-    ) -> list[dict[str, Any]]:
-        """Run the chunks in order."""
-        return [
-            self.problem.mc_chunk(
-                x, y, pi_hat_SA, parts=parts, num_rollouts=n, horizon=horizon, seed=s
-            )
-            for n, s in chunks
-        ]
-
-
 def mc_estimate(
     runner: ChunkRunner,
     x: torch.Tensor,
@@ -215,16 +171,22 @@ def mc_pieces(
     )
 
 
-def solve_oracles(runner: Any, requests: Sequence[tuple[Any, ...]]) -> list[torch.Tensor]:
-    """Run independent oracle solves ``(name, P, r, ρ, γ, τ, logits0, kwargs)``.
+def solve_oracles(runner: ChunkRunner, requests: Sequence[OracleRequest]) -> list[torch.Tensor]:
+    """Run independent oracle solves ``(name, P, r, ρ, γ, τ, logits0, kwargs)`` on the runner.
 
-    A runner with ``solve_many`` (the ray executor with oracle actors) runs them in parallel; otherwise they
-    run here, one after the other. Both call the same ``core.oracles.ORACLES`` functions, so the numbers agree.
+    The ray runner with oracle actors runs them in parallel; the local one runs them here, one after the
+    other. Both call the same ``core.oracles.ORACLES`` functions, so the numbers agree.
     """
-    many = getattr(runner, "solve_many", None)
-    if many is not None:
-        return list(many(requests))
-    return [ORACLES[r[0]](*r[1:7], **r[7]) for r in requests]
+    return list(runner.solve_many(requests))
+
+
+def default_runner(runner: ChunkRunner | None, problem: Any) -> ChunkRunner:
+    """Return ``runner``, or a ``LocalChunkRunner`` over ``problem`` (loops called without a runner)."""
+    if runner is not None:
+        return runner
+    from pbrl_dist.executors.local import LocalChunkRunner
+
+    return LocalChunkRunner(problem)
 
 
 def project(z: torch.Tensor, bound: float) -> torch.Tensor:

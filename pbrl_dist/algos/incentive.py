@@ -13,9 +13,9 @@ import torch
 from pbrl_dist.algos.base import (
     Checkpointer,
     ChunkRunner,
-    LocalRunner,
     MethodConfig,
     Result,
+    default_runner,
     maybe_checkpoint,
     mc_pieces,
     project,
@@ -107,6 +107,7 @@ def run_pbrl_ni(
         π̂1 ≈ π1*(x, π2), π̂2 ≈ π2*(x, π1) by two independent warm-started oracles;
         (x, θ) ← Proj((x, θ) − α·(∇f + λ·∇ψ̂)),  ψ̂ = V_x(π̂1, π2) − V_x(π1, π̂2)   (Lemma 12(a)).
     """
+    runner = default_runner(runner, problem)
     g = problem.game
     x0, a0, b0 = problem.init_params(seed, cfg.init_scale)
     st = start_state(
@@ -147,7 +148,7 @@ def run_pbrl_ni(
             th2,
             pi_hats,
             cfg,
-            runner=runner or LocalRunner(problem),
+            runner=runner,
             seed=seed,
             k=k,
         )

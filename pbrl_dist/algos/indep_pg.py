@@ -13,9 +13,9 @@ import torch
 from pbrl_dist.algos.base import (
     Checkpointer,
     ChunkRunner,
-    LocalRunner,
     MethodConfig,
     Result,
+    default_runner,
     maybe_checkpoint,
     mc_pieces,
     project,
@@ -50,7 +50,7 @@ def run(
     ckpt: Checkpointer | None = None,
 ) -> Result:
     """Run ``cfg.num_iters`` simultaneous gradient steps and return the final iterate (resumable)."""
-    runner = runner or LocalRunner(problem)
+    runner = default_runner(runner, problem)
     x0, y0 = problem.init_params(seed, cfg.init_scale)
     st = start_state(ckpt, {"x": x0, "y": y0, "row": {}})
     x, y, row = st["x"], st["y"], st["row"]

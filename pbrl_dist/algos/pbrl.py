@@ -18,15 +18,14 @@ import torch
 from pbrl_dist.algos.base import (
     Checkpointer,
     ChunkRunner,
-    LocalRunner,
     MethodConfig,
     Result,
+    default_runner,
     maybe_checkpoint,
     mc_pieces,
     project,
     start_state,
 )
-from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.core.penalties import PENALTY_SURROGATES
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems.base import BilevelProblem
@@ -142,10 +141,10 @@ def run(
 
     With ``ckpt``, the loop resumes from the last saved state and saves every ``ckpt.every`` iterations.
     """
-    runner = runner or LocalRunner(problem)
+    runner = default_runner(runner, problem)
     estimator = ESTIMATORS[(cfg.penalty, cfg.estimator)]
     # A runner may run the oracle elsewhere (the ray executor's oracle actors); same function, same numbers.
-    oracle = runner.oracle(cfg.oracle) if hasattr(runner, "oracle") else ORACLES[cfg.oracle]
+    oracle = runner.oracle(cfg.oracle)
     x0, y0 = problem.init_params(seed, cfg.init_scale)
     st = start_state(ckpt, {"x": x0, "y": y0, "oracle_logits": torch.zeros_like(y0), "row": {}})
     x, y, oracle_logits = st["x"], st["y"], st["oracle_logits"]

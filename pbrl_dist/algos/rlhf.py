@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -92,6 +92,9 @@ from pbrl_dist.core.types import generator
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.nets import COMPUTE_DTYPES, make_actor_critic, make_reward_model
 from pbrl_dist.problems.rlhf import RLHFProblem
+
+if TYPE_CHECKING:
+    from pbrl_dist.executors.protocols import RolloutRunner
 
 MODES = ("a2c_oracle", "drlhf", "pbrl")
 WARMUP_PROGRESS_S = 30.0  # seconds between progress lines of the reward-model warm-up
@@ -729,24 +732,16 @@ class RLHFLearner:
 # -------------------------------------------------------------------------------------------------
 
 
-def _rollout_factory(runner: Any) -> Callable[[RolloutSpec], RolloutSource]:
+def _rollout_factory(runner: RolloutRunner | None) -> Callable[[RolloutSpec], RolloutSource]:
     """Return the runner's ``make_rollouts`` (e.g. a Ray rollout-worker group) or local rollouts."""
-    make = getattr(runner, "make_rollouts", None)
-    return make if make is not None else LocalRollouts
+    return runner.make_rollouts if runner is not None else LocalRollouts
 
 
 def start_collect(
     source: RolloutSource, policy_state: Mapping[str, torch.Tensor], version: int
 ) -> Callable[[], Rollout]:
-    """Start collecting a fragment; return the function that waits for it.
-
-    A source with ``collect_async`` (Ray workers) starts now; a local source collects when waited on,
-    so ``policy_state`` (live parameters) must not change before the wait.
-    """
-    submit = getattr(source, "collect_async", None)
-    if submit is not None:
-        return submit(policy_state, version)  # type: ignore[no-any-return]
-    return lambda: source.collect(policy_state, version)
+    """Start collecting a fragment; return the function that waits for it (``collect_async``)."""
+    return source.collect_async(policy_state, version)
 
 
 def _initial_pairs(L: RLHFLearner, agent_src: RolloutSource) -> None:
@@ -783,7 +778,7 @@ def run(
     *,
     seed: int,
     sink: MetricSink,
-    runner: Any = None,
+    runner: RolloutRunner | None = None,
     ckpt: Checkpointer | None = None,
 ) -> Result:
     """Train for ``cfg.total_env_steps`` agent env steps in the chosen mode; return the final metrics.
@@ -865,7 +860,7 @@ def _train(
             L.c["oracle_version"] += 1
             wait_oracle = start_collect(oracle_src, L.oracle.state_dict(), L.c["oracle_version"])
         roll = wait_agent()
-        if getattr(agent_src, "restarted", False):
+        if agent_src.restarted:
             L.break_window()
         L.record(roll)
         L.push_window(roll)

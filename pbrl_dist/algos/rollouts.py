@@ -96,11 +96,24 @@ class RolloutSource(Protocol):
     num_envs: int
     num_actions: int
     obs_shape: tuple[int, ...]
+    restarted: bool
+    """True when the last fragment does not continue the previous one (envs re-seeded after a worker
+    death under ``problem.resume=reseed``): no preference segment may cross that seam."""
 
     def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
         """Return the next ``n_steps`` steps of every env under the policy with these weights.
 
         ``version`` identifies the weights; implementations reload them only when it changes.
+        """
+        ...
+
+    def collect_async(
+        self, policy_state: Mapping[str, torch.Tensor], version: int
+    ) -> Callable[[], Rollout]:
+        """Start collecting a fragment; return the function that waits for it.
+
+        Ray workers start now; a local source collects when waited on, so ``policy_state`` (live
+        parameters) must not change before the wait.
         """
         ...
 
@@ -345,10 +358,17 @@ class ShardGroup:
         self.num_envs = sum(s.num_envs for s in self.shards)
         self.num_actions = self.shards[0].num_actions
         self.obs_shape = self.shards[0].obs_shape
+        self.restarted = False  # shards in this process never restart
 
     def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
         """Collect from every shard (pipelined) and concatenate along the env axis."""
         return cat_envs(collect_pipelined(self.shards, policy_state, version))
+
+    def collect_async(
+        self, policy_state: Mapping[str, torch.Tensor], version: int
+    ) -> Callable[[], Rollout]:
+        """Defer the collection to the wait (same numbers as ``collect``)."""
+        return lambda: self.collect(policy_state, version)
 
     def state_dict(self) -> dict[str, Any]:
         """Return every shard's state."""

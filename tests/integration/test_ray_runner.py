@@ -52,11 +52,11 @@ MC = MethodConfig(
 @pytest.fixture(scope="module")
 def runners(problem: StackelbergProblem) -> Iterator[dict[int, Any]]:
     """Runners with 1 worker, and with 2 workers + 2 oracle actors, shared by the module (actors start slowly)."""
-    from pbrl_dist.dist.ray_runner import RayRunner
+    from pbrl_dist.executors.ray_chunks import RayChunkRunner
 
     out = {
-        1: RayRunner(problem, num_workers=1, cpus_per_worker=0.1),
-        2: RayRunner(problem, num_workers=2, num_oracles=2, cpus_per_worker=0.1),
+        1: RayChunkRunner(problem, num_workers=1, cpus_per_worker=0.1),
+        2: RayChunkRunner(problem, num_workers=2, num_oracles=2, cpus_per_worker=0.1),
     }
     yield out
     for r in out.values():
@@ -86,12 +86,12 @@ def test_local_and_ray_1_or_2_workers_give_bitwise_equal_runs(
     for workers, runner in runners.items():
         v0 = runner.version
         res, rows = _run(problem, cfg, runner)  # with 2 oracle actors, PBRL's oracle runs remotely
-        info = runner.info()
+        workers_info = runner.workers.info()
         assert rows == ref_rows, workers
         assert torch.equal(res.x, ref.x) and torch.equal(res.y, ref.y)
         # One broadcast per parameter set: each worker fetched each version at most once.
-        assert all(w["deserialized"] <= info["version"] + 1 for w in info["workers"])
-        assert info["version"] - v0 >= cfg.num_iters
+        assert all(w["deserialized"] <= runner.version + 1 for w in workers_info)
+        assert runner.version - v0 >= cfg.num_iters
 
 
 def test_a_killed_rollout_worker_is_replaced_and_the_numbers_do_not_change(
@@ -110,11 +110,11 @@ def test_a_killed_rollout_worker_is_replaced_and_the_numbers_do_not_change(
         def log(self, row: dict) -> None:
             self.rows.append(dict(row))
             if row["iter"] == 4:
-                ray.kill(runner.workers[0], no_restart=True)
+                ray.kill(runner.workers.handles[0], no_restart=True)
 
     res, rows = _run(problem, MC, runner, KillAt())
     assert runner.restarts == before + 1
-    assert len({w["pid"] for w in runner.info()["workers"]}) == 2
+    assert len({a.pid for a in runner.actors() if a.kind == "rollout"}) == 2
     assert rows == ref_rows
     assert torch.equal(res.x, ref.x) and torch.equal(res.y, ref.y)
 
@@ -133,7 +133,7 @@ def test_oracle_actors_solve_in_parallel_like_the_local_oracle(
     got = runners[2].solve_many(reqs)
     want = [ORACLES[q[0]](*q[1:7], **q[7]) for q in reqs]
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
-    assert len({o["pid"] for o in runners[2].info()["oracles"]}) == 2
+    assert len({a.pid for a in runners[2].actors() if a.kind == "oracle"}) == 2
 
 
 def test_pbrl_run_with_the_ray_backend_matches_local(tiny_sweep: Path, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def _run(runner: Any = None) -> tuple[list[dict[str, Any]], Any]:
 
 
 def _runner(num_workers: int, num_oracles: int) -> Any:
-    from pbrl_dist.dist.ray_rollouts import RayRolloutRunner
+    from pbrl_dist.executors.ray_rollouts import RayRolloutRunner
 
     return RayRolloutRunner(num_workers=num_workers, num_oracles=num_oracles, cpus_per_worker=0.1)
 
@@ -71,7 +71,7 @@ def test_pbrl_on_rollout_workers_equals_local(workers: int, oracles: int) -> Non
 
 
 def test_weights_are_fetched_once_per_version_and_workers_own_consecutive_shards() -> None:
-    from pbrl_dist.dist.ray_rollouts import RayRollouts
+    from pbrl_dist.executors.ray_rollouts import RayRollouts
 
     problem = build(TOY)
     spec = RolloutSpec(problem, "agent", 0, 5, {"hidden": (16,)})
@@ -83,14 +83,14 @@ def test_weights_are_fetched_once_per_version_and_workers_own_consecutive_shards
         for version in (0, 0, 1, 1, 1):
             a, b = src.collect(state, version), local.collect(state, version)
             assert torch.equal(a.actions_TN, b.actions_TN) and torch.equal(a.obs_TN, b.obs_TN)
-        assert [i["fetched"] for i in src.info()] == [2, 2]
+        assert [i["fetched"] for i in src.pool.info()] == [2, 2]
     finally:
         src.close()
         local.close()
 
 
 def test_workers_must_own_whole_shards() -> None:
-    from pbrl_dist.dist.ray_rollouts import RayRollouts
+    from pbrl_dist.executors.ray_rollouts import RayRollouts
 
     spec = RolloutSpec(build(TOY), "agent", 0, 5, {"hidden": (16,)})
     with pytest.raises(ValueError, match=r"dist.num_rollout_workers: 3 workers"):
@@ -105,7 +105,7 @@ def _assert_same_fragment(a: Any, b: Any) -> None:
 
 def _kill_and_compare(spec: RolloutSpec, *, collects: int, kill_after: int) -> Any:
     """Collect from 2 workers, kill worker 1 after ``kill_after`` fragments, compare with local."""
-    from pbrl_dist.dist.ray_rollouts import RayRollouts
+    from pbrl_dist.executors.ray_rollouts import RayRollouts
 
     src = RayRollouts(spec, num_workers=2, cpus_per_worker=0.1)
     local = ShardGroup(spec)
@@ -113,7 +113,7 @@ def _kill_and_compare(spec: RolloutSpec, *, collects: int, kill_after: int) -> A
     try:
         for k in range(collects):
             if k == kill_after:
-                ray.kill(src.workers[1], no_restart=True)
+                ray.kill(src.pool.handles[1], no_restart=True)
             got = src.collect(state, 0)
             _assert_same_fragment(got, local.collect(state, 0))
             assert not src.restarted
@@ -145,7 +145,7 @@ def test_a_killed_atari_worker_replays_its_shards_exactly() -> None:
 @pytest.mark.atari
 def test_a_killed_worker_without_exact_restore_is_reseeded() -> None:
     """``problem.resume=reseed``: the replacement re-seeds its shards and flags the seam."""
-    from pbrl_dist.dist.ray_rollouts import RayRollouts
+    from pbrl_dist.executors.ray_rollouts import RayRollouts
 
     cfg = AtariRLHFConfig(
         game="BeamRider", num_envs=4, env_shards=2, env_threads=1, resume="reseed"
@@ -157,7 +157,7 @@ def test_a_killed_worker_without_exact_restore_is_reseeded() -> None:
     local.close()
     try:
         first = src.collect(state, 0)
-        ray.kill(src.workers[1], no_restart=True)
+        ray.kill(src.pool.handles[1], no_restart=True)
         second = src.collect(state, 0)
         assert src.restarted and src.restarts == 1
         assert second.actions_TN.shape == first.actions_TN.shape

@@ -10,7 +10,7 @@ import pytest
 
 from pbrl_dist.cli import main
 
-submit = pytest.importorskip("pbrl_dist.dist.submit")
+submit = pytest.importorskip("pbrl_dist.launch.submit")
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pbrl_dist.cli import main
-from pbrl_dist.dist import wandb_sink
+from pbrl_dist.launch import wandb_sink
 
 wandb = pytest.importorskip("wandb")
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pbrl_dist.config import load_sweep
-from pbrl_dist.dist.local import run_local
+from pbrl_dist.launch.local import run_local
 from pbrl_dist.report import load_results
 
 FIG3 = Path(__file__).resolve().parents[2] / "sweeps" / "fig3_incentive.yaml"

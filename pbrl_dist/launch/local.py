@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from pbrl_dist.config.loader import ConfigError, Sweep
-from pbrl_dist.dist.trial import run_trial
+from pbrl_dist.launch.trial import run_trial
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
@@ -65,7 +65,7 @@ def run_local(sweep: Sweep, out: Path, *, overwrite: bool = False) -> list[dict]
     ray_trials = [t for t in sweep.trials if t.cfg.dist.backend == "ray"]
     started = False
     if ray_trials:
-        from pbrl_dist.dist.ray_runner import check_actor_fit, ensure_ray
+        from pbrl_dist.launch.ray_session import check_actor_fit, ensure_ray
 
         started = ensure_ray()
     try:

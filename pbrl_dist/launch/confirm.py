@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec
-from pbrl_dist.dist.local import run_local
-from pbrl_dist.dist.specs import respec, spec_from_container
+from pbrl_dist.launch.local import run_local
+from pbrl_dist.launch.specs import respec, spec_from_container
 from pbrl_dist.report.confirm import config_keys, default_metric, fresh_seeds, mean_ci, rank_configs
 from pbrl_dist.report.tables import load_results
 

@@ -31,9 +31,9 @@ from ray import tune
 
 from pbrl_dist.config.loader import ConfigError, Sweep, load_sweep
 from pbrl_dist.config.schema import SweepBlock
-from pbrl_dist.dist.local import check_out_dir, prepare_out_dir, write_sweep_record
-from pbrl_dist.dist.ray_runner import ensure_ray
-from pbrl_dist.dist.specs import (
+from pbrl_dist.launch.local import check_out_dir, prepare_out_dir, write_sweep_record
+from pbrl_dist.launch.ray_session import ensure_ray
+from pbrl_dist.launch.specs import (
     asha_max_t,
     check_fits,
     check_search,
@@ -42,8 +42,8 @@ from pbrl_dist.dist.specs import (
     trial_bundles,
     typed_block,
 )
-from pbrl_dist.dist.trial import PROGRESS_KEYS
-from pbrl_dist.dist.tune_trainable import trial_fn
+from pbrl_dist.launch.trial import PROGRESS_KEYS
+from pbrl_dist.launch.tune_trainable import trial_fn
 
 TUNE_DIR = "_tune"
 

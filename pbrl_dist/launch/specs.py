@@ -65,47 +65,60 @@ def typed_block(sweep: Sweep) -> SweepBlock:
 def check_search(sweep: Sweep, block: SweepBlock) -> None:
     """Validate ``sweep.search`` / ``num_samples`` / ``scheduler``; every trial at every search endpoint."""
     for key, spec in block.search.items():
-        where = f"sweep.search.{key}"
-        if key.split(".")[0] not in TRIAL_KEYS or key == "seed":
-            raise ConfigError(
-                f"{where}: must be a dotted config key under {', '.join(TRIAL_KEYS[1:])}"
-            )
-        if key in block.grid:
-            raise ConfigError(f"{where}: the key is also a grid axis; use one or the other")
-        if not isinstance(spec, dict) or len(spec) != 1:
-            raise ConfigError(
-                f"{where}: must be one of {{kind: values}} with kind in {', '.join(SEARCH_KINDS)}"
-            )
-        ((kind, values),) = spec.items()
-        if kind not in SEARCH_KINDS:
-            raise ConfigError(f"{where}: unknown kind {kind!r}; allowed: {', '.join(SEARCH_KINDS)}")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}.{kind}: must be a non-empty list")
-        if kind != "choice":
-            if len(values) != 2 or not all(isinstance(v, int | float) for v in values):
-                raise ConfigError(f"{where}.{kind}: must be [low, high] numbers")
-            lo, hi = values
-            if not lo < hi:
-                raise ConfigError(f"{where}.{kind}: needs low < high (got {lo}, {hi})")
-            if kind == "loguniform" and lo <= 0:
-                raise ConfigError(f"{where}.loguniform: needs low > 0 (got {lo})")
-            if kind == "randint" and not all(isinstance(v, int) for v in values):
-                raise ConfigError(f"{where}.randint: needs integers (got {values})")
-            probes = [lo, hi - 1] if kind == "randint" else [lo, hi]
-        else:
-            probes = list(values)
-        for t in sweep.trials:  # every value the search can produce is at least within these
-            for v in probes:
+        for v in _search_probes(key, spec, block):
+            for t in sweep.trials:  # every value the search can produce is at least within these
                 try:
                     respec(t, {key: v})
                 except ConfigError as e:
                     raise ConfigError(
-                        f"{where}: value {v!r} is invalid for trial {t.name}: {e}"
+                        f"sweep.search.{key}: value {v!r} is invalid for trial {t.name}: {e}"
                     ) from None
     if block.num_samples < 1:
         raise ConfigError(f"sweep.num_samples: must be ≥ 1 (got {block.num_samples})")
     if block.num_samples > 1 and not block.search:
         raise ConfigError("sweep.num_samples: > 1 needs sweep.search axes (seeds are sweep.seeds)")
+    _check_scheduler(block)
+    if block.max_failures < -1:
+        raise ConfigError(
+            f"sweep.max_failures: must be ≥ -1 (-1 = retry forever), got {block.max_failures}"
+        )
+    if block.max_concurrent_trials < 0:
+        raise ConfigError(
+            f"sweep.max_concurrent_trials: must be ≥ 0, got {block.max_concurrent_trials}"
+        )
+
+
+def _search_probes(key: str, spec: Any, block: SweepBlock) -> list[Any]:
+    """Check one ``sweep.search`` axis; return the values that bound what it can sample."""
+    where = f"sweep.search.{key}"
+    if key.split(".")[0] not in TRIAL_KEYS or key == "seed":
+        raise ConfigError(f"{where}: must be a dotted config key under {', '.join(TRIAL_KEYS[1:])}")
+    if key in block.grid:
+        raise ConfigError(f"{where}: the key is also a grid axis; use one or the other")
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ConfigError(
+            f"{where}: must be one of {{kind: values}} with kind in {', '.join(SEARCH_KINDS)}"
+        )
+    ((kind, values),) = spec.items()
+    if kind not in SEARCH_KINDS:
+        raise ConfigError(f"{where}: unknown kind {kind!r}; allowed: {', '.join(SEARCH_KINDS)}")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}.{kind}: must be a non-empty list")
+    if kind == "choice":
+        return list(values)
+    if len(values) != 2 or not all(finite(v) for v in values):
+        raise ConfigError(f"{where}.{kind}: must be [low, high] finite numbers")
+    lo, hi = values
+    if not lo < hi:
+        raise ConfigError(f"{where}.{kind}: needs low < high (got {lo}, {hi})")
+    if kind == "loguniform" and lo <= 0:
+        raise ConfigError(f"{where}.loguniform: needs low > 0 (got {lo})")
+    if kind == "randint" and not all(isinstance(v, int) for v in values):
+        raise ConfigError(f"{where}.randint: needs integers (got {values})")
+    return [lo, hi - 1] if kind == "randint" else [lo, hi]
+
+
+def _check_scheduler(block: SweepBlock) -> None:
     sch = block.scheduler
     if sch.name not in ("fifo", "asha"):
         raise ConfigError(
@@ -124,14 +137,6 @@ def check_search(sweep: Sweep, block: SweepBlock) -> None:
             raise ConfigError(
                 f"sweep.scheduler.metric: {sch.metric!r} is not a metric name like upper/leader_return"
             )
-    if block.max_failures < -1:
-        raise ConfigError(
-            f"sweep.max_failures: must be ≥ -1 (-1 = retry forever), got {block.max_failures}"
-        )
-    if block.max_concurrent_trials < 0:
-        raise ConfigError(
-            f"sweep.max_concurrent_trials: must be ≥ 0, got {block.max_concurrent_trials}"
-        )
 
 
 def search_trial_name(base: str, sample: dict[str, Any], trial_id: str) -> str:

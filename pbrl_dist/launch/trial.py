@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from pbrl_dist.algos import ALGOS
-from pbrl_dist.algos.base import Checkpointer, ChunkRunner, Result, outer_iters
+from pbrl_dist.algos.base import Checkpointer, Result, outer_iters
 from pbrl_dist.config.loader import TrialSpec
+from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
 from pbrl_dist.problems import PROBLEMS
 
@@ -36,12 +37,12 @@ def run_trial(
     spec: TrialSpec,
     trial_dir: Path,
     *,
-    runner: ChunkRunner | None = None,
+    runner: Runner | None = None,
     sinks: Sequence[MetricSink] = (),
     progress: bool = True,
     ckpt: Checkpointer | None = None,
     wandb_group: str | None = None,
-    on_start: Callable[[Any], None] | None = None,
+    on_start: Callable[[Runner], None] | None = None,
 ) -> tuple[Result, float]:
     """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds.
 
@@ -65,21 +66,23 @@ def run_trial(
     all_sinks: list[MetricSink] = [jsonl, *sinks]
     if progress:
         all_sinks.append(
-            ProgressSink(spec.name, outer_iters(spec.cfg), spec.cfg.logging.progress_every_s, PROGRESS_KEYS)
+            ProgressSink(
+                spec.name, outer_iters(spec.cfg), spec.cfg.logging.progress_every_s, PROGRESS_KEYS
+            )
         )
     problem = build_problem(spec)
     own_runner = None
-    # Tabular problems get Monte Carlo chunk workers; deep RLHF gets env-shard rollout workers.
-    if runner is None and spec.cfg.dist.backend == "ray":
-        from pbrl_dist.dist.ray_runner import runner_for
+    # Tabular problems get Monte Carlo chunk runners; deep RLHF gets env-shard rollout runners.
+    if runner is None:
+        from pbrl_dist.executors import make_runner
 
-        runner = own_runner = runner_for(problem, spec.cfg.dist)
+        runner = own_runner = make_runner(problem, spec.cfg.dist)
     wb = None
     ok = False
     try:
         if on_start is not None:
             on_start(runner)
-        from pbrl_dist.dist.wandb_sink import open_wandb
+        from pbrl_dist.launch.wandb_sink import open_wandb
 
         wb = open_wandb(spec, trial_dir, group=wandb_group)
         if wb is not None:

@@ -27,7 +27,6 @@ not continue the previous one (no preference segment may cross the seam).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,8 +35,16 @@ import numpy as np
 import ray
 import torch
 
-from pbrl_dist.algos.rollouts import Rollout, RolloutSpec, ShardGroup, cat_envs, shard_sizes
-from pbrl_dist.dist.ray_runner import ACTOR_ERRORS
+from pbrl_dist.algos.rollouts import (
+    Rollout,
+    RolloutSource,
+    RolloutSpec,
+    ShardGroup,
+    cat_envs,
+    shard_sizes,
+)
+from pbrl_dist.executors.pool import ActorPool
+from pbrl_dist.executors.protocols import ActorInfo
 
 
 @ray.remote
@@ -121,27 +128,58 @@ class RayRollouts:
                 f"dist.num_rollout_workers: {num_workers} workers cannot split problem.env_shards={S} "
                 "shards evenly; use a divisor of env_shards (each worker owns whole shards)"
             )
-        self.spec, self.cpus, self.max_restarts = spec, cpus_per_worker, max_restarts
+        self.spec, self.cpus = spec, cpus_per_worker
         per = S // num_workers
         self.blocks = [list(range(w * per, (w + 1) * per)) for w in range(num_workers)]
-        self.workers = [self._start(b, 0) for b in self.blocks]
-        metas = ray.get([w.meta.remote() for w in self.workers])
+        self._sizes = shard_sizes(spec)
+        self.restarted = False
+        self._mirror: list[dict[str, Any]] = []
+        self._new_actions: list[
+            list[np.ndarray]
+        ] = []  # replay: actions since ``_mirror``'s history
+        self.exact = (
+            True  # until the first workers say otherwise (no replacement can happen before)
+        )
+        self.pool = ActorPool(
+            self._start,
+            num_workers,
+            kind=f"{spec.role} rollout",
+            restore=self._restore,
+            max_restarts=max_restarts,
+            describe=lambda _: (
+                "its shards restored exactly"
+                if self.exact
+                else "its envs re-seeded: problem.resume=reseed"
+            ),
+        )
+        metas = self.pool.broadcast(lambda a: a.meta.remote())
         self.num_envs = sum(m[0] for m in metas)
         self.num_actions, self.obs_shape = metas[0][1], tuple(metas[0][2])
         self.version = -1
         self._box: list[ray.ObjectRef] = []
-        self.restarts = 0
-        self.restarted = False
         # Each shard's state_dict as of the last fragment received (restores a dead worker's shards).
-        self.exact = all(ray.get([w.exact_restore.remote() for w in self.workers]))
-        self._sizes = shard_sizes(spec)
-        self._mirror: list[dict[str, Any]] = []
-        self._new_actions: list[list[np.ndarray]] = []  # replay: actions since ``_mirror``'s history
+        self.exact = all(self.pool.broadcast(lambda a: a.exact_restore.remote()))
         if self.exact:
             self._set_mirror(self.state_dict()["shards"])
 
-    def _start(self, block: list[int], restart: int) -> Any:
-        return EnvWorker.options(num_cpus=self.cpus).remote(self.spec, block, restart)
+    @property
+    def restarts(self) -> int:
+        """Workers replaced so far."""
+        return self.pool.restarts
+
+    def _start(self, w: int, restart: int) -> Any:
+        # Exact restores start from the seed and load the mirrored state; otherwise re-seed.
+        return EnvWorker.options(num_cpus=self.cpus).remote(
+            self.spec, self.blocks[w], 0 if self.exact else restart
+        )
+
+    def _restore(self, w: int, actor: Any) -> ray.ObjectRef | None:
+        if not self.exact:
+            self.restarted = True
+            return None
+        return actor.load_state_dict.remote(
+            {"shards": [self._shard_state(i) for i in self.blocks[w]]}
+        )
 
     def collect_async(
         self, policy_state: Mapping[str, torch.Tensor], version: int
@@ -151,36 +189,24 @@ class RayRollouts:
             # ray.put serializes now: later in-place updates of the live parameters do not leak in.
             self._box = [ray.put({k: v.detach() for k, v in policy_state.items()})]
             self.version = version
-        refs = [w.collect.remote(version, self._box) for w in self.workers]
-        return lambda: self._gather(refs, version)
+        box = self._box
+        wait = self.pool.submit(
+            dict.fromkeys(range(len(self.blocks)), lambda a: a.collect.remote(version, box))
+        )
+
+        def gather() -> Rollout:
+            self.restarted = False
+            out = wait()
+            done = [out[w] for w in range(len(self.blocks))]
+            if self.exact:
+                self._advance(done)
+            return cat_envs([roll for roll, _ in done])
+
+        return gather
 
     def collect(self, policy_state: Mapping[str, torch.Tensor], version: int) -> Rollout:
         """Collect one fragment from every worker (see ``collect_async``)."""
         return self.collect_async(policy_state, version)()
-
-    def _gather(self, refs: list[ray.ObjectRef], version: int) -> Rollout:
-        self.restarted = False
-        parts: list[tuple[Rollout, list[dict[str, Any]]] | None] = [None] * len(refs)
-        for attempt in range(self.max_restarts + 1):
-            dead = []
-            for w, ref in enumerate(refs):
-                if parts[w] is not None:
-                    continue
-                try:
-                    parts[w] = ray.get(ref)
-                except ACTOR_ERRORS:
-                    dead.append(w)
-            if not dead:
-                done = [p for p in parts if p is not None]
-                if self.exact:
-                    self._advance(done)
-                return cat_envs([roll for roll, _ in done])
-            if attempt == self.max_restarts:
-                break
-            for w in dead:
-                self._replace(w)
-                refs[w] = self.workers[w].collect.remote(version, self._box)
-        raise RuntimeError(f"rollout workers {dead} kept dying ({self.max_restarts} replacements)")
 
     def _set_mirror(self, shards: list[dict[str, Any]]) -> None:
         self._mirror = [dict(st) for st in shards]
@@ -212,52 +238,30 @@ class RayRollouts:
             self._new_actions[i] = []
         return st
 
-    def _replace(self, w: int) -> None:
-        """Start a fresh worker for block ``w``: shards restored exactly, else re-seeded."""
-        with contextlib.suppress(Exception):
-            ray.kill(self.workers[w], no_restart=True)
-        self.restarts += 1
-        block = self.blocks[w]
-        if self.exact:
-            self.workers[w] = self._start(block, 0)
-            state = {"shards": [self._shard_state(i) for i in block]}
-            ray.get(self.workers[w].load_state_dict.remote(state))
-            how = "its shards restored exactly"
-        else:
-            self.workers[w] = self._start(block, self.restarts)
-            self.restarted = True
-            how = "its envs re-seeded: problem.resume=reseed"
-        print(
-            f"    {self.spec.role} rollout worker {w} died; replaced it ({how}) and collected its "
-            "fragment again",
-            flush=True,
-        )
-
     def state_dict(self) -> dict[str, Any]:
         """Return every shard's state in shard order (the same layout as ``ShardGroup``)."""
-        states = ray.get([w.state_dict.remote() for w in self.workers])
+        states = self.pool.broadcast(lambda a: a.state_dict.remote())
         return {"shards": [s for st in states for s in st["shards"]]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Hand every worker the state of its own shards."""
         shards = state["shards"]
         parts = [{"shards": [shards[i] for i in b]} for b in self.blocks]
-        ray.get([w.load_state_dict.remote(p) for w, p in zip(self.workers, parts, strict=True)])
+        self.pool.run({w: _load(p) for w, p in enumerate(parts)})
         if self.exact:  # exact restores hold exactly the loaded state
             self._set_mirror(shards)
 
-    def info(self) -> list[dict[str, Any]]:
-        """Return each worker's node id, pid and fetched-version count."""
-        return list(ray.get([w.info.remote() for w in self.workers]))
+    def actors(self) -> list[ActorInfo]:
+        """Where each worker runs."""
+        return self.pool.actors()
 
     def close(self) -> None:
-        """Close the envs and stop the actors."""
-        for w in self.workers:
-            with contextlib.suppress(Exception):
-                ray.get(w.close.remote(), timeout=30)
-            with contextlib.suppress(Exception):
-                ray.kill(w, no_restart=True)
-        self.workers = []
+        """Close the envs and stop the actors (idempotent)."""
+        self.pool.shutdown(close=lambda a: a.close.remote())
+
+
+def _load(state: dict[str, Any]) -> Callable[[Any], ray.ObjectRef]:
+    return lambda a: a.load_state_dict.remote(state)
 
 
 class RayRolloutRunner:
@@ -277,7 +281,7 @@ class RayRolloutRunner:
         self.cpus = cpus_per_worker
         self.sources: list[RayRollouts] = []
 
-    def make_rollouts(self, spec: RolloutSpec) -> RayRollouts | ShardGroup:
+    def make_rollouts(self, spec: RolloutSpec) -> RolloutSource:
         """Return the role's rollout source: Ray actors, or local shards for an oracle without actors."""
         n = self.num_workers if spec.role == "agent" else self.num_oracles
         if n == 0:
@@ -286,12 +290,9 @@ class RayRolloutRunner:
         self.sources.append(src)
         return src
 
-    def info(self) -> dict[str, Any]:
-        """Return where every rollout worker runs (``tune_attempts.jsonl`` records it)."""
-        return {
-            "workers": [i for s in self.sources for i in s.info()],
-            "restarts": sum(s.restarts for s in self.sources),
-        }
+    def actors(self) -> list[ActorInfo]:
+        """Where every rollout worker of every role runs."""
+        return [i for s in self.sources for i in s.actors()]
 
     def shutdown(self) -> None:
         """Stop every actor (``RayRollouts.close`` is idempotent)."""

@@ -19,6 +19,7 @@ finished: a restored sweep never runs a finished trial twice).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,9 +35,10 @@ from ray import tune
 
 from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.config.loader import TrialSpec
-from pbrl_dist.dist.specs import respec, search_trial_name
-from pbrl_dist.dist.trial import run_trial
-from pbrl_dist.dist.wandb_sink import teardown as wandb_teardown
+from pbrl_dist.executors.protocols import Runner
+from pbrl_dist.launch.specs import respec, search_trial_name
+from pbrl_dist.launch.trial import run_trial
+from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
 from pbrl_dist.metrics import scalar_metrics
 
 STATE_FILE = "state.pt"
@@ -178,14 +180,8 @@ def trial_fn(config: dict[str, Any], *, specs: dict[str, TrialSpec], out: str, g
     restored = reporter.restore()
     entry["restored_from"] = None if restored is None else int(restored["k"])
 
-    def on_start(runner: Any) -> None:
-        if runner is not None and hasattr(runner, "info"):
-            info = runner.info()
-            entry["actors"] = [
-                {"kind": kind, "node_id": a["node_id"], "pid": a["pid"]}
-                for kind in ("workers", "oracles")
-                for a in info[kind]
-            ]
+    def on_start(runner: Runner) -> None:
+        entry["actors"] = [dataclasses.asdict(a) for a in runner.actors()]
         _record(trial_dir, entry)
 
     try:

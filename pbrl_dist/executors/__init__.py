@@ -1,0 +1,53 @@
+"""Where one trial's work runs: typed runner contracts, local and Ray runners, one fault-tolerant pool.
+
+| module | what |
+|---|---|
+| ``protocols`` | ``ChunkRunner`` (tabular Monte Carlo chunks + oracles) and ``RolloutRunner`` (env shards) |
+| ``local`` | both contracts in the learner's process |
+| ``pool`` | ``ActorPool``: Ray actors in slots; a dead actor is replaced (and restored) and its call re-issued |
+| ``ray_chunks`` | ``RayChunkRunner``: Monte Carlo rollout-worker and oracle actors |
+| ``ray_rollouts`` | ``RayRolloutRunner``: rollout-worker actors that own env shards (deep RLHF) |
+
+``make_runner(problem, dist_cfg)`` picks the runner a trial's ``dist:`` block asks for. Only ``pool``
+and ``ray_*`` import Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pbrl_dist.executors.protocols import ActorInfo, ChunkRunner, RolloutRunner, Runner
+
+__all__ = ["ActorInfo", "ChunkRunner", "RolloutRunner", "Runner", "make_runner"]
+
+
+def make_runner(problem: Any, dist_cfg: Any) -> Runner:
+    """Return the runner a trial's ``dist:`` block asks for.
+
+    Deep-RLHF problems get a ``RolloutRunner`` (env shards), every other (tabular) problem a
+    ``ChunkRunner``; ``dist.backend=local`` keeps everything in this process, ``ray`` starts actors
+    (Ray must be running).
+    """
+    from pbrl_dist.problems.rlhf import RLHFProblem
+
+    rollouts = isinstance(problem, RLHFProblem)
+    if dist_cfg.backend != "ray":
+        from pbrl_dist.executors.local import LocalChunkRunner, LocalRolloutRunner
+
+        return LocalRolloutRunner() if rollouts else LocalChunkRunner(problem)
+    if rollouts:
+        from pbrl_dist.executors.ray_rollouts import RayRolloutRunner
+
+        return RayRolloutRunner(
+            num_workers=dist_cfg.num_rollout_workers,
+            num_oracles=dist_cfg.num_oracles,
+            cpus_per_worker=dist_cfg.cpus_per_worker,
+        )
+    from pbrl_dist.executors.ray_chunks import RayChunkRunner
+
+    return RayChunkRunner(
+        problem,
+        num_workers=max(1, dist_cfg.num_rollout_workers),
+        num_oracles=dist_cfg.num_oracles,
+        cpus_per_worker=dist_cfg.cpus_per_worker,
+    )

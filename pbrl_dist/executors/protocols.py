@@ -1,0 +1,89 @@
+"""The two runner contracts a trial's loop talks to; the ``local`` and ``ray`` runners implement both.
+
+A leaf module (typing and torch only): the outer loops in ``algos/`` import these contracts to type the
+runner they are handed, and ``launch/`` records a runner's actors through ``actors()``. No loop or
+launcher probes a runner with ``hasattr``: what a runner can do is what its protocol says.
+
+- ``ChunkRunner``: tabular problems. Monte Carlo work units ``(num_rollouts, seed)`` of
+  ``problem.mc_chunk`` in chunk order, and best-response oracle solves (one or several at once).
+- ``RolloutRunner``: deep RLHF. One ``RolloutSource`` per role (agent, PBRL oracle π̂*) whose env
+  shards step wherever the runner puts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+
+if TYPE_CHECKING:
+    from pbrl_dist.algos.rollouts import RolloutSource, RolloutSpec
+
+OracleRequest = tuple[Any, ...]
+"""``(name, P_SAS, r_SA, rho_S, gamma, tau, logits0_SA, kwargs)``: one ``core.oracles.ORACLES`` call."""
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    """Where one actor of a runner lives (``tune_attempts.jsonl`` records these)."""
+
+    kind: str
+    index: int
+    node_id: str
+    pid: int
+
+
+@runtime_checkable
+class ChunkRunner(Protocol):
+    """Runs Monte Carlo chunks and best-response oracles of a tabular problem."""
+
+    def run_chunks(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        pi_hat_SA: torch.Tensor | None,
+        *,
+        parts: tuple[str, ...],
+        chunks: Sequence[tuple[int, int]],
+        horizon: int,
+    ) -> list[dict[str, Any]]:
+        """Return ``problem.mc_chunk`` outputs for each ``(num_rollouts, seed)``, in chunk order."""
+        ...
+
+    def oracle(self, name: str) -> Callable[..., torch.Tensor]:
+        """Return oracle ``name`` with the ``core.oracles.Oracle`` signature (run wherever it runs)."""
+        ...
+
+    def solve_many(self, requests: Sequence[OracleRequest]) -> list[torch.Tensor]:
+        """Run independent oracle solves (in parallel where the runner has several oracle actors)."""
+        ...
+
+    def actors(self) -> list[ActorInfo]:
+        """Return every actor this runner started (empty for the local runner)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop every actor (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class RolloutRunner(Protocol):
+    """Hands a deep-RLHF loop one rollout source per role."""
+
+    def make_rollouts(self, spec: RolloutSpec) -> RolloutSource:
+        """Return the role's rollout source (``spec.role``: ``agent`` or ``oracle``)."""
+        ...
+
+    def actors(self) -> list[ActorInfo]:
+        """Return every actor this runner started (empty for the local runner)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop every actor and close every env (idempotent)."""
+        ...
+
+
+Runner = ChunkRunner | RolloutRunner

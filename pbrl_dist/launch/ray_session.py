@@ -1,0 +1,98 @@
+"""Start or join Ray for ``pbrl run`` / ``pbrl sweep``; a wrong ``--address`` fails in seconds, in one line.
+
+``ray.init(address=HOST:PORT)`` with nothing listening retries for minutes, and an auth-mode mismatch
+surfaces as a bare ``ConnectionError``. Here the address is probed first (TCP, a few seconds), and any
+failure becomes a ``ConfigError`` naming the address, with the ``RAY_AUTH_MODE`` hint where it fits.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import ray
+
+from pbrl_dist.config.loader import ConfigError
+
+PROBE_TIMEOUT_S = 5.0
+AUTH_HINT = (
+    "if the cluster uses token auth, set RAY_AUTH_MODE (and RAY_AUTH_TOKEN) here exactly as on the "
+    "cluster; if it does not, set RAY_AUTH_MODE=disabled"
+)
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` or ``ray://HOST:PORT`` → (host, port); None for ``auto``/``local``."""
+    if address in ("auto", "local"):
+        return None
+    url = urlparse(address if "://" in address else f"tcp://{address}")
+    if url.hostname is None:
+        raise ConfigError(f"--address {address}: not HOST:PORT, ray://HOST:PORT or auto")
+    default = 10001 if url.scheme == "ray" else 6379
+    try:
+        port = url.port or default
+    except ValueError:
+        raise ConfigError(f"--address {address}: the port is not a number") from None
+    return url.hostname, port
+
+
+def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise ``ConfigError`` unless something accepts TCP connections at ``address``."""
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers there ({reason}); start one "
+            "(`ray start --head`, `docker compose up`) or fix the address"
+        ) from None
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Start (or connect to) Ray unless it is running; return True when this call started it.
+
+    ``address`` (or the ``RAY_ADDRESS`` environment variable) joins a running cluster, after a quick
+    probe; otherwise an embedded local Ray starts with ``num_cpus`` (default: every CPU here).
+    Raises ``ConfigError`` (one line, naming the address) when the cluster cannot be joined.
+    """
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        # "local": a new instance even if a `ray start` cluster on this machine left its address behind.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        return True
+    probe(address)
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        text = str(e).strip().splitlines()
+        first = text[0] if text else type(e).__name__
+        auth = any(w in str(e).lower() for w in ("auth", "token", "unauthenticated", "permission"))
+        hint = AUTH_HINT if auth else "is the cluster up (`ray status`)? " + AUTH_HINT
+        raise ConfigError(f"--address {address}: cannot join Ray ({first}); {hint}") from None
+    return True
+
+
+def check_actor_fit(dists: Sequence[Any], names: Sequence[str]) -> None:
+    """Outside Tune (``pbrl run``): each trial's actors must fit the running cluster's CPUs.
+
+    Raises ``ConfigError`` naming the first trial that would wait forever for its actors.
+    """
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    for d, name in zip(dists, names, strict=True):
+        need = (max(1, d.num_rollout_workers) + d.num_oracles) * d.cpus_per_worker
+        if need > total + 1e-9:
+            raise ConfigError(
+                f"dist: trial {name} starts {max(1, d.num_rollout_workers) + d.num_oracles} actors × "
+                f"cpus_per_worker={d.cpus_per_worker} = {need:g} CPUs but Ray has {total:g}; lower "
+                "dist.num_rollout_workers / dist.num_oracles / dist.cpus_per_worker"
+            )
