@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from pbrl_dist.config.loader import ConfigError, load_sweep
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("pbrl_dist")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def report_folder(out: Path) -> None:
@@ -16,19 +27,80 @@ def report_folder(out: Path) -> None:
     draw(out)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run every trial of a sweep file in this process."""
-    from pbrl_dist.launch.local import check_local_sweep, run_local
+def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[str], Path]:
+    """(sweep file, smoke, overrides, results folder) of ``pbrl run|sweep``.
 
-    sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
-    check_local_sweep(sweep)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("results") / (sweep.name + ("_smoke" if args.smoke else ""))
+    With ``--resume`` the sweep file, ``--smoke`` and the overrides default to the ones recorded in
+    ``OUT/sweep.yaml`` by the first launch, so a resume is ``pbrl VERB --resume --out OUT``.
+    """
+    overrides = list(args.overrides)
+    sweep_file = args.sweep
+    if sweep_file is not None and "=" in sweep_file and not sweep_file.endswith((".yaml", ".yml")):
+        overrides.insert(0, sweep_file)  # `pbrl run --resume --out X key=value`
+        sweep_file = None
+    if args.resume:
+        from pbrl_dist.launch.results import read_record
+
+        if args.out is None and sweep_file is None:
+            raise ConfigError(f"pbrl {verb} --resume: pass --out DIR (the folder to resume)")
+        if args.out is None:
+            out = _default_out(sweep_file, args.smoke, overrides)
+        else:
+            out = Path(args.out)
+        rec = read_record(out)
+        sweep_file = sweep_file or str(rec.get("source"))
+        smoke = args.smoke or bool(rec.get("smoke", False))
+        if not overrides:
+            overrides = [str(o) for o in rec.get("overrides") or []]
+        return sweep_file, smoke, overrides, out
+    if sweep_file is None:
+        raise ConfigError(f"pbrl {verb}: SWEEP.yaml is missing")
+    out = Path(args.out) if args.out else _default_out(sweep_file, args.smoke, overrides)
+    return sweep_file, args.smoke, overrides, out
+
+
+def _default_out(sweep_file: str, smoke: bool, overrides: list[str]) -> Path:
+    sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
+    return Path("results") / (sweep.name + ("_smoke" if smoke else ""))
+
+
+def _resume_hint(verb: str, out: Path, address: str | None = None) -> str:
+    extra = f" --address {address}" if address else ""
+    return f"pbrl {verb} --resume --out {shlex.quote(str(out))}{extra}"
+
+
+def _interrupted(verb: str, e: Any, out: Path, address: str | None = None) -> int:
+    print(
+        f"\npbrl {verb}: interrupted: {e.finished}/{e.total} trials finished; nothing was reported.\n"
+        f"resume with: {_resume_hint(verb, out, address)}",
+        file=sys.stderr,
+        flush=True,
     )
+    return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run every trial of a sweep file in this process (``--resume`` continues an interrupted run)."""
+    from pbrl_dist.launch.local import Interrupted, check_local_sweep, run_local
+
+    sweep_file, smoke, overrides, out = _invocation(args, "run")
+    sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
+    check_local_sweep(sweep)
     print(f"sweep {sweep.name}: {len(sweep.trials)} trials -> {out}")
-    run_local(sweep, out, overwrite=args.overwrite)
+    try:
+        run_local(
+            sweep,
+            out,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            restart_corrupt=args.restart_corrupt,
+            extra_record={"smoke": smoke, "overrides": overrides},
+        )
+    except Interrupted as e:
+        return _interrupted("run", e, out)
+    except KeyboardInterrupt:  # between trials' own handlers (e.g. while starting Ray)
+        print(f"\npbrl run: interrupted\nresume with: {_resume_hint('run', out)}", file=sys.stderr)
+        return 130
     report_folder(out)
     return 0
 
@@ -50,20 +122,49 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or resume) a sweep file as a Ray Tune experiment."""
+    from pbrl_dist.launch.local import Interrupted
     from pbrl_dist.launch.tune_sweep import sweep_command
 
-    rc, out = sweep_command(
-        args.sweep,
-        smoke=args.smoke,
-        overrides=args.overrides,
-        out=args.out,
-        address=args.address,
-        resume=args.resume,
-        overwrite=args.overwrite,
-    )
+    sweep_file, smoke, overrides, out = _invocation(args, "sweep")
+    try:
+        rc = sweep_command(
+            sweep_file,
+            smoke=smoke,
+            overrides=overrides,
+            out=out,
+            address=args.address,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            restart_corrupt=args.restart_corrupt,
+        )
+    except Interrupted as e:
+        return _interrupted("sweep", e, out, args.address)
+    except KeyboardInterrupt:
+        hint = _resume_hint("sweep", out, args.address)
+        print(f"\npbrl sweep: interrupted\nresume with: {hint}", file=sys.stderr)
+        return 130
     if not args.no_report:
-        report_folder(out)
+        try:
+            report_folder(out)
+        except ConfigError as e:  # e.g. no trial complete: the sweep's own exit code says more
+            print(f"pbrl report: {e}", file=sys.stderr)
+            return rc or 2
     return rc
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print each trial's resolved config without running anything."""
+    sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
+    picked = [t for t in sweep.trials if not args.trial or t.name in args.trial]
+    if args.trial and len(picked) != len(set(args.trial)):
+        missing = sorted(set(args.trial) - {t.name for t in picked})
+        names = ", ".join(t.name for t in sweep.trials[:10])
+        raise ConfigError(f"--trial {missing[0]}: no such trial; the sweep has {names}, ...")
+    for t in picked:
+        print(f"# --- trial {t.name}")
+        print(t.to_yaml(), end="")
+    print(f"# {len(picked)} of {len(sweep.trials)} trials of {sweep.name}", file=sys.stderr)
+    return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -87,19 +188,46 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run in --out (file, --smoke and overrides as recorded there)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out that pbrl wrote"
+    )
+    p.add_argument(
+        "--restart-corrupt",
+        action="store_true",
+        help="with --resume: start trials whose checkpoint is corrupt from scratch",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
     p = argparse.ArgumentParser(prog="pbrl", description="Penalty-based bilevel RL sweeps.")
+    p.add_argument("--version", action="version", version=f"pbrl_dist {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run every trial of SWEEP.yaml in this process, one by one")
-    r.add_argument("sweep", help="sweep file, e.g. sweeps/fig1_stackelberg.yaml")
+    r.add_argument(
+        "sweep",
+        nargs="?",
+        help="sweep file, e.g. sweeps/fig1_stackelberg.yaml (optional with --resume)",
+    )
     r.add_argument(
         "--smoke", action="store_true", help="merge the file's smoke: block (tiny sizes)"
     )
     r.add_argument("--out", help="results folder (default results/<sweep name>)")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    _launch_flags(r)
     r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. method.lam=10")
     r.set_defaults(fn=cmd_run)
+    sh = sub.add_parser("show", help="print each trial's resolved config (runs nothing)")
+    sh.add_argument("sweep", help="sweep file")
+    sh.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
+    sh.add_argument("--trial", action="append", help="only this trial (repeatable)")
+    sh.add_argument("overrides", nargs="*", help="key=value config overrides")
+    sh.set_defaults(fn=cmd_show)
     rep = sub.add_parser("report", help="tables and figures of a results folder")
     rep.add_argument("dir")
     rep.add_argument(
@@ -121,19 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser(
         "sweep", help="run SWEEP.yaml as a Ray Tune experiment (local Ray or a cluster)"
     )
-    sw.add_argument("sweep", help="sweep file, e.g. sweeps/fig1_stackelberg.yaml")
+    sw.add_argument(
+        "sweep",
+        nargs="?",
+        help="sweep file, e.g. sweeps/fig1_stackelberg.yaml (optional with --resume)",
+    )
     sw.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
     sw.add_argument("--out", help="results folder (default results/<sweep name>)")
     sw.add_argument(
         "--address",
         help="join a running cluster (auto, or HOST:6379); default: start Ray here with all CPUs",
     )
-    sw.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an interrupted sweep in --out (same file and overrides)",
-    )
-    sw.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    _launch_flags(sw)
     sw.add_argument(
         "--no-report", action="store_true", help="skip the report at the end (run pbrl report)"
     )

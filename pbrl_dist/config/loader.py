@@ -11,6 +11,7 @@ Nothing is written and nothing runs until every trial of the sweep has been buil
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -211,9 +212,8 @@ def validate(cfg: TrialConfig) -> None:
         | {f"logging.{f.name}": getattr(cfg.logging, f.name) for f in fields(cfg.logging)}
         | {f"problem.{f.name}": getattr(cfg.problem, f.name) for f in fields(cfg.problem)}
     )
-    for key, allowed in CHOICES.items():
-        if key in flat and flat[key] not in allowed:
-            raise _fail(key, f"{flat[key]!r} is not allowed; choose one of {', '.join(allowed)}")
+    _check_choices_and_finite(flat)
+    _check_backend(cfg)
     for key, v in flat.items():
         leaf = key.split(".")[-1]
         if isinstance(v, bool):
@@ -260,6 +260,32 @@ def validate(cfg: TrialConfig) -> None:
         if not ok:
             got = OmegaConf.select(OmegaConf.structured(cfg), key)
             raise _fail(key, f"{msg} (got {got})")
+
+
+def _check_choices_and_finite(flat: dict[str, Any]) -> None:
+    for key, allowed in CHOICES.items():
+        if key in flat and flat[key] not in allowed:
+            raise _fail(key, f"{flat[key]!r} is not allowed; choose one of {', '.join(allowed)}")
+    for key, v in flat.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise _fail(key, f"must be a finite number (got {v})")
+
+
+def _check_backend(cfg: TrialConfig) -> None:
+    """Actor counts mean something only on the ray backend: say so instead of ignoring them."""
+    d = cfg.dist
+    if d.backend == "ray":
+        return
+    for key, n, idle in (
+        ("dist.num_rollout_workers", d.num_rollout_workers, 1),
+        ("dist.num_oracles", d.num_oracles, 0),
+    ):
+        if n > idle:
+            raise _fail(
+                key,
+                f"{n} actors need dist.backend=ray (got dist.backend={d.backend}); "
+                f"add dist.backend=ray or drop {key}",
+            )
 
 
 def _tabular_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:

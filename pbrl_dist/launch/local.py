@@ -1,47 +1,31 @@
-"""``pbrl run``: every trial of a sweep in this process, one after another (Ray only for ``dist.backend=ray``)."""
+"""``pbrl run``: every trial of a sweep in this process, one after another (Ray only for ``dist.backend=ray``).
+
+Each trial checkpoints into ``OUT/<trial>/checkpoint/`` every ``dist.checkpoint_every`` iterations;
+``--resume`` skips the trials that completed with the same config and continues the others from their
+checkpoints (bitwise as if never interrupted). Ctrl-C raises ``Interrupted``: the command line prints
+how many trials finished and the exact resume command.
+"""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pbrl_dist.config.loader import ConfigError, Sweep
-from pbrl_dist.launch.trial import run_trial
+from pbrl_dist.launch.checkpoints import FileCheckpointer
+from pbrl_dist.launch.results import check_out_dir, prepare_out_dir, read_record, write_record
+from pbrl_dist.launch.specs import check_bounds, fingerprint
+from pbrl_dist.launch.trial import completed_result, run_trial
 
 
-def check_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Raise ``ConfigError`` unless ``out`` may be used (missing, empty, or ``overwrite``); writes nothing."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"--out {out}: folder exists and is not empty; pass --overwrite to replace it "
-            "or choose another --out"
-        )
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped a sweep before every trial finished."""
 
-
-def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Create ``out``; refuse to touch an existing non-empty folder unless ``overwrite``."""
-    check_out_dir(out, overwrite=overwrite)
-    if out.exists() and any(out.iterdir()):
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def write_sweep_record(sweep: Sweep, out: Path, **extra: Any) -> None:
-    """Write ``out/sweep.yaml``: the source file, the resolved sweep block, the trial names (and ``extra``)."""
-    record = {
-        "name": sweep.name,
-        "source": str(sweep.path),
-        "sweep": sweep.block,
-        "trials": [t.name for t in sweep.trials],
-        **extra,
-    }
-    (out / "sweep.yaml").write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    def __init__(self, finished: int, total: int) -> None:
+        """Remember how far it got."""
+        super().__init__(f"{finished}/{total} trials finished")
+        self.finished, self.total = finished, total
 
 
 def check_local_sweep(sweep: Sweep) -> None:
@@ -54,14 +38,54 @@ def check_local_sweep(sweep: Sweep) -> None:
         )
 
 
-def run_local(sweep: Sweep, out: Path, *, overwrite: bool = False) -> list[dict]:
+def check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
+    """Return ``out``'s record if ``--resume`` may continue it with these trials, else ``ConfigError``."""
+    record = read_record(out)
+    if record.get("fingerprint") not in (None, fingerprint(sweep.trials)):
+        raise ConfigError(
+            f"--resume: the trials differ from the run in {out} (sweep file, --smoke or key=value "
+            "overrides changed); pass the same ones as the first run (or none: the recorded ones "
+            "are used), or start a new --out"
+        )
+    return record
+
+
+def wandb_modes(sweep: Sweep) -> dict[str, str]:
+    """Decide the W&B mode once per sweep (per distinct ``logging.wandb``); print each note once."""
+    from pbrl_dist.launch.wandb_sink import decide_mode
+
+    modes: dict[str, str] = {}
+    for t in sweep.trials:
+        setting = str(t.cfg.logging.wandb)
+        if setting not in modes:
+            mode, note = decide_mode(setting)
+            if note:
+                print(note, flush=True)
+            modes[setting] = mode
+    return modes
+
+
+def run_local(
+    sweep: Sweep,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    restart_corrupt: bool = False,
+    extra_record: dict[str, Any] | None = None,
+) -> list[dict]:
     """Run the whole sweep in-process; return one summary dict per trial.
 
     Trials with ``dist.backend=ray`` get their rollout-worker / oracle actors from a Ray runtime that
     this call starts (embedded, all CPUs) unless one is already running; the learner stays here.
+    Raises ``ConfigError`` before writing anything on bad input, ``Interrupted`` on Ctrl-C.
     """
     check_local_sweep(sweep)
-    check_out_dir(out, overwrite=overwrite)
+    check_bounds(sweep.trials, local=True)
+    if resume:
+        record = check_resume(sweep, out)
+    else:
+        check_out_dir(out, overwrite=overwrite)
     ray_trials = [t for t in sweep.trials if t.cfg.dist.backend == "ray"]
     started = False
     if ray_trials:
@@ -71,9 +95,15 @@ def run_local(sweep: Sweep, out: Path, *, overwrite: bool = False) -> list[dict]
     try:
         if ray_trials:
             check_actor_fit([t.cfg.dist for t in ray_trials], [t.name for t in ray_trials])
-        prepare_out_dir(out, overwrite=overwrite)
-        write_sweep_record(sweep, out, runner="local")
-        return _run_all(sweep, out)
+        if not resume:
+            from pbrl_dist.launch.wandb_sink import new_launch_id
+
+            prepare_out_dir(out, overwrite=overwrite)
+            record = {"launch_id": new_launch_id(), "fingerprint": fingerprint(sweep.trials)}
+            write_record(sweep, out, runner="local", **record, **(extra_record or {}))
+        return _run_all(
+            sweep, out, launch_id=str(record.get("launch_id", "")), restart_corrupt=restart_corrupt
+        )
     finally:
         if started:
             import ray
@@ -81,17 +111,45 @@ def run_local(sweep: Sweep, out: Path, *, overwrite: bool = False) -> list[dict]
             ray.shutdown()
 
 
-def _run_all(sweep: Sweep, out: Path) -> list[dict]:
+def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) -> list[dict]:
     n = len(sweep.trials)
-    rows = []
+    modes = wandb_modes(sweep)
+    rows: list[dict] = []
     t_start = time.perf_counter()
-    for i, spec in enumerate(sweep.trials, 1):
-        print(f"[{i}/{n}] {spec.name}", flush=True)
-        result, wall = run_trial(spec, out / spec.name, wandb_group=sweep.name)
-        shown = "  ".join(f"{k}={_short(v)}" for k, v in result.metrics.items() if k != "iter")
-        eta = (time.perf_counter() - t_start) / i * (n - i)
-        print(f"      done in {wall:.1f}s  {shown}  (eta {eta:.0f}s)", flush=True)
-        rows.append({"trial": spec.name, "wall_s": wall, **result.metrics})
+    ran = 0
+    try:
+        for i, spec in enumerate(sweep.trials, 1):
+            tdir = out / spec.name
+            done = completed_result(spec, tdir)
+            if done is not None:
+                print(f"[{i}/{n}] {spec.name}: complete already, skipped", flush=True)
+                rows.append({"trial": spec.name, "wall_s": done.get("wall_s"), **done["final"]})
+                continue
+            ckpt = FileCheckpointer(
+                tdir, spec.cfg.dist.checkpoint_every, restart_corrupt=restart_corrupt
+            )
+            state = ckpt.restore()
+            print(
+                f"[{i}/{n}] {spec.name}"
+                + (f" (resuming from iteration {state['k']})" if state is not None else ""),
+                flush=True,
+            )
+            result, wall = run_trial(
+                spec,
+                tdir,
+                ckpt=ckpt,
+                wandb_group=sweep.name,
+                launch_id=launch_id,
+                wandb_mode=modes[str(spec.cfg.logging.wandb)],
+            )
+            ckpt.clear()
+            ran += 1
+            shown = "  ".join(f"{k}={_short(v)}" for k, v in result.metrics.items() if k != "iter")
+            eta = (time.perf_counter() - t_start) / ran * (n - i)
+            print(f"      done in {wall:.1f}s  {shown}  (eta {eta:.0f}s)", flush=True)
+            rows.append({"trial": spec.name, "wall_s": wall, **result.metrics})
+    except KeyboardInterrupt:
+        raise Interrupted(len(rows), n) from None
     return rows
 
 

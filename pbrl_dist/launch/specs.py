@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def check_search(sweep: Sweep, block: SweepBlock) -> None:
         raise ConfigError(f"sweep.num_samples: must be ≥ 1 (got {block.num_samples})")
     if block.num_samples > 1 and not block.search:
         raise ConfigError("sweep.num_samples: > 1 needs sweep.search axes (seeds are sweep.seeds)")
-    _check_scheduler(block)
+    _check_scheduler(block, sweep.trials)
     if block.max_failures < -1:
         raise ConfigError(
             f"sweep.max_failures: must be ≥ -1 (-1 = retry forever), got {block.max_failures}"
@@ -118,7 +119,9 @@ def _search_probes(key: str, spec: Any, block: SweepBlock) -> list[Any]:
     return [lo, hi - 1] if kind == "randint" else [lo, hi]
 
 
-def _check_scheduler(block: SweepBlock) -> None:
+def _check_scheduler(block: SweepBlock, trials: list[TrialSpec]) -> None:
+    from pbrl_dist.problems import LOGGED_METRICS
+
     sch = block.scheduler
     if sch.name not in ("fifo", "asha"):
         raise ConfigError(
@@ -133,10 +136,13 @@ def _check_scheduler(block: SweepBlock) -> None:
             raise ConfigError(
                 "sweep.scheduler: needs grace_period ≥ 1, reduction_factor ≥ 2 and max_t ≥ 0"
             )
-        if "/" not in sch.metric:
-            raise ConfigError(
-                f"sweep.scheduler.metric: {sch.metric!r} is not a metric name like upper/leader_return"
-            )
+        for name in dict.fromkeys(t.cfg.problem.name for t in trials):
+            logged = LOGGED_METRICS.get(name, ())
+            if sch.metric not in logged:
+                raise ConfigError(
+                    f"sweep.scheduler.metric: {sch.metric!r} is not logged by problem {name}; "
+                    f"choose one of {', '.join(logged)}"
+                )
 
 
 def search_trial_name(base: str, sample: dict[str, Any], trial_id: str) -> str:
@@ -229,3 +235,58 @@ def out_default(sweep: Sweep, smoke: bool) -> Path:
 def finite(v: Any) -> bool:
     """True for a finite real number."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+GIB = 1024**3
+
+
+def memory_floor(cfg: TrialConfig) -> tuple[int, str]:
+    """A lower bound of the bytes one trial holds, and the field that drives it.
+
+    Tabular problems: the transition tensor P (float64, states² × joint actions). Deep RLHF: the
+    observations of one fragment per role (stored, plus float32 copies in the learner) and of the
+    preference buffer's segment pairs. The real footprint is larger; a trial whose floor exceeds
+    the memory there is cannot run.
+    """
+    p, m = cfg.problem, cfg.method
+    if hasattr(p, "num_envs"):
+        obs = 4 * 84 * 84 if p.name == "atari_rlhf" else 64 * 4
+        roll = p.num_envs * (m.n_steps + 1) * obs * 2 * 5
+        buf = m.buffer_size * 2 * m.segment_length * obs + m.pair_window_steps * p.num_envs * obs
+        return roll + buf, ("problem.num_envs" if roll >= buf else "method.buffer_size")
+    actions = getattr(p, "num_leader_actions", 3) * getattr(p, "num_follower_actions", 3)
+    return int(p.num_states) ** 2 * actions * 8, "problem.num_states"
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new work here (MemAvailable; free pages where /proc is absent)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_bounds(trials: list[TrialSpec], *, local: bool) -> None:
+    """Sizes and resources before anything starts: threads against CPUs, a trial's memory floor.
+
+    ``local``: the learner runs on this machine (``pbrl run``), so ``dist.cpus_per_trial`` torch
+    threads must exist here. Raises ``ConfigError`` naming the field and the trial.
+    """
+    cpus = os.cpu_count() or 1
+    avail = available_memory()
+    for t in trials:
+        d = t.cfg.dist
+        if local and d.cpus_per_trial > cpus:
+            raise ConfigError(
+                f"dist.cpus_per_trial: {d.cpus_per_trial:g} is more than the {cpus} CPUs here "
+                f"(the learner runs that many torch threads) [trial {t.name}]"
+            )
+        need, field_ = memory_floor(t.cfg)
+        if need > avail:
+            raise ConfigError(
+                f"{field_}: trial {t.name} needs at least {need / GIB:.3g} GiB but {avail / GIB:.3g} "
+                "GiB of memory is available here; make it smaller"
+            )

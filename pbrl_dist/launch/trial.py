@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
 from pbrl_dist.problems import PROBLEMS
 
+RESULT = "result.json"
 PROGRESS_KEYS = (
     "upper/leader_return",
     "lower/gap",
@@ -42,6 +44,8 @@ def run_trial(
     progress: bool = True,
     ckpt: Checkpointer | None = None,
     wandb_group: str | None = None,
+    launch_id: str = "",
+    wandb_mode: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
 ) -> tuple[Result, float]:
     """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds.
@@ -52,13 +56,20 @@ def run_trial(
     With ``dist.backend=ray`` and no ``runner`` given, the trial starts its own rollout-worker (and
     oracle) actors (``dist.ray_runner``; Ray must be running) and stops them at the end. Unless W&B is
     disabled (``logging.wandb`` / ``WANDB_MODE``), the rows also go to one W&B run in ``wandb_group``
-    (default: the sweep name) whose files live in ``trial_dir/wandb``. ``on_start(runner)`` is called
-    once the executor is up (the Tune trainable records where its actors run).
+    (default: the sweep name) whose files live in ``trial_dir/wandb``; its id derives from
+    ``launch_id`` (one per launch, kept across ``--resume``) and ``wandb_mode`` is the mode the driver
+    decided once for the whole sweep. ``on_start(runner)`` is called once the executor is up (the Tune
+    trainable records where its actors run).
+
+    ``result.json`` (with ``"status": "complete"``) is written last: its presence marks a trial that
+    ran to the end; an interrupted trial has none.
     """
     # The learner uses the CPUs its bundle reserves (dist.cpus_per_trial, default 1). Numbers are
     # bitwise reproducible for a given thread count; a different count may change the last bits.
     torch.set_num_threads(max(1, int(spec.cfg.dist.cpus_per_trial)))
     trial_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (RESULT, "stopped.json"):  # a (re-)started trial is neither complete nor stopped
+        (trial_dir / stale).unlink(missing_ok=True)
     (trial_dir / "config.yaml").write_text(spec.to_yaml(), encoding="utf-8")
     metrics_path = trial_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, ckpt)
@@ -84,7 +95,7 @@ def run_trial(
             on_start(runner)
         from pbrl_dist.launch.wandb_sink import open_wandb
 
-        wb = open_wandb(spec, trial_dir, group=wandb_group)
+        wb = open_wandb(spec, trial_dir, group=wandb_group, launch_id=launch_id, mode=wandb_mode)
         if wb is not None:
             all_sinks.append(wb)
         t0 = time.perf_counter()  # compute time only: not W&B's or the actors' start-up
@@ -105,9 +116,23 @@ def run_trial(
             own_runner.shutdown()
     wall = time.perf_counter() - t0
     np.savez(trial_dir / "final_state.npz", **result.final_state)
-    summary = {"trial": spec.name, "wall_s": wall, "final": result.metrics}
-    (trial_dir / "result.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    summary = {"trial": spec.name, "status": "complete", "wall_s": wall, "final": result.metrics}
+    tmp = trial_dir / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    os.replace(tmp, trial_dir / RESULT)  # atomic: a result.json is always whole
     return result, wall
+
+
+def completed_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
+    """The trial's ``result.json`` if it finished with this very config, else None."""
+    res, cfg = trial_dir / RESULT, trial_dir / "config.yaml"
+    try:
+        if cfg.read_text(encoding="utf-8") != spec.to_yaml():
+            return None
+        done = json.loads(res.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return done if isinstance(done, dict) and "final" in done else None
 
 
 def _truncate_metrics(path: Path, ckpt: Checkpointer | None) -> None:
@@ -119,6 +144,15 @@ def _truncate_metrics(path: Path, ckpt: Checkpointer | None) -> None:
         keep = [
             line
             for line in path.read_text(encoding="utf-8").splitlines()
-            if line and json.loads(line).get("iter", 0) <= state["k"]
+            if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
         ]
         path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def _row(line: str) -> dict[str, Any] | None:
+    """One metrics row, or None for an empty or partly written line (a crash mid-write)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None

@@ -19,6 +19,8 @@ Order of events (bad input stops at the first step that finds it, with one messa
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -26,26 +28,27 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import yaml
 from ray import tune
 
-from pbrl_dist.config.loader import ConfigError, Sweep, load_sweep
+from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
 from pbrl_dist.config.schema import SweepBlock
-from pbrl_dist.launch.local import check_out_dir, prepare_out_dir, write_sweep_record
+from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
 from pbrl_dist.launch.ray_session import ensure_ray
+from pbrl_dist.launch.results import check_out_dir, prepare_out_dir, write_record
 from pbrl_dist.launch.specs import (
     asha_max_t,
+    check_bounds,
     check_fits,
     check_search,
     fingerprint,
-    out_default,
     trial_bundles,
     typed_block,
 )
-from pbrl_dist.launch.trial import PROGRESS_KEYS
-from pbrl_dist.launch.tune_trainable import trial_fn
+from pbrl_dist.launch.trial import PROGRESS_KEYS, RESULT
+from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
 
 TUNE_DIR = "_tune"
+STOPPED = "stopped.json"
 
 
 def tune_path(out: Path, sweep: Sweep) -> Path:
@@ -73,10 +76,25 @@ def param_space(sweep: Sweep, block: SweepBlock) -> dict[str, Any]:
     return space
 
 
-def make_trainable(sweep: Sweep, out: Path) -> Any:
+def make_trainable(
+    sweep: Sweep,
+    out: Path,
+    *,
+    launch_id: str = "",
+    modes: dict[str, str] | None = None,
+    restart_corrupt: bool = False,
+) -> Any:
     """Return the trainable with the trial specs attached and its per-trial placement groups."""
     specs = {t.name: t for t in sweep.trials}
-    fn = tune.with_parameters(trial_fn, specs=specs, out=str(out.resolve()), group=sweep.name)
+    fn = tune.with_parameters(
+        trial_fn,
+        specs=specs,
+        out=str(out.resolve()),
+        group=sweep.name,
+        launch_id=launch_id,
+        wandb_modes=modes or {},
+        restart_corrupt=restart_corrupt,
+    )
     pgfs = {
         name: tune.PlacementGroupFactory(list(b.bundles), strategy=b.strategy)
         for name, b in ((t.name, trial_bundles(t.cfg)) for t in sweep.trials)
@@ -105,29 +123,61 @@ def _scheduler(sweep: Sweep, block: SweepBlock) -> Any:
 
 
 class _Progress(tune.Callback):
-    """One line per finished or failed trial (Tune's own tables are off unless PBRL_TUNE_VERBOSE>0)."""
+    """One line per finished, stopped or failed trial (Tune's tables are off unless PBRL_TUNE_VERBOSE>0).
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+    A trial that ends without its ``result.json`` was stopped by the scheduler (ASHA): it gets a
+    ``stopped.json`` so that ``pbrl report`` never counts it as complete.
+    """
+
+    def __init__(self, total: int, specs: dict[str, TrialSpec], out: Path) -> None:
+        self.total, self.specs, self.out = total, specs, out
+        self.done = self.stopped = self.errored = 0
+        self.t0 = time.perf_counter()
+
+    def _name(self, trial: Any) -> str:
+        try:
+            return trial_spec(trial.config, self.specs, trial.trial_id).name
+        except Exception:
+            return str(trial.config.get("trial"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.done += 1
         res = trial.last_result or {}
+        name = self._name(trial)
+        tdir = self.out / name
+        if (tdir / RESULT).exists():
+            self.done += 1
+            what = "done"
+        else:
+            self.stopped += 1
+            k = res.get("iter")
+            what = f"stopped by the scheduler at iteration {k}"
+            with contextlib.suppress(OSError):
+                tdir.mkdir(parents=True, exist_ok=True)
+                (tdir / STOPPED).write_text(
+                    json.dumps({"status": "stopped", "iter": k, "by": "scheduler"}),
+                    encoding="utf-8",
+                )
         shown = "  ".join(
             f"{k.split('/')[-1]}={res[k]:.4g}"
             for k in PROGRESS_KEYS
             if isinstance(res.get(k), int | float)
         )
         print(
-            f"[{self.done}/{self.total}] {trial.config.get('trial')} done ({time.perf_counter() - self.t0:.0f}s)  {shown}",
+            f"[{self.ended}/{self.total}] {name} {what} ({time.perf_counter() - self.t0:.0f}s)  {shown}",
             flush=True,
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.errored += 1
         print(
-            f"[{self.done}/{self.total}] {trial.config.get('trial')} failed (attempt {trial.num_failures})",
+            f"[{self.ended}/{self.total}] {self._name(trial)} failed (attempt {trial.num_failures})",
             flush=True,
         )
+
+    @property
+    def ended(self) -> int:
+        """Trials that reached an end: complete, stopped by the scheduler, or failed for good."""
+        return self.done + self.stopped + self.errored
 
 
 def _dirname(trial: Any) -> str:
@@ -141,19 +191,13 @@ def _cluster_cpus() -> tuple[float, float]:
     return total, largest
 
 
-def _check_resume(sweep: Sweep, out: Path) -> None:
-    record_path = out / "sweep.yaml"
-    if not record_path.exists() or not tune_path(out, sweep).exists():
+def _check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
+    record = check_resume(sweep, out)
+    if not tune_path(out, sweep).exists():
         raise ConfigError(
-            f"--resume: {out} holds no Tune sweep named {sweep.name} "
-            f"(expected {record_path} and {tune_path(out, sweep)})"
+            f"--resume: {out} holds no Tune sweep named {sweep.name} (expected {tune_path(out, sweep)})"
         )
-    record = yaml.safe_load(record_path.read_text(encoding="utf-8")) or {}
-    if record.get("fingerprint") != fingerprint(sweep.trials):
-        raise ConfigError(
-            f"--resume: the trials differ from the run in {out} (sweep file, --smoke or key=value "
-            "overrides changed); pass the same ones as the first run, or start a new --out"
-        )
+    return record
 
 
 def run_sweep(
@@ -163,20 +207,26 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    restart_corrupt: bool = False,
     extra_record: dict[str, Any] | None = None,
 ) -> int:
     """Run (or resume) the sweep with Tune; return 0 when every trial finished, else 1.
 
-    Raises ``ConfigError`` before any trial starts on bad input (see the module docstring).
+    Raises ``ConfigError`` before any trial starts on bad input (see the module docstring), and
+    ``Interrupted`` when Ctrl-C stopped the sweep before every trial ended.
     """
     block = typed_block(sweep)
     check_search(sweep, block)
+    check_bounds(sweep.trials, local=address is None and not os.environ.get("RAY_ADDRESS"))
     # Frequent small checkpoints force experiment snapshots; Tune warns about that on every one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if resume:
-        _check_resume(sweep, out)
+        record = _check_resume(sweep, out)
     else:
         check_out_dir(out, overwrite=overwrite)
+        from pbrl_dist.launch.wandb_sink import new_launch_id
+
+        record = {"launch_id": new_launch_id(), "fingerprint": fingerprint(sweep.trials)}
     if address is None and not ray.is_initialized():
         cpus = float(os.cpu_count() or 1)
         check_fits(sweep.trials, cpus, cpus)  # before starting Ray at all
@@ -184,7 +234,16 @@ def run_sweep(
     try:
         total, largest = _cluster_cpus()
         check_fits(sweep.trials, total, largest)
-        return _fit(sweep, block, out, resume=resume, overwrite=overwrite, extra=extra_record or {})
+        return _fit(
+            sweep,
+            block,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            record=record,
+            restart_corrupt=restart_corrupt,
+            extra=extra_record or {},
+        )
     finally:
         if started:
             ray.shutdown()
@@ -197,26 +256,30 @@ def _fit(
     *,
     resume: bool,
     overwrite: bool,
+    record: dict[str, Any],
+    restart_corrupt: bool,
     extra: dict[str, Any],
 ) -> int:
-    trainable = make_trainable(sweep, out)
+    trainable = make_trainable(
+        sweep,
+        out,
+        launch_id=str(record.get("launch_id", "")),
+        modes=wandb_modes(sweep),
+        restart_corrupt=restart_corrupt,
+    )
     path = tune_path(out, sweep)
+    n = len(sweep.trials) * block.num_samples
+    progress = _Progress(n, {t.name: t for t in sweep.trials}, out.resolve())
     if resume:
         if not tune.Tuner.can_restore(str(path)):
             raise ConfigError(f"--resume: {path} is not a restorable Tune experiment")
         print(f"sweep {sweep.name}: resuming {len(sweep.trials)} trials from {path}", flush=True)
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            str(path), trainable=trainable, resume_errored=True, param_space=None
+        )
     else:
         prepare_out_dir(out, overwrite=overwrite)
-        write_sweep_record(
-            sweep,
-            out,
-            runner="tune",
-            fingerprint=fingerprint(sweep.trials),
-            tune_path=str(path),
-            **extra,
-        )
-        n = len(sweep.trials) * block.num_samples
+        write_record(sweep, out, runner="tune", **record, tune_path=str(path), **extra)
         print(f"sweep {sweep.name}: {n} trials -> {out} (Tune state: {path})", flush=True)
         tuner = tune.Tuner(
             trainable,
@@ -234,22 +297,59 @@ def _fit(
                 failure_config=tune.FailureConfig(max_failures=block.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=int(os.environ.get("PBRL_TUNE_VERBOSE", "0")),
-                callbacks=[_Progress(n)],
+                callbacks=[progress],
             ),
         )
-    results = tuner.fit()
-    errors = [r for r in results if r.error is not None]
-    for r in errors:
-        first = str(r.error).strip().splitlines()
-        print(
-            f"trial {r.config.get('trial')} failed: {first[-1] if first else r.error}", flush=True
-        )
+    specs = {t.name: t for t in sweep.trials}
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        raise Interrupted(_count_complete(specs, out), n) from None
+    tally = _tally(results, specs, out)
+    for name, err in tally["errors"]:
+        first = str(err).strip().splitlines()
+        print(f"trial {name} failed: {first[-1] if first else err}", flush=True)
+    if len(results) < n or tally["unfinished"]:
+        raise Interrupted(len(tally["complete"]), n)
+    stopped = (
+        f", {len(tally['stopped'])} stopped early by the scheduler" if tally["stopped"] else ""
+    )
     print(
-        f"sweep {sweep.name}: {len(results) - len(errors)}/{len(results)} trials finished "
-        f"({len(errors)} errored)",
+        f"sweep {sweep.name}: {len(tally['complete'])}/{n} trials finished "
+        f"({len(tally['errors'])} errored{stopped})",
         flush=True,
     )
-    return 1 if errors else 0
+    return 1 if tally["errors"] else 0
+
+
+def _result_name(r: Any, specs: dict[str, TrialSpec]) -> str:
+    """The pbrl trial name of a Tune result (sampled trials carry their Tune trial id)."""
+    trial_id = (r.metrics or {}).get("trial_id") or "_".join(Path(r.path).name.split("_")[-2:])
+    try:
+        return trial_spec(r.config or {}, specs, str(trial_id)).name
+    except Exception:
+        return str((r.config or {}).get("trial") or Path(r.path).name)
+
+
+def _tally(results: Any, specs: dict[str, TrialSpec], out: Path) -> dict[str, list[Any]]:
+    """Sort Tune's results by pbrl's own files: complete, stopped, errored, unfinished."""
+    tally: dict[str, list[Any]] = {"complete": [], "stopped": [], "errors": [], "unfinished": []}
+    for r in results:
+        name = _result_name(r, specs)
+        if r.error is not None:
+            tally["errors"].append((name, r.error))
+        elif (out / name / RESULT).exists():
+            tally["complete"].append(name)
+        elif (out / name / STOPPED).exists():
+            tally["stopped"].append(name)
+        else:
+            tally["unfinished"].append(name)
+    return tally
+
+
+def _count_complete(specs: dict[str, TrialSpec], out: Path) -> int:
+    del specs  # sampled trials have names of their own
+    return sum(1 for _ in out.glob(f"*/{RESULT}"))
 
 
 def sweep_command(
@@ -257,20 +357,20 @@ def sweep_command(
     *,
     smoke: bool,
     overrides: Sequence[str],
-    out: str | None,
+    out: Path,
     address: str | None,
     resume: bool,
     overwrite: bool,
-) -> tuple[int, Path]:
-    """``pbrl sweep``: load and validate, then run or resume; return (exit code, results folder)."""
+    restart_corrupt: bool = False,
+) -> int:
+    """``pbrl sweep``: load and validate, then run or resume; return the exit code."""
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
-    out_dir = Path(out) if out else out_default(sweep, smoke)
-    rc = run_sweep(
+    return run_sweep(
         sweep,
-        out_dir,
+        out,
         address=address,
         resume=resume,
         overwrite=overwrite,
+        restart_corrupt=restart_corrupt,
         extra_record={"smoke": smoke, "overrides": list(overrides)},
     )
-    return rc, out_dir

@@ -36,12 +36,12 @@ from ray import tune
 from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
+from pbrl_dist.launch.checkpoints import STATE_FILE, load_state
 from pbrl_dist.launch.specs import respec, search_trial_name
-from pbrl_dist.launch.trial import run_trial
+from pbrl_dist.launch.trial import completed_result, run_trial
 from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
 from pbrl_dist.metrics import scalar_metrics
 
-STATE_FILE = "state.pt"
 ATTEMPTS = "tune_attempts.jsonl"
 FAIL_MARKER = ".fail_once_done"
 
@@ -58,8 +58,9 @@ class TuneReporter:
     checkpoint go out in one ``tune.report``; any other row is reported at once.
     """
 
-    def __init__(self, spec: TrialSpec, trial_dir: Path) -> None:
+    def __init__(self, spec: TrialSpec, trial_dir: Path, *, restart_corrupt: bool = False) -> None:
         """Read ``dist.checkpoint_every`` and the test hook ``dist.fail_once_at_iter``."""
+        self.restart_corrupt = restart_corrupt
         self.every = int(spec.cfg.dist.checkpoint_every)
         self.fail_at = int(spec.cfg.dist.fail_once_at_iter)
         self.num_iters = outer_iters(spec.cfg)
@@ -99,7 +100,11 @@ class TuneReporter:
             ckpt = tune.get_checkpoint()
             if ckpt is not None:
                 with ckpt.as_directory() as d:
-                    self._restored = torch.load(Path(d) / STATE_FILE, weights_only=False)
+                    self._restored = load_state(
+                        Path(d) / STATE_FILE,
+                        restart_corrupt=self.restart_corrupt,
+                        shown=f"{ckpt.path}/{STATE_FILE}",
+                    )
         return self._restored
 
     def save(self, state: dict[str, Any]) -> None:
@@ -137,33 +142,41 @@ class TuneReporter:
             raise RuntimeError(f"dist.fail_once_at_iter: simulated failure after iteration {k}")
 
 
-def _complete(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
-    """The trial's ``result.json`` if it finished with this very config, else None."""
-    res, cfg = trial_dir / "result.json", trial_dir / "config.yaml"
-    if res.exists() and cfg.exists() and cfg.read_text(encoding="utf-8") == spec.to_yaml():
-        return json.loads(res.read_text(encoding="utf-8"))
-    return None
-
-
 def _record(trial_dir: Path, entry: dict[str, Any]) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
     with (trial_dir / ATTEMPTS).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry) + "\n")
 
 
-def trial_fn(config: dict[str, Any], *, specs: dict[str, TrialSpec], out: str, group: str) -> None:
+def trial_spec(
+    config: Mapping[str, Any], specs: Mapping[str, TrialSpec], trial_id: str
+) -> TrialSpec:
+    """The spec a Tune trial runs: the grid trial ``config["trial"]`` with its sampled values, if any."""
+    base = specs[config["trial"]]
+    sample = dict(config.get("search") or {})
+    return (
+        respec(base, sample, name=search_trial_name(base.name, sample, trial_id))
+        if sample
+        else base
+    )
+
+
+def trial_fn(
+    config: dict[str, Any],
+    *,
+    specs: dict[str, TrialSpec],
+    out: str,
+    group: str,
+    launch_id: str = "",
+    wandb_modes: dict[str, str] | None = None,
+    restart_corrupt: bool = False,
+) -> None:
     """Run the trial named ``config["trial"]`` (with sampled ``config["search"]`` values) under Tune."""
     logging.getLogger("ray.train").setLevel(
         logging.WARNING
     )  # no "Checkpoint created" line per save
-    base = specs[config["trial"]]
-    sample = dict(config.get("search") or {})
     ctx = tune.get_context()
-    spec = (
-        respec(base, sample, name=search_trial_name(base.name, sample, ctx.get_trial_id()))
-        if sample
-        else base
-    )
+    spec = trial_spec(config, specs, ctx.get_trial_id())
     trial_dir = Path(out) / spec.name
     entry: dict[str, Any] = {
         "time": time.time(),
@@ -171,12 +184,12 @@ def trial_fn(config: dict[str, Any], *, specs: dict[str, TrialSpec], out: str, g
         "node_id": ray.get_runtime_context().get_node_id(),
         "trial_id": ctx.get_trial_id(),
     }
-    done = _complete(spec, trial_dir)
+    done = completed_result(spec, trial_dir)
     if done is not None:
         _record(trial_dir, {**entry, "skipped": True})
         tune.report(_tune_metrics({"iter": done["final"].get("iter", 0), **done["final"]}))
         return
-    reporter = TuneReporter(spec, trial_dir)
+    reporter = TuneReporter(spec, trial_dir, restart_corrupt=restart_corrupt)
     restored = reporter.restore()
     entry["restored_from"] = None if restored is None else int(restored["k"])
 
@@ -191,6 +204,8 @@ def trial_fn(config: dict[str, Any], *, specs: dict[str, TrialSpec], out: str, g
             sinks=[reporter],
             ckpt=reporter,
             wandb_group=group,
+            launch_id=launch_id,
+            wandb_mode=(wandb_modes or {}).get(str(spec.cfg.logging.wandb)),
             on_start=on_start,
         )
     finally:

@@ -1,50 +1,170 @@
-"""W&B logging: one run per trial, offline by default, never a reason for a trial to fail.
+"""W&B logging: one run per launch of a trial, offline unless online can work, never a reason to fail.
 
 - group = the sweep name, name = the trial name, tags = [method name, problem name],
   config = the trial's resolved config (the same dict as its ``config.yaml``);
+- run id = ``run_id(launch_id, trial)``: a readable stem of the trial name plus a hash of the
+  launch id (``new_launch_id()``, made once per ``pbrl run`` / ``pbrl sweep`` launch, kept in the
+  results folder and reused by ``--resume``) and the trial name. Two launches, or two trials, never
+  share a run; a retried or resumed trial continues its own run (``resume="allow"``);
 - **offline** by default: the run is written inside the trial's results folder
-  (``OUT/<trial>/wandb/offline-run-*``), so it travels with the results; upload later with
-  ``wandb sync OUT/*/wandb/offline-run-*``;
-- **online** when ``logging.wandb=online`` or ``WANDB_MODE=online``, and only if ``WANDB_API_KEY`` is set
-  (otherwise offline, and one line says so);
+  (``OUT/<trial>/wandb/offline-run-*``, with its ``run-*.wandb`` file), so it travels with the
+  results; upload later with ``wandb sync OUT/*/wandb/offline-run-*``;
+- **online** when ``logging.wandb=online`` or ``WANDB_MODE=online``, and only if there is an API key
+  (``WANDB_API_KEY``, or the one ``wandb login`` stored in netrc for the API host) and the API host
+  (``WANDB_BASE_URL``, default ``https://api.wandb.ai``) answers a TCP connection within a few
+  seconds; otherwise offline, and one line says why. ``decide_mode`` makes this decision once per
+  sweep (the driver passes it to every trial), so no trial waits for ``wandb.init``'s network timeout;
 - **disabled** when ``logging.wandb=disabled`` or ``WANDB_MODE=disabled`` (tests set the latter);
-- if ``wandb.init`` fails, the trial goes on with its local logs and prints one line saying so.
+- if ``wandb.init`` fails, the trial goes on with its local logs and prints one line saying so (an
+  online start that fails is retried once offline, so the trial still leaves a W&B record).
+
+Why not Ray's own W&B integration (``ray.air.integrations.wandb``)? ``WandbLoggerCallback`` lives in
+the Tune driver (``log_trial_result`` feeds a per-trial ``_WandbLoggingActor``), so ``pbrl run``, which
+has no Tune and, on the local backend, no Ray at all, would log nothing; it names runs by Tune's
+``trial.trial_id`` (with ``resume=False``), not by our launch id, writes the W&B folder under Tune's
+``trial.local_path`` rather than ``OUT/<trial>``, and its ``_handle_result`` silently drops values
+that fail ``_is_allowed_type``, i.e. our per-game list metrics. ``setup_wandb`` does run inside the
+trial, but it imports Ray/Tune/pyarrow, takes id, name and group from the Ray Train session
+(``get_session()``, absent under ``pbrl run``), sets ``WANDB_START_METHOD=fork``, and its
+``_set_api_key`` raises ``ValueError`` when online has no key, with no reachability check or offline
+fallback. So both entry points call ``open_wandb`` from ``run_trial`` instead: the same code, ids and
+folders whether a trial runs under ``pbrl run`` or in a Tune trial process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import netrc
 import os
 import re
+import secrets
+import socket
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.metrics import scalar_metrics
 
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+SYNC_HINT = "`wandb sync OUT/*/wandb/offline-run-*` uploads the runs later"
+_ID_STEM = 40  # chars of the trial name kept in a run id (+ "-" + 12 hex: 53 <= 64)
 
-def wandb_mode(setting: str) -> tuple[str, str | None]:
-    """Return (mode, note) for the config value ``logging.wandb`` and the environment.
 
-    ``note`` is a one-line explanation when the mode differs from what was asked for.
+def new_launch_id() -> str:
+    """Return a fresh launch id (12 random hex digits): one per ``pbrl run`` / ``pbrl sweep`` launch."""
+    return secrets.token_hex(6)
+
+
+def run_id(launch_id: str, trial: str) -> str:
+    """Return the W&B run id of one launch of a trial: ``<trial name stem>-<12 hex>``.
+
+    The same (launch, trial) gives the same id, so a retried or resumed trial continues its own run;
+    another launch or another trial gives another id. Only ``[A-Za-z0-9_-]``, at most 53 characters.
     """
+    digest = hashlib.blake2b(f"{launch_id}\0{trial}".encode(), digest_size=6).hexdigest()
+    stem = re.sub(r"[^A-Za-z0-9_-]", "-", trial)[:_ID_STEM] or "trial"
+    return f"{stem}-{digest}"
+
+
+def _requested_mode(setting: str) -> str:
+    """The mode asked for by ``logging.wandb`` and ``WANDB_MODE`` (disabled > online > offline)."""
     env = os.environ.get("WANDB_MODE", "").strip().lower()
     if setting == "disabled" or env in ("disabled", "dryrun-disabled"):
-        return "disabled", None
-    if setting == "online" or env == "online":
-        if os.environ.get("WANDB_API_KEY"):
-            return "online", None
-        return "offline", "W&B online was asked for but WANDB_API_KEY is not set; logging offline"
-    return "offline", None
+        return "disabled"
+    if setting == "online" or env in ("online", "run"):
+        return "online"
+    return "offline"
 
 
-def run_id(group: str, trial: str) -> str:
-    """Return a stable W&B run id for (sweep, trial): retries of a trial resume the same run."""
-    digest = hashlib.blake2b(f"{group}/{trial}".encode(), digest_size=6).hexdigest()
-    stem = re.sub(r"[^A-Za-z0-9_-]", "-", trial)[:40]
-    return f"{stem}-{digest}"
+def _base_url() -> str:
+    url = os.environ.get("WANDB_BASE_URL", "").strip().rstrip("/") or DEFAULT_BASE_URL
+    return url if "://" in url else f"https://{url}"
+
+
+def _netrc_path() -> Path:
+    if path := os.environ.get("NETRC"):
+        return Path(path).expanduser()
+    unix = Path("~/.netrc").expanduser()
+    windows = Path("~/_netrc").expanduser()
+    return windows if not unix.exists() and windows.exists() else unix
+
+
+def _has_api_key(base_url: str) -> bool:
+    """Whether ``WANDB_API_KEY`` is set or netrc holds a key for the API host (the key is not read out)."""
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return True
+    parts = urlsplit(base_url)
+    try:
+        table = netrc.netrc(str(_netrc_path()))
+    except (OSError, netrc.NetrcParseError):
+        return False
+    for machine in dict.fromkeys((parts.netloc, parts.hostname)):
+        auth = table.authenticators(machine) if machine else None
+        if auth and auth[2]:
+            return True
+    return False
+
+
+def _reachable(base_url: str, timeout_s: float) -> str | None:
+    """None if a TCP connection to the URL's host:port opens within ``timeout_s``, else why not.
+
+    The connection (name lookup included, which ``socket`` cannot time out) runs in a daemon thread
+    that is waited for at most ``timeout_s``.
+    """
+    parts = urlsplit(base_url)
+    host = parts.hostname
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"bad port in {base_url}"
+    if not host:
+        return f"no host in {base_url}"
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                outcome.append(None)
+        except OSError as e:
+            outcome.append(f"{type(e).__name__}: {e.strerror or e}")
+
+    thread = threading.Thread(target=probe, name="wandb-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        return f"no answer within {timeout_s:g} s"
+    return outcome[0]
+
+
+def decide_mode(setting: str, *, timeout_s: float = 3.0) -> tuple[str, str | None]:
+    """Return (mode, note) for a whole sweep: ``logging.wandb``, ``WANDB_MODE``, key and network.
+
+    ``disabled`` and ``offline`` are returned as asked. ``online`` needs an API key
+    (``WANDB_API_KEY``, or a netrc entry for the API host, as ``wandb login`` writes it) and a
+    ``WANDB_BASE_URL`` host (default api.wandb.ai:443) that accepts a TCP connection within
+    ``timeout_s``; otherwise the mode is ``offline`` and ``note`` says why in one line. Returns within
+    about ``timeout_s`` seconds even without any network.
+    """
+    mode = _requested_mode(setting)
+    if mode != "online":
+        return mode, None
+    url = _base_url()
+    if not _has_api_key(url):
+        return "offline", (
+            "W&B online was asked for but there is no API key (WANDB_API_KEY, or `wandb login` for "
+            f"{urlsplit(url).netloc}); logging offline, {SYNC_HINT}"
+        )
+    why = _reachable(url, timeout_s)
+    if why is not None:
+        return "offline", (
+            f"W&B online was asked for but {url} is not reachable ({why}); logging offline, "
+            f"{SYNC_HINT}"
+        )
+    return "online", None
 
 
 def _scalars(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,43 +200,72 @@ class WandbSink:
             print(f"    W&B finish failed ({type(e).__name__}: {e})", flush=True)
 
 
-def open_wandb(spec: TrialSpec, trial_dir: Path, *, group: str | None = None) -> WandbSink | None:
-    """Start the W&B run of a trial, or return None (disabled, or W&B failed: one line says so)."""
+def _could_not_start(e: Exception, what: str) -> str:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"    W&B could not start ({type(e).__name__}: {first}); {what}"
+
+
+def open_wandb(
+    spec: TrialSpec,
+    trial_dir: Path,
+    *,
+    group: str | None = None,
+    launch_id: str,
+    mode: str | None = None,
+) -> WandbSink | None:
+    """Start the W&B run of one launch of a trial, or return None (disabled, or W&B failed).
+
+    ``mode`` is the sweep's ``decide_mode`` result, decided once by the driver; without it the trial
+    decides itself (and prints the note). The run id is ``run_id(launch_id, spec.name)``, the run's
+    files go to ``trial_dir/wandb``. Never raises for W&B's sake: a failed start prints one line (an
+    online one is retried offline first).
+    """
     logging_cfg = spec.cfg.logging
-    mode, note = wandb_mode(str(logging_cfg.wandb))
+    if mode is None:
+        mode, note = decide_mode(str(logging_cfg.wandb))
+        if note:
+            print(f"    {note}", flush=True)
+    if mode not in ("online", "offline", "disabled"):
+        raise ValueError(f"W&B mode must be online, offline or disabled, not {mode!r}")
     if mode == "disabled":
         return None
-    if note:
-        print(f"    {note}", flush=True)
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
     group = group or spec.cfg.exp
     problem = getattr(spec.cfg.problem, "name", "problem")
+    local_only = f"trial {spec.name} goes on with local logs only"
     try:
         import wandb
 
         trial_dir.mkdir(parents=True, exist_ok=True)
-        run = wandb.init(
-            project=logging_cfg.project,
-            group=group,
-            name=spec.name,
-            tags=[str(spec.cfg.method.name), str(problem)],
-            config=spec.container,
-            dir=str(trial_dir),
-            mode=mode,
-            id=run_id(group, spec.name),
-            resume="allow",
-            reinit="create_new",
-            settings=wandb.Settings(quiet=True, silent=True, console="off", x_disable_stats=True),
-        )
+        settings = wandb.Settings(quiet=True, silent=True, console="off", x_disable_stats=True)
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else ""
-        print(
-            f"    W&B could not start ({type(e).__name__}: {first}); trial {spec.name} goes on "
-            "with local logs only",
-            flush=True,
-        )
+        print(_could_not_start(e, local_only), flush=True)
         return None
+    kwargs: dict[str, Any] = dict(
+        project=logging_cfg.project,
+        group=group,
+        name=spec.name,
+        tags=[str(spec.cfg.method.name), str(problem)],
+        config=spec.container,
+        dir=str(trial_dir),
+        id=run_id(launch_id, spec.name),
+        resume="allow",
+        reinit="create_new",
+        settings=settings,
+    )
+    try:
+        run = wandb.init(mode=mode, **kwargs)
+    except Exception as e:
+        if mode != "online":
+            print(_could_not_start(e, local_only), flush=True)
+            return None
+        print(_could_not_start(e, f"trial {spec.name} logs offline, {SYNC_HINT}"), flush=True)
+        try:
+            run = wandb.init(mode="offline", **kwargs)
+        except Exception as e2:
+            print(_could_not_start(e2, local_only), flush=True)
+            return None
     return WandbSink(run)
 
 

@@ -1,6 +1,22 @@
-"""Turn a results folder into tidy tables, cross-seed statistics and paper-style figures."""
+"""Turn a results folder into tidy tables, cross-seed statistics and paper-style figures.
 
-from pbrl_dist.report.figures import FIGURES, draw_figures
-from pbrl_dist.report.tables import final_summary, format_table, load_results
+Final statistics and mean curves use complete trials only (``status`` from ``load_results``).
+"""
 
-__all__ = ["FIGURES", "draw_figures", "final_summary", "format_table", "load_results"]
+from pbrl_dist.report.figures import FIGURES, draw_figures, mean_curve
+from pbrl_dist.report.tables import (
+    final_summary,
+    format_table,
+    left_out_message,
+    load_results,
+)
+
+__all__ = [
+    "FIGURES",
+    "draw_figures",
+    "final_summary",
+    "format_table",
+    "left_out_message",
+    "load_results",
+    "mean_curve",
+]

@@ -5,42 +5,77 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 
-def _report_axes(out: Path, trials: Any) -> tuple[str, ...]:
-    """Grid axes of the sweep in ``out`` that name configurations (not seeds, not game instances)."""
+from pbrl_dist.config.loader import ConfigError
+
+INSTANCE_AXES = ("seed", "problem.game")
+"""Sweep axes the report averages over (seeds and game instances) rather than giving their own rows."""
+
+
+def sweep_axes(out: Path) -> list[str]:
+    """The axes of the sweep recorded in ``out/sweep.yaml``: the grid's keys, then the search's."""
     rec_path = out / "sweep.yaml"
     if not rec_path.exists():
-        return ()
+        return []
     import yaml
 
-    grid = ((yaml.safe_load(rec_path.read_text(encoding="utf-8")) or {}).get("sweep") or {}).get(
-        "grid"
-    )
-    keys = [k for k in (grid or {}) if k not in ("seed", "problem.game") and k in trials.columns]
-    return tuple(keys)
+    rec = yaml.safe_load(rec_path.read_text(encoding="utf-8")) or {}
+    block = rec.get("sweep") or {}
+    return list(dict.fromkeys([*(block.get("grid") or {}), *(block.get("search") or {})]))
+
+
+def _report_axes(out: Path, trials: Any) -> tuple[str, ...]:
+    """Grid and search axes of the sweep in ``out`` that name configurations (not seeds, not games).
+
+    A ``search:`` axis gives one row per sampled value, like a grid axis gives one per listed value.
+    """
+    return tuple(k for k in sweep_axes(out) if k not in INSTANCE_AXES and k in trials.columns)
+
+
+def config_labels(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:
+    """Figure labels: the method name, then ``axis=value`` per report axis (e.g. ``pbrl lr_x=0.1``)."""
+    from pbrl_dist.report.tables import short
+
+    label = frame["method.name"].astype(str)
+    for k in by[1:]:
+        label = label + f" {k.split('.')[-1]}=" + frame[k].map(short)
+    return label
 
 
 def report_folder(out: Path) -> None:
-    """`pbrl report DIR`: print the cross-seed table, write summary.csv/parquet and the figures."""
+    """`pbrl report DIR`: print the cross-seed table, write summary.csv/parquet and the figures.
+
+    The final metrics use complete trials only; one line says how many trials were left out and why.
+    Raises ``ConfigError`` (and writes nothing) when no trial is complete.
+    """
     from pbrl_dist.report import draw_figures, final_summary, format_table, load_results
+    from pbrl_dist.report.tables import WHY, left_out, left_out_message
 
     curves, trials = load_results(out)
     if trials.empty:
-        print(f"no trial results under {out}")
-        return
+        raise ConfigError(
+            f"{out}: no trial results (no folder with config.yaml and metrics.jsonl); nothing to report"
+        )
+    if not trials["complete"].any():
+        why = ", ".join(f"{n} {WHY[s]}" for s, n in left_out(trials).items())
+        raise ConfigError(
+            f"{out}: none of the {len(trials)} trials is complete ({why}); nothing to report"
+            " (resume the sweep, or wait until a trial finishes)"
+        )
+    note = left_out_message(trials)
     by = ("method.name", *_report_axes(out, trials))
     summary = final_summary(trials, by=by)
     report_dir = out / "report"
     report_dir.mkdir(exist_ok=True)
     summary.to_csv(report_dir / "summary.csv", index=False)
     summary.to_parquet(report_dir / "summary.parquet", index=False)
-    print("\nfinal metrics over games and seeds: mean ± std (max)")
+    if note:
+        print(f"\n{note}")
+    print("\nfinal metrics of the complete trials over games and seeds: mean ± std (max)")
     print(format_table(summary, by=by))
     if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
-        label = curves["method.name"].astype(str)
-        for k in by[1:]:
-            label = label + f" {k.split('.')[-1]}=" + curves[k].astype(str)
-        curves = curves.assign(**{"method.name": label})
+        curves = curves.assign(**{"method.name": config_labels(curves, by)})
     for p in draw_figures(curves, out / "figures"):
         print(f"figure: {p}")
     print(f"summary: {report_dir / 'summary.csv'} (and summary.parquet)")

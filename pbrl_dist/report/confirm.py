@@ -1,15 +1,25 @@
-"""Pick the best configuration of a grid (``pbrl report --confirm-seeds``): pure pandas, no re-running.
+"""Pick each method's best hyperparameter setting (``pbrl report --confirm-seeds``): pure pandas.
 
-A configuration is a method plus the values of the sweep's non-seed grid (and search) axes; its score is
-the mean over seeds (and games, when ``problem.game`` is not an axis) of the trials' final ``metric``.
+The sweep's axes (grid and search keys) are of two kinds:
+
+* **hyperparameters**: axes under ``method.`` and ``dist.`` (``method.lam``, ``method.lr_x``, …). A
+  *setting* is one method with one value per hyperparameter axis;
+* **instances**: axes under ``problem.`` (``problem.game``, …) and the seeds. These are what a setting
+  is evaluated on; they are averaged over and never chosen.
+
+A setting's score is the mean final ``metric`` over all its complete trials (seeds × instances). The
+best setting is picked **within** each method: methods are not ranked against each other here (that is
+what the confirmation on fresh seeds is for), and a problem instance is never a "best configuration".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 DEFAULT_METRIC: dict[str, tuple[str, str]] = {
     "stackelberg": ("upper/leader_return", "max"),
@@ -18,6 +28,11 @@ DEFAULT_METRIC: dict[str, tuple[str, str]] = {
 }
 """(metric, mode) used when ``--metric`` is not given, by ``problem.name``."""
 
+HYPER_PREFIXES = ("method.", "dist.")
+"""Sweep axes under these are hyperparameters (chosen per method)."""
+INSTANCE_PREFIXES = ("problem.",)
+"""Sweep axes under these are problem instances (averaged over, re-run on every value)."""
+
 
 def default_metric(trials: pd.DataFrame) -> tuple[str, str] | None:
     """Return the problem's default (metric, mode), or None if unknown or mixed."""
@@ -25,14 +40,37 @@ def default_metric(trials: pd.DataFrame) -> tuple[str, str] | None:
     return DEFAULT_METRIC.get(next(iter(names))) if len(names) == 1 else None
 
 
-def config_keys(trials: pd.DataFrame, axes: list[str]) -> list[str]:
-    """Group-by columns of a configuration: ``method.name`` and the non-seed sweep axes present."""
-    keys = ["method.name"] + [a for a in axes if a != "seed" and a in trials.columns]
-    return list(dict.fromkeys(keys))
+def split_axes(axes: Sequence[str], columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Return (hyperparameter axes, instance axes) among the sweep ``axes`` present in ``columns``.
+
+    ``seed``, ``method.name`` and axes under other sections (``logging.``) are neither.
+    """
+    cols = set(columns)
+    axes = [a for a in dict.fromkeys(axes) if a in cols and a not in ("seed", "method.name")]
+    hyper = [a for a in axes if a.startswith(HYPER_PREFIXES)]
+    instances = [a for a in axes if a.startswith(INSTANCE_PREFIXES)]
+    return hyper, instances
 
 
-def rank_configs(trials: pd.DataFrame, keys: list[str], metric: str, mode: str) -> pd.DataFrame:
-    """Return one row per configuration (``keys``, n, mean, seeds), best first."""
+def config_keys(trials: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+    """Group-by columns of a setting: ``method.name`` and the hyperparameter axes present."""
+    hyper, _ = split_axes(axes, list(trials.columns))
+    return ["method.name", *hyper]
+
+
+def rank_configs(
+    trials: pd.DataFrame,
+    keys: Sequence[str],
+    metric: str,
+    mode: str,
+    *,
+    instances: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Return one row per setting (``keys``, n, mean, trials, seeds, instances), best first.
+
+    Every column not in ``keys`` (seeds, the ``instances`` axes) is averaged over.
+    """
+    keys = list(keys)
     if metric not in trials.columns:
         allowed = ", ".join(c for c in trials.columns if "/" in c)
         raise KeyError(f"--metric {metric}: not in the results; available: {allowed}")
@@ -41,9 +79,11 @@ def rank_configs(trials: pd.DataFrame, keys: list[str], metric: str, mode: str) 
     rows: list[dict[str, Any]] = []
     for key, grp in trials.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        vals = grp[metric].dropna().to_numpy(dtype=float)
-        if len(vals) == 0:
+        grp = grp.dropna(subset=[metric])
+        if grp.empty:
             continue
+        vals = grp[metric].to_numpy(dtype=float)
+        inst = list(instances)
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
@@ -51,6 +91,11 @@ def rank_configs(trials: pd.DataFrame, keys: list[str], metric: str, mode: str) 
                 "mean": float(vals.mean()),
                 "trials": list(grp["trial"]),
                 "seeds": sorted({int(s) for s in grp["seed"]}) if "seed" in grp else [],
+                "instances": (
+                    [dict(zip(inst, t, strict=True)) for t in unique_rows(grp, inst)]
+                    if inst
+                    else []
+                ),
             }
         )
     ranked = pd.DataFrame(rows)
@@ -61,13 +106,41 @@ def rank_configs(trials: pd.DataFrame, keys: list[str], metric: str, mode: str) 
     )
 
 
+def best_per_method(ranked: pd.DataFrame) -> pd.DataFrame:
+    """Return the best setting of every method (rows of ``rank_configs``), with ``compared``: how many
+    settings of that method were ranked. Methods come in the order of their best score."""
+    if ranked.empty:
+        return ranked
+    counts = ranked.groupby("method.name", sort=False, dropna=False).size()
+    best = ranked.groupby("method.name", sort=False, dropna=False).head(1).reset_index(drop=True)
+    return best.assign(compared=[int(counts[m]) for m in best["method.name"]])
+
+
+def unique_rows(frame: pd.DataFrame, cols: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Distinct value tuples of ``cols`` (plain Python values), sorted where they compare, else in
+    order of first appearance; none without columns."""
+    if not cols:
+        return []
+    seen: dict[tuple[Any, ...], None] = {}
+    for row in frame[list(cols)].itertuples(index=False, name=None):
+        seen.setdefault(tuple(_plain(v) for v in row), None)
+    try:
+        return sorted(seen)
+    except TypeError:
+        return list(seen)
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
 def fresh_seeds(used: set[int], n: int) -> list[int]:
     """Return ``n`` seeds above every used one."""
     start = max(used, default=-1) + 1
     return list(range(start, start + n))
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+def mean_ci(values: ArrayLike) -> tuple[float, float, float]:
     """Return (mean, 95% bootstrap CI low, high)."""
     from pbrl_dist.report.tables import bootstrap_ci
 

@@ -1,28 +1,89 @@
-"""Paper-style figures: mean ± band over games/seeds against iteration, one line per method."""
+"""Paper-style figures: mean ± band over games/seeds against iteration, one line per method.
+
+Which trials a curve shows (``status`` from ``load_results``):
+
+* the mean line and its ± std band average **complete trials only**, so every point of a mean curve
+  averages the same population (a trial that stopped at iteration 220 would otherwise leave the mean
+  after 220, and ASHA's survivors alone would make the curve jump up after each rung);
+* trials a scheduler **stopped** early (ASHA) are drawn one by one as thin dotted lines in their
+  method's colour, up to where they were stopped, and never enter a mean;
+* **incomplete** trials (interrupted, running, crashed) are left out of the figures.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+
+from pbrl_dist.report.tables import complete_only
+
+
+def stopped_only(curves: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the trials a scheduler stopped early (none in a frame without ``status``)."""
+    if "status" not in curves.columns:
+        return curves.iloc[0:0]
+    return curves[curves["status"] == "stopped"]
+
+
+def mean_curve(curves: pd.DataFrame, metric: str, x: str = "iter") -> pd.DataFrame:
+    """Return ``x, mean, std, count`` of ``metric`` over the **complete** trials of ``curves``.
+
+    Stopped and incomplete trials never enter the mean; rows without ``metric`` are dropped.
+    """
+    done = complete_only(curves)
+    if metric not in done.columns or x not in done.columns:
+        return pd.DataFrame(columns=[x, "mean", "std", "count"])
+    done = done.dropna(subset=[metric])
+    stats = done.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
+    stats["std"] = stats["std"].fillna(0.0)
+    return stats
+
+
+def _stopped_lines(
+    ax: plt.Axes, curves: pd.DataFrame, metric: str, x: str, method: str, color: Any
+) -> None:
+    """Draw every stopped trial of one method as a thin dotted line (no mean, no band)."""
+    stopped = stopped_only(curves)
+    if metric not in stopped.columns:
+        return
+    stopped = stopped.dropna(subset=[metric])
+    n = stopped["trial"].nunique() if "trial" in stopped.columns else 0
+    for i, (_, tr) in enumerate(stopped.groupby("trial", sort=False)):
+        tr = tr.sort_values(x)
+        (line,) = ax.plot(
+            tr[x],
+            tr[metric],
+            color=color,
+            lw=0.8,
+            ls=":",
+            alpha=0.7,
+            label=f"{method} stopped early (n={n})" if i == 0 else None,
+        )
+        color = line.get_color()
 
 
 def _panel(ax: plt.Axes, curves: pd.DataFrame, metric: str, *, log: bool, title: str) -> None:
     for method, grp in curves.groupby("method.name", sort=False):
-        stats = grp.groupby("iter")[metric].agg(["mean", "std", "count"]).reset_index()
-        std = stats["std"].fillna(0.0)
-        (line,) = ax.plot(
-            stats["iter"], stats["mean"], label=f"{method} (n={int(stats['count'].max())})"
-        )
-        lo = stats["mean"] - std
-        if log:
-            lo = lo.clip(lower=stats["mean"] * 0.1)
-        ax.fill_between(stats["iter"], lo, stats["mean"] + std, color=line.get_color(), alpha=0.2)
+        stats = mean_curve(grp, metric)
+        color: Any = None
+        if not stats.empty:
+            (line,) = ax.plot(
+                stats["iter"], stats["mean"], label=f"{method} (n={int(stats['count'].max())})"
+            )
+            color = line.get_color()
+            lo = stats["mean"] - stats["std"]
+            if log:
+                lo = lo.clip(lower=stats["mean"] * 0.1)
+            ax.fill_between(stats["iter"], lo, stats["mean"] + stats["std"], color=color, alpha=0.2)
+        _stopped_lines(ax, grp, metric, "iter", str(method), color)
     ax.set_xlabel("outer iteration")
     ax.set_title(title)
     if log:
@@ -30,12 +91,17 @@ def _panel(ax: plt.Axes, curves: pd.DataFrame, metric: str, *, log: bool, title:
     ax.grid(alpha=0.3)
 
 
+def _legend(ax: plt.Axes, loc: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=loc)
+
+
 def fig1_stackelberg(curves: pd.DataFrame, path: Path) -> Path:
     """Figure 1: leader return (left) and follower optimality gap (right) against iteration."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     _panel(axes[0], curves, "upper/leader_return", log=False, title="Leader return Σρ·V_l (exact)")
     _panel(axes[1], curves, "lower/gap", log=True, title="Follower gap Σρ·(V*_f − V_f) (exact)")
-    axes[0].legend(loc="lower right")
+    _legend(axes[0], "lower right")
     fig.suptitle("Stackelberg Markov game: mean ± std over games and seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -52,12 +118,13 @@ def fig3_incentive(curves: pd.DataFrame, path: Path) -> Path:
         axes[0], learners, "upper/designer_return", log=False, title="Designer return V^d (exact)"
     )
     _panel(axes[1], learners, "lower/ni_gap", log=True, title="NI gap ψ of the players (exact)")
+    start = complete_only(start)
     if not start.empty:
         level = start.groupby("trial")["upper/designer_return"].last().mean()
         axes[0].axhline(
             level, color="green", ls="--", label=f"start line (no incentive) {level:.3f}"
         )
-    axes[0].legend(loc="lower right")
+    _legend(axes[0], "lower right")
     fig.suptitle(
         "Incentive design over a zero-sum Markov game: mean ± std over instances and seeds"
     )
@@ -81,10 +148,18 @@ def shaping(curves: pd.DataFrame, path: Path) -> Path:
         log=False,
         title="Fresh PG on learned shaped reward",
     )
-    sparse = curves["upper/retrain_sparse_return"].mean()
-    axes[2].axhline(sparse, color="gray", ls="--", label=f"fresh PG on sparse reward {sparse:.2f}")
-    axes[0].legend(loc="lower right")
-    axes[2].legend(loc="center right")
+    done = complete_only(curves)
+    sparse = (
+        done["upper/retrain_sparse_return"].mean()
+        if "upper/retrain_sparse_return" in done
+        else float("nan")
+    )
+    if np.isfinite(sparse):
+        axes[2].axhline(
+            sparse, color="gray", ls="--", label=f"fresh PG on sparse reward {sparse:.2f}"
+        )
+    _legend(axes[0], "lower right")
+    _legend(axes[2], "center right")
     fig.suptitle("Reward shaping on a sparse chain: mean ± std over instances and seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -109,26 +184,28 @@ def _method_colors(curves: pd.DataFrame) -> dict[str, str]:
 def _frames_panel(
     ax: plt.Axes, curves: pd.DataFrame, metric: str, *, title: str, colors: dict[str, str]
 ) -> None:
-    """Mean ± std over seeds of ``metric`` against ``perf/env_frames``, one line per method (RLHF)."""
+    """Mean ± std over the complete seeds of ``metric`` against ``perf/env_frames``, one line per
+    method (RLHF); stopped trials thin and dotted."""
+    x = "perf/env_frames"
     for method, grp in curves.groupby("method.name", sort=False):
         if metric not in grp or grp[metric].isna().all():
             continue
-        stats = grp.groupby("perf/env_frames")[metric].agg(["mean", "std", "count"]).reset_index()
-        stats = stats.dropna(subset=["mean"])
-        std = stats["std"].fillna(0.0)
-        (line,) = ax.plot(
-            stats["perf/env_frames"],
-            stats["mean"],
-            color=colors[str(method)],
-            label=f"{method} (n={int(stats['count'].max())})",
-        )
-        ax.fill_between(
-            stats["perf/env_frames"],
-            stats["mean"] - std,
-            stats["mean"] + std,
-            color=line.get_color(),
-            alpha=0.2,
-        )
+        stats = mean_curve(grp, metric, x=x)
+        if not stats.empty:
+            ax.plot(
+                stats[x],
+                stats["mean"],
+                color=colors[str(method)],
+                label=f"{method} (n={int(stats['count'].max())})",
+            )
+            ax.fill_between(
+                stats[x],
+                stats["mean"] - stats["std"],
+                stats["mean"] + stats["std"],
+                color=colors[str(method)],
+                alpha=0.2,
+            )
+        _stopped_lines(ax, grp, metric, x, str(method), colors[str(method)])
     ax.set_xlabel("env frames")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -160,8 +237,7 @@ def toy_rlhf(curves: pd.DataFrame, path: Path) -> Path:
     _frames_panel(
         axes[1], curves, "rm/accuracy", title="Reward model: accuracy on fresh pairs", colors=colors
     )
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(loc="lower right")
+    _legend(axes[0], "lower right")
     fig.suptitle("RLHF on the moving-target gridworld: mean ± std over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -174,9 +250,16 @@ FIGURES["toy_rlhf"] = ("rlhf_toy.png", toy_rlhf)
 
 
 def draw_figures(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Draw the figure of every problem present in ``curves`` into ``out_dir``."""
+    """Draw the figure of every problem present in ``curves`` into ``out_dir``.
+
+    Incomplete trials are dropped here; the panels average complete trials and draw stopped ones thin.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path] = []
+    if "status" in curves.columns:
+        curves = curves[curves["status"] != "incomplete"]
+    if curves.empty:
+        return paths
     for problem, grp in curves.groupby("problem.name"):
         if problem in FIGURES:
             fname, fn = FIGURES[problem]

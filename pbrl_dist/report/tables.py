@@ -1,14 +1,27 @@
-"""Load per-trial results into pandas and aggregate final metrics across games and seeds."""
+"""Load per-trial results into pandas and aggregate final metrics across games and seeds.
+
+Every trial has a ``status``: ``complete`` (it wrote ``result.json``), ``stopped`` (a scheduler such as
+ASHA stopped it early: ``stopped.json``) or ``incomplete`` (neither: interrupted, still running, or
+crashed). Final-metric statistics use complete trials only: the last row of a half-run trial is not a
+final result, and averaging it with finished ones mixes iteration 220 with iteration 2000.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
+
+STATUSES = ("complete", "stopped", "incomplete")
+"""Values of the ``status`` column of ``load_results``."""
+
+WHY = {"incomplete": "incomplete", "stopped": "stopped by the scheduler"}
+"""How the report words each status it leaves out."""
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -33,11 +46,37 @@ SKIP_DIRS = frozenset({"_tune", "wandb", "confirm", "report", "figures"})
 ``--confirm-seeds`` re-runs, report output)."""
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:  # half-written by a killed process: as if absent
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def trial_status(trial_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """Return (status, the parsed ``result.json`` or None) of one trial folder.
+
+    ``result.json`` wins over ``stopped.json`` (a resumed trial that then finished); a ``result.json``
+    without a ``status`` key (older folders) means complete.
+    """
+    res = _read_json(trial_dir / "result.json")
+    if res is not None:
+        status = str(res.get("status", "complete"))
+        return (status if status in STATUSES else "incomplete"), res
+    if _read_json(trial_dir / "stopped.json") is not None:
+        return "stopped", None
+    return "incomplete", None
+
+
 def load_results(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (curves, trials): one row per logged iteration, and one row per trial with its config.
 
     Every folder holding a ``config.yaml`` and a ``metrics.jsonl`` counts as a trial, except those under
-    ``SKIP_DIRS``.
+    ``SKIP_DIRS``. Both frames carry ``status`` (one of ``STATUSES``); ``trials`` also has the bool
+    ``complete``. The final metrics of a trial that is not complete are its last logged row.
     """
     curve_rows: list[dict[str, Any]] = []
     trial_rows: list[dict[str, Any]] = []
@@ -48,19 +87,48 @@ def load_results(results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         mpath = tdir / "metrics.jsonl"
         if not mpath.exists():
             continue
-        cfg = _flatten(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
-        info = {"trial": tdir.name, **cfg}
-        rows = [json.loads(line) for line in mpath.read_text(encoding="utf-8").splitlines() if line]
+        cfg = _flatten(yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {})
+        status, res = trial_status(tdir)
+        info = {"trial": tdir.name, **cfg, "status": status}
+        rows = []
+        for line in mpath.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # the last line of a killed trial may be cut short
+                continue
         for r in rows:
             curve_rows.append({**info, **{k: _scalar(v) for k, v in r.items()}})
-        res_path = tdir / "result.json"
-        done = res_path.exists()
-        final = json.loads(res_path.read_text())["final"] if done else (rows[-1] if rows else {})
-        wall = json.loads(res_path.read_text()).get("wall_s") if done else None
+        done = status == "complete" and res is not None
+        final = res.get("final", {}) if done and res else (rows[-1] if rows else {})
+        wall = res.get("wall_s") if done and res else None
         trial_rows.append(
             {**info, "complete": done, "wall_s": wall, **{k: _scalar(v) for k, v in final.items()}}
         )
     return pd.DataFrame(curve_rows), pd.DataFrame(trial_rows)
+
+
+def complete_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of complete trials (all rows of a frame without a ``status`` column)."""
+    if "status" not in frame.columns:
+        return frame
+    return frame[frame["status"] == "complete"]
+
+
+def left_out(trials: pd.DataFrame) -> dict[str, int]:
+    """Return {status: count} of the trials that final statistics leave out (not complete)."""
+    if "status" not in trials.columns:
+        return {}
+    counts = trials["status"].value_counts()
+    return {s: int(counts[s]) for s in ("incomplete", "stopped") if s in counts}
+
+
+def left_out_message(trials: pd.DataFrame) -> str | None:
+    """One line such as ``left out 3 of 12 trials: 2 incomplete, 1 stopped by the scheduler``."""
+    counts = left_out(trials)
+    if not counts:
+        return None
+    why = ", ".join(f"{n} {WHY[s]}" for s, n in counts.items())
+    return f"left out {sum(counts.values())} of {len(trials)} trials: {why}"
 
 
 def iqm(x: np.ndarray) -> float:
@@ -89,12 +157,17 @@ def metric_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in trials.columns if "/" in c and not c.startswith("perf/")]
 
 
-def final_summary(trials: pd.DataFrame, by: tuple[str, ...] = ("method.name",)) -> pd.DataFrame:
-    """Aggregate final metrics per group: n, mean, std, IQM, bootstrap 95% CI, min, max."""
-    rows = []
-    for key, grp in trials.groupby(list(by), sort=False):
+def final_summary(trials: pd.DataFrame, by: Sequence[str] = ("method.name",)) -> pd.DataFrame:
+    """Aggregate final metrics of the complete trials per group: n, mean, std, IQM, bootstrap 95% CI,
+    min, max. Trials that are stopped or incomplete are left out (see ``left_out_message``)."""
+    by = list(by)
+    done = complete_only(trials)
+    rows: list[dict[str, Any]] = []
+    if done.empty:
+        return pd.DataFrame(rows)
+    for key, grp in done.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        for m in metric_columns(trials):
+        for m in metric_columns(done):
             vals = grp[m].dropna().to_numpy(dtype=float)
             if len(vals) == 0:
                 continue
@@ -116,16 +189,24 @@ def final_summary(trials: pd.DataFrame, by: tuple[str, ...] = ("method.name",)) 
     return pd.DataFrame(rows)
 
 
-def format_table(summary: pd.DataFrame, by: tuple[str, ...] = ("method.name",)) -> str:
+def short(v: Any) -> str:
+    """A table or label cell: floats to 4 significant digits (sampled search values are long)."""
+    if isinstance(v, float | np.floating) and not float(v).is_integer():
+        return f"{float(v):.4g}"
+    return str(v)
+
+
+def format_table(summary: pd.DataFrame, by: Sequence[str] = ("method.name",)) -> str:
     """Return a plain-text table: one row per group, `mean ± std [max]` per metric."""
     if summary.empty:
         return "(no results)"
+    by = list(by)
     metrics = list(dict.fromkeys(summary["metric"]))
     header = [*(b.split(".")[-1] for b in by), "n", *metrics]
     lines = [header]
-    for key, grp in summary.groupby(list(by), sort=False):
+    for key, grp in summary.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        cells = [str(k) for k in key] + [str(int(grp["n"].max()))]
+        cells = [short(k) for k in key] + [str(int(grp["n"].max()))]
         for m in metrics:
             r = grp[grp["metric"] == m]
             cells.append(

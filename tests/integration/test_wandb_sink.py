@@ -1,4 +1,7 @@
-"""W&B: one run per trial (group/name/tags/config/dir), offline by default, never fatal."""
+"""W&B through ``pbrl run``: one run per trial (group/name/tags/config/dir), offline, never fatal.
+
+Ids, the sweep's mode decision and offline files of ``open_wandb`` itself: tests/unit/launch/.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 import pytest
 
 from pbrl_dist.cli import main
-from pbrl_dist.launch import wandb_sink
 
 wandb = pytest.importorskip("wandb")
 
@@ -97,20 +99,6 @@ def test_one_run_per_trial_with_group_tags_config_in_the_trial_folder(
     assert "upper/leader_return" in runs[0].logged[-1][1]
 
 
-def test_mode_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WANDB_MODE")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert wandb_sink.wandb_mode("offline") == ("offline", None)
-    mode, note = wandb_sink.wandb_mode("online")
-    assert mode == "offline" and "WANDB_API_KEY" in note
-    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert wandb_sink.wandb_mode("online") == ("online", None)
-    monkeypatch.setenv("WANDB_MODE", "online")
-    assert wandb_sink.wandb_mode("offline") == ("online", None)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert wandb_sink.wandb_mode("online") == ("disabled", None)
-
-
 def test_real_offline_run_lands_in_the_trial_folder(
     tiny_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,3 +109,21 @@ def test_real_offline_run_lands_in_the_trial_folder(
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
     # The report ignores W&B's own files (wandb/.../files/config.yaml).
     assert main(["report", str(out)]) == 0
+
+
+def test_two_launches_of_the_same_sweep_get_different_run_ids(
+    tiny_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WANDB_MODE")
+    ids: list[str] = []
+
+    def fake_init(**kwargs: Any) -> FakeRun:
+        ids.append(kwargs["id"])
+        return FakeRun(kwargs)
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    for out in ("a", "b"):
+        args = ["run", str(tiny_sweep), "--out", str(tmp_path / out), "logging.wandb=offline"]
+        assert main(args) == 0
+    assert len(ids) == 2 and ids[0] != ids[1]
+    assert all(i.startswith("pbrl_value__s0-") for i in ids)

@@ -1,0 +1,181 @@
+"""The results folder: pbrl's marker, a safe ``--overwrite``, and the provenance record ``sweep.yaml``.
+
+``--overwrite`` deletes only a folder that pbrl wrote: it carries ``MARKER``, it is not ``.``, the
+working directory, one of its parents, the home folder or a git checkout, and it holds nothing but
+pbrl's own entries (trial folders with a ``config.yaml``, ``sweep.yaml``, ``_tune``, ``report``,
+``figures``, ``confirm``). Anything else is the user's, and the folder is left alone with one message
+naming what is in the way.
+
+``sweep.yaml`` records what ran and how: the source file, the resolved ``sweep:`` block, the trial
+names, the exact command, the overrides, ``--smoke``, the launch id (W&B run ids derive from it and
+survive ``--resume``), the git commit of the working directory (if any), the package versions, host
+and time.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pbrl_dist.config.loader import ConfigError, Sweep
+
+MARKER = ".pbrl_results"
+RECORD = "sweep.yaml"
+OWN_ENTRIES = frozenset(
+    {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", ".lock"}
+)
+PACKAGES = ("pbrl_dist", "ray", "torch", "numpy", "omegaconf", "wandb", "gymnasium", "ale-py")
+
+
+def _foreign(out: Path) -> list[str]:
+    """Top-level entries of ``out`` that pbrl did not write."""
+    bad = []
+    for p in sorted(out.iterdir()):
+        if p.name in OWN_ENTRIES:
+            continue
+        if p.is_dir() and not p.is_symlink() and (p / "config.yaml").exists():
+            continue  # a trial folder
+        bad.append(p.name)
+    return bad
+
+
+def _protected(out: Path) -> str | None:
+    """Why ``out`` must never be deleted, or None."""
+    real = out.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd:
+        return "it is the working directory"
+    if real in cwd.parents:
+        return "it holds the working directory"
+    if real == Path.home().resolve() or real == Path(real.anchor):
+        return "it is the home folder or a file-system root"
+    if (real / ".git").exists():
+        return "it is a git checkout"
+    return None
+
+
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Raise ``ConfigError`` unless ``out`` may be used (missing, empty, or a pbrl folder with ``overwrite``).
+
+    Writes nothing.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"--out {out}: folder exists and is not empty; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    why = _protected(out)
+    if why is None and not (out / MARKER).exists():
+        why = f"pbrl did not write it (no {MARKER} marker)"
+    if why is None:
+        foreign = _foreign(out)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
+            why = f"it holds files pbrl did not write ({shown})"
+    if why is not None:
+        raise ConfigError(f"--out {out}: --overwrite refused: {why}; choose another --out")
+
+
+def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Create ``out`` with pbrl's marker; replace a pbrl folder only with ``overwrite`` (checked first)."""
+    check_out_dir(out, overwrite=overwrite)
+    if out.exists() and any(out.iterdir()):
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mark(out)
+
+
+def mark(out: Path) -> None:
+    """Write pbrl's marker into ``out`` (who and when)."""
+    (out / MARKER).write_text(
+        yaml.safe_dump({"written_by": "pbrl_dist", "user": _user(), "created": time.time()}),
+        encoding="utf-8",
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+def git_commit(where: Path) -> str | None:
+    """The git commit of ``where`` (with ``+dirty`` when the tree has changes), or None."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on (and Python's)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_record(sweep: Sweep, out: Path, **extra: Any) -> None:
+    """Write ``out/sweep.yaml``: what ran (source, sweep block, trials) and how (provenance, ``extra``)."""
+    record = {
+        "name": sweep.name,
+        "source": str(sweep.path),
+        "sweep": sweep.block,
+        "trials": [t.name for t in sweep.trials],
+        **extra,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "cwd": str(Path.cwd()),
+        "git_commit": git_commit(Path.cwd()),
+        "versions": versions(),
+        "host": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out / RECORD).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+
+
+def read_record(out: Path) -> dict[str, Any]:
+    """Return ``out/sweep.yaml`` (``ConfigError`` if it is missing or unreadable)."""
+    path = out / RECORD
+    if not path.exists():
+        raise ConfigError(f"--resume: {path} is missing; {out} was not written by pbrl run/sweep")
+    try:
+        rec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--resume: {path} is unreadable ({type(e).__name__})") from None
+    if not isinstance(rec, dict):
+        raise ConfigError(f"--resume: {path} is not a pbrl sweep record")
+    return rec

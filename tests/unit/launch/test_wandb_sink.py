@@ -1,0 +1,262 @@
+"""W&B sink: one run id per launch of a trial, the sweep's mode decision, offline runs on disk.
+
+No network: "reachable" is a listening socket on 127.0.0.1, "unreachable" a port just closed or a
+documentation address (192.0.2.1, never routed).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbrl_dist.config.loader import TrialSpec, load_sweep
+from pbrl_dist.launch import wandb_sink
+from pbrl_dist.launch.wandb_sink import decide_mode, new_launch_id, open_wandb, run_id
+
+TINY = """\
+name: tiny
+problem:
+  name: stackelberg
+  num_states: 4
+  num_leader_actions: 3
+  num_follower_actions: 3
+  sparsity: 0.5
+  gamma: 0.8
+  tau: 0.2
+method:
+  name: pbrl_value
+  algo: pbrl
+  penalty: value
+  estimator: exact
+  oracle: exact
+  lam: 20.0
+  lr_x: 0.1
+  lr_y: 0.1
+  num_iters: 40
+  log_every: 10
+  mc_batch: 32
+  mc_chunk: 16
+  mc_horizon: 8
+logging:
+  wandb: offline
+  progress_every_s: 1000
+sweep:
+  seeds: [0]
+"""
+
+ID_CHARS = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KEY = "k" * 40
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No W&B variables from the caller, and a netrc that does not exist (not the user's)."""
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A TCP server that accepts connections (the kernel's backlog answers; nothing is read)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> TrialSpec:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return load_sweep(path).trials[0]
+
+
+# ---- run ids -------------------------------------------------------------------------------------
+
+
+def test_run_id_is_the_same_for_the_same_launch_and_trial() -> None:
+    launch = new_launch_id()
+    assert run_id(launch, "pbrl_value__s0") == run_id(launch, "pbrl_value__s0")
+    assert run_id(launch, "pbrl_value__s0").startswith("pbrl_value__s0-")
+
+
+def test_run_id_differs_between_launches_and_between_trials() -> None:
+    a, b = new_launch_id(), new_launch_id()
+    assert a != b
+    assert run_id(a, "pbrl_value__s0") != run_id(b, "pbrl_value__s0")
+    assert run_id(a, "pbrl_value__s0") != run_id(a, "pbrl_value__s1")
+    # 16 experiments with the same sweep and trial names no longer share one id.
+    assert len({run_id(new_launch_id(), "pbrl_value__s0") for _ in range(16)}) == 16
+
+
+def test_launch_id_is_12_hex_and_run_id_keeps_the_wandb_charset() -> None:
+    assert re.fullmatch(r"[0-9a-f]{12}", new_launch_id())
+    for trial in ("pbrl_value__s0", "a b/c:d,lam=0.5", "λ" * 10, "x" * 300, ""):
+        rid = run_id("0123456789ab", trial)
+        assert ID_CHARS.fullmatch(rid), rid
+    long = run_id("0123456789ab", "x" * 300)
+    assert run_id("0123456789ab", "x" * 299) != long  # the hash covers the whole name
+
+
+# ---- decide_mode ---------------------------------------------------------------------------------
+
+
+def test_disabled_and_offline_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert decide_mode("disabled") == ("disabled", None)
+    assert decide_mode("offline") == ("offline", None)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert decide_mode("online") == ("disabled", None)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert decide_mode("offline") == ("offline", None)
+
+
+def test_online_without_a_key_is_offline_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    mode, note = decide_mode("online")
+    assert mode == "offline" and note is not None
+    assert "API key" in note and "wandb sync OUT/*/wandb/offline-run-*" in note
+    assert "\n" not in note
+    monkeypatch.setenv("WANDB_MODE", "online")  # the env var asks for online too
+    assert decide_mode("offline")[0] == "offline"
+
+
+def test_online_with_a_key_but_unreachable_api_is_offline_within_seconds(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port}")
+    t0 = time.perf_counter()
+    mode, note = decide_mode("online")
+    assert time.perf_counter() - t0 < 5.0
+    assert mode == "offline" and note is not None
+    assert f"127.0.0.1:{closed_port}" in note and "not reachable" in note
+    assert "wandb sync OUT/*/wandb/offline-run-*" in note and "\n" not in note
+    assert KEY not in note
+
+
+def test_a_silent_api_host_costs_at_most_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://192.0.2.1")  # TEST-NET-1: never answers
+    t0 = time.perf_counter()
+    mode, note = decide_mode("online", timeout_s=0.5)
+    assert time.perf_counter() - t0 < 3.0
+    assert mode == "offline" and note is not None and "192.0.2.1" in note
+
+
+@pytest.mark.parametrize("machine", ["netloc", "host"])
+def test_a_netrc_key_counts(
+    machine: str, listening_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `wandb login` writes "machine <host[:port]> login user password <key>" for the API host.
+    name = f"127.0.0.1:{listening_port}" if machine == "netloc" else "127.0.0.1"
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {name}\n  login user\n  password {KEY}\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{listening_port}")
+    assert decide_mode("online") == ("online", None)
+    # A key for another host does not count.
+    netrc.write_text(f"machine api.example.org login user password {KEY}\n", encoding="utf-8")
+    mode, note = decide_mode("online")
+    assert mode == "offline" and note is not None and "API key" in note and KEY not in note
+
+
+def test_online_with_env_key_and_reachable_api_is_online(
+    listening_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{listening_port}/")
+    assert decide_mode("online") == ("online", None)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert decide_mode("offline") == ("online", None)
+
+
+# ---- open_wandb ----------------------------------------------------------------------------------
+
+
+class FakeRun:
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs, self.logged, self.finished = kwargs, [], None
+        self.id = kwargs["id"]
+
+    def log(self, row: dict, step: int | None = None) -> None:
+        self.logged.append((step, row))
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.finished = exit_code
+
+
+def test_the_drivers_mode_overrides_the_trials_own(
+    spec: TrialSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wandb = pytest.importorskip("wandb")
+    calls: list[dict[str, Any]] = []
+
+    def fake_init(**kwargs: Any) -> FakeRun:
+        calls.append(kwargs)
+        return FakeRun(kwargs)
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    monkeypatch.setenv("WANDB_MODE", "online")  # would ask for online (and probe) on its own
+    sink = open_wandb(spec, tmp_path / "t", group="g", launch_id="0123456789ab", mode="offline")
+    assert sink is not None and len(calls) == 1
+    kw = calls[0]
+    assert kw["mode"] == "offline" and kw["resume"] == "allow" and kw["group"] == "g"
+    assert kw["id"] == run_id("0123456789ab", spec.name) and kw["dir"] == str(tmp_path / "t")
+    assert open_wandb(spec, tmp_path / "t", launch_id="x", mode="disabled") is None
+    with pytest.raises(ValueError, match="online, offline or disabled"):
+        open_wandb(spec, tmp_path / "t", launch_id="x", mode="dryrun")
+
+
+def test_a_failed_online_start_falls_back_to_offline(
+    spec: TrialSpec,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wandb = pytest.importorskip("wandb")
+    modes: list[str] = []
+
+    def flaky_init(**kwargs: Any) -> FakeRun:
+        modes.append(kwargs["mode"])
+        if kwargs["mode"] == "online":
+            raise TimeoutError("init timed out\nmore")
+        return FakeRun(kwargs)
+
+    monkeypatch.setattr(wandb, "init", flaky_init)
+    sink = open_wandb(spec, tmp_path / "t", launch_id="0123456789ab", mode="online")
+    assert sink is not None and modes == ["online", "offline"]
+    said = [x for x in capsys.readouterr().out.splitlines() if "W&B" in x]
+    assert len(said) == 1 and "TimeoutError: init timed out" in said[0] and "wandb sync" in said[0]
+
+
+def test_an_offline_run_leaves_a_folder_wandb_sync_uploads(spec: TrialSpec, tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    launch = new_launch_id()
+    trial_dir = tmp_path / spec.name
+    sink = open_wandb(spec, trial_dir, group="tiny", launch_id=launch, mode="offline")
+    assert sink is not None
+    try:
+        assert sink.run.id == run_id(launch, spec.name)
+        sink.log({"iter": 10, "upper/leader_return": 0.5, "per_game": [1.0, 3.0]})
+        sink.log({"iter": 20, "upper/leader_return": 0.75, "per_game": [2.0, 4.0]})
+    finally:
+        sink.close()
+        wandb_sink.teardown()
+    runs = list((trial_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and runs[0].name.endswith(run_id(launch, spec.name))
+    files = list(runs[0].glob("run-*.wandb"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
