@@ -2,16 +2,20 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+LOCK    := cluster/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench bench-rlhf clean
+.PHONY: demo test test-slow lint bench bench-rlhf constraints clean
 
-$(STAMP): pyproject.toml
+# Re-installs when the dependencies or their pins change (ray[tune,default]: the Jobs SDK and the
+# dashboard's job server that `pbrl submit` and `ray start --head` need).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the local CPU wheel, so nothing pulls CUDA builds from the registry.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# the same pins as every cluster node (cluster/Dockerfile, cluster/aws.yaml)
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,6 +49,9 @@ bench: $(STAMP)
 bench-rlhf: $(STAMP)   # end-to-end Atari training vs Stable-Baselines3 (benchmark-only extra)
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_rlhf.py
+
+constraints:   # re-pin $(LOCK) to what .venv has now (after installing changed dependencies)
+	$(PY) cluster/lock_constraints.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

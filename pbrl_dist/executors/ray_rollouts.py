@@ -152,6 +152,7 @@ class RayRollouts:
                 else "its envs re-seeded: problem.resume=reseed"
             ),
         )
+        self.started = self.pool.actors()  # still reported once the loop has closed the source
         metas = self.pool.broadcast(lambda a: a.meta.remote())
         self.num_envs = sum(m[0] for m in metas)
         self.num_actions, self.obs_shape = metas[0][1], tuple(metas[0][2])
@@ -252,8 +253,8 @@ class RayRollouts:
             self._set_mirror(shards)
 
     def actors(self) -> list[ActorInfo]:
-        """Where each worker runs."""
-        return self.pool.actors()
+        """Where each worker runs (after ``close``: where the first workers ran)."""
+        return self.pool.actors() if len(self.pool) else self.started
 
     def close(self) -> None:
         """Close the envs and stop the actors (idempotent)."""

@@ -2,25 +2,44 @@
 
 The sweep file is loaded and validated here first, so bad input fails on your machine, not on the
 cluster. The job ships the working directory (``runtime_env.working_dir = "."``, without ``.venv``,
-``results`` and ``.git``); its driver runs on the head node and joins the cluster (``--address auto``).
-Results go to ``--out`` on the cluster (default ``/results/<sweep name>``, the shared volume of
-``docker-compose.yml`` and ``cluster/k8s``). ``WANDB_MODE`` is passed on when set; secrets (W&B key,
-Ray token) are never put into the runtime env, because the Jobs API echoes it back.
+``results``, ``.git``, ``.env`` and caches); its driver runs ``pbrl sweep`` on the head node and
+joins the cluster (``--address auto``), so ``pbrl`` must be on the PATH that the head was started
+with (the cluster image, or ``source .venv/bin/activate`` before ``ray start --head``). The sweep
+file must lie inside the shipped directory and ``--out`` must be an absolute path on the cluster
+(default ``/results/<sweep name>``, the shared volume of ``docker-compose.yml`` and ``cluster/k8s``);
+a relative one would land in the job's temporary copy of the working directory. The Jobs SDK and the
+dashboard's job server come with ``ray[default]``, a dependency of this package. ``WANDB_MODE`` is
+passed on when set; secrets (W&B key, Ray token) are never put into the runtime env, because the
+Jobs API echoes it back. ``RAY_AUTH_MODE`` must be set the same way here and on the cluster.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from pbrl_dist.config.loader import ConfigError, load_sweep
 
-EXCLUDES = [".venv", "results", ".git", "**/__pycache__", ".pytest_cache", "*.egg-info"]
+# gitignore-style patterns (any depth); .env holds compose's secrets and must never travel.
+EXCLUDES = [
+    ".venv",
+    "results",
+    ".git",
+    ".env",
+    "wandb",
+    "**/__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+    "*.egg-info",
+]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
 
@@ -48,6 +67,26 @@ def entrypoint(
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def job_paths(sweep_file: str, out: str, working_dir: str = ".") -> tuple[str, str]:
+    """(sweep file relative to ``working_dir``, ``out``) as the job on the cluster sees them.
+
+    Raises ``ConfigError`` when the file is outside the shipped directory or ``out`` is relative.
+    """
+    root = Path(working_dir).resolve()
+    path = Path(sweep_file).resolve()
+    if not path.is_relative_to(root):
+        raise ConfigError(
+            f"{sweep_file}: the job ships only {root} (runtime_env.working_dir); "
+            "run pbrl submit from the directory that holds the sweep file"
+        )
+    if not PurePosixPath(out).is_absolute():
+        raise ConfigError(
+            f"--out {out}: must be an absolute path on the cluster (e.g. /results/...); a relative "
+            "one would be written into the job's temporary copy of the working directory"
+        )
+    return path.relative_to(root).as_posix(), out
+
+
 def _client(address: str) -> JobSubmissionClient:
     try:
         return JobSubmissionClient(address)
@@ -72,8 +111,9 @@ def submit(
     """Validate the sweep, submit it as a Ray Job, print and return the job id."""
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
     out = out or f"/results/{sweep.name}" + ("_smoke" if smoke else "")
+    rel_file, out = job_paths(sweep_file, out, working_dir)
     addr = resolve_address(address)
-    cmd = entrypoint(sweep_file, smoke=smoke, out=out, overrides=overrides, resume=resume)
+    cmd = entrypoint(rel_file, smoke=smoke, out=out, overrides=overrides, resume=resume)
     runtime_env: dict = {"working_dir": working_dir, "excludes": EXCLUDES}
     if os.environ.get("WANDB_MODE"):
         runtime_env["env_vars"] = {"WANDB_MODE": os.environ["WANDB_MODE"]}
@@ -113,12 +153,16 @@ def follow_logs(job_id: str, *, address: str | None, poll_s: float = 2.0) -> int
         return _poll_logs(client, job_id, poll_s)
     import asyncio
 
+    missing = False
+
     async def _tail() -> None:
+        nonlocal missing
         async for lines in client.tail_job_logs(job_id):
             print(lines, end="", flush=True)
+            missing = missing or bool(_NOT_FOUND.search(lines))
 
     asyncio.run(_tail())
-    return _final_status(client, job_id)
+    return _final_status(client, job_id, pbrl_missing=missing)
 
 
 def _poll_logs(client: JobSubmissionClient, job_id: str, poll_s: float) -> int:
@@ -132,12 +176,23 @@ def _poll_logs(client: JobSubmissionClient, job_id: str, poll_s: float) -> int:
         if JobStatus(status).is_terminal():
             break
         time.sleep(poll_s)
-    return _final_status(client, job_id)
+    return _final_status(client, job_id, pbrl_missing=bool(_NOT_FOUND.search(logs)))
 
 
-def _final_status(client: JobSubmissionClient, job_id: str) -> int:
+# What the job's shell says when the head's PATH has no `pbrl` (sh: "not found", bash: "command ...").
+_NOT_FOUND = re.compile(r"\bpbrl: (?:command )?not found")
+_NOT_FOUND_HINT = (
+    "the cluster's shell found no `pbrl`: install pbrl_dist in the Python that runs Ray on the "
+    "head and start `ray start --head` with it on PATH (e.g. `source .venv/bin/activate` first); "
+    "the cluster image has it"
+)
+
+
+def _final_status(client: JobSubmissionClient, job_id: str, *, pbrl_missing: bool = False) -> int:
     status = JobStatus(client.get_job_status(job_id))
     print(f"\njob {job_id}: {status.value}")
+    if status != JobStatus.SUCCEEDED and pbrl_missing:
+        print(f"pbrl: hint: {_NOT_FOUND_HINT}", file=sys.stderr)
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 

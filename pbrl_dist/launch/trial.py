@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -47,6 +48,7 @@ def run_trial(
     launch_id: str = "",
     wandb_mode: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
+    on_end: Callable[[Runner], None] | None = None,
 ) -> tuple[Result, float]:
     """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds.
 
@@ -112,6 +114,9 @@ def run_trial(
         jsonl.close()
         if wb is not None:
             wb.close(exit_code=0 if ok else 1)
+        if on_end is not None:
+            with contextlib.suppress(Exception):  # bookkeeping must not hide the trial's own error
+                on_end(runner)
         if own_runner is not None:
             own_runner.shutdown()
     wall = time.perf_counter() - t0

@@ -197,6 +197,14 @@ def trial_fn(
         entry["actors"] = [dataclasses.asdict(a) for a in runner.actors()]
         _record(trial_dir, entry)
 
+    def on_end(runner: Runner) -> None:
+        actors = [dataclasses.asdict(a) for a in runner.actors()]
+        if actors != entry["actors"]:  # started inside the loop (RLHF) or replaced since
+            _record(
+                trial_dir,
+                {"trial_id": entry["trial_id"], "time": time.time(), "actors_at_end": actors},
+            )
+
     try:
         result, wall = run_trial(
             spec,
@@ -207,6 +215,7 @@ def trial_fn(
             launch_id=launch_id,
             wandb_mode=(wandb_modes or {}).get(str(spec.cfg.logging.wandb)),
             on_start=on_start,
+            on_end=on_end,
         )
     finally:
         wandb_teardown()

@@ -1,14 +1,34 @@
-"""``pbrl submit``: the Ray Job it submits, and following its logs (JobSubmissionClient faked)."""
+"""``pbrl submit``: the Ray Job it submits, and following its logs.
+
+Most tests fake ``JobSubmissionClient``. ``test_journey_on_a_real_head`` does the whole journey on a
+real local Ray head with a dashboard (``ray start --head --block`` from this venv, in its own temp
+dir and on free ports): submit the RLHF toy sweep, follow ``--logs`` to the end, find every trial's
+``result.json``. Its teardown ends only that head's processes, by pid: ``ray stop`` would end every
+Ray process on the machine, including other tests' clusters.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from pbrl_dist.cli import main
+from pbrl_dist.config.loader import load_sweep
 
 submit = pytest.importorskip("pbrl_dist.launch.submit")
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +127,202 @@ def test_unreachable_cluster_is_one_clear_message(
     assert main(["submit", "--logs", "x", "--address", "http://nowhere:8265"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach the Ray Jobs API" in err[0]
+
+
+def test_sweep_file_outside_the_shipped_directory_or_relative_out_is_refused(
+    fake: type[FakeClient],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["submit", str(ROOT / "sweeps/rlhf_toy.yaml"), "--smoke"]) == 2
+    assert "the job ships only" in capsys.readouterr().err
+    monkeypatch.chdir(ROOT)
+    rel = ["submit", "sweeps/rlhf_toy.yaml", "--smoke", "--out", "results/x"]
+    assert main(rel) == 2
+    assert "must be an absolute path on the cluster" in capsys.readouterr().err
+    assert not fake.instances
+    # An absolute sweep path inside the working directory travels as a relative one.
+    assert main(["submit", str(ROOT / "sweeps/rlhf_toy.yaml"), "--smoke"]) == 0
+    (kw,) = fake.instances[0].submitted
+    assert shlex.split(kw["entrypoint"])[2] == "sweeps/rlhf_toy.yaml"
+    assert ".env" in kw["runtime_env"]["excludes"]  # compose's secrets never travel
+
+
+def test_missing_pbrl_on_the_head_gets_a_hint(
+    fake: type[FakeClient], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submit.time, "sleep", lambda s: None)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    monkeypatch.setattr(FakeClient, "get_job_status", lambda self, job_id: "FAILED")
+    monkeypatch.setattr(
+        FakeClient, "get_job_logs", lambda self, job_id: "/bin/sh: 1: pbrl: not found\n"
+    )
+    assert main(["submit", "--logs", "raysubmit_x", "--address", "http://h:8265"]) == 1
+    cap = capsys.readouterr()
+    assert "FAILED" in cap.out and "source .venv/bin/activate" in cap.err
+
+
+# ------------------------------------------------------------------ the journey on a real head
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """Every process now: pid -> (parent pid, start time, command line)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(entry)] = (int(fields[1]), fields[19], cmdline)
+    return out
+
+
+def _head_processes(root_pid: int, temp_dir: str) -> dict[int, str]:
+    """The head's processes: descendants of ``ray start`` plus anything naming its temp dir.
+
+    Returns pid -> start time, so a pid reused by an unrelated process is never signalled.
+    """
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [root_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in procs and pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    found |= {pid for pid, (_, _, cmd) in procs.items() if temp_dir in cmd}
+    found.discard(os.getpid())
+    return {pid: procs[pid][1] for pid in found}
+
+
+def _kill_all(pids: dict[int, str], sig: int) -> None:
+    now = _processes()
+    for pid, started in pids.items():
+        if pid in now and now[pid][1] == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"no Ray Jobs API at {url} after {timeout:g}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def ray_head() -> Iterator[str]:
+    """A local Ray head with a dashboard (auth disabled, 2 CPUs); yields the Jobs API address."""
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "ray").exists():
+        pytest.skip(f"no ray executable next to {sys.executable}")
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("the teardown finds the head's processes in /proc (Linux)")
+    # Short: Ray's socket paths under <temp dir>/session_*/sockets/ must stay under 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="pbrlsub", dir="/tmp")
+    port, dash, client, agent = (_free_port() for _ in range(4))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "WANDB_MODE")}
+    env |= {
+        "RAY_AUTH_MODE": "disabled",  # explicit: a ~/.ray/auth_token would switch on token auth
+        # As after `source .venv/bin/activate`: the job's shell finds `pbrl` (and this Python).
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    log = Path(temp_dir) / "head.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                str(venv_bin / "ray"),
+                "start",
+                "--head",
+                f"--port={port}",
+                f"--dashboard-port={dash}",
+                f"--ray-client-server-port={client}",
+                f"--dashboard-agent-listen-port={agent}",
+                "--num-cpus=2",
+                "--include-dashboard=true",
+                "--disable-usage-stats",
+                f"--temp-dir={temp_dir}",
+                "--block",
+            ],
+            cwd=temp_dir,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        _wait_http(f"{address}/api/jobs/", proc, log, timeout=90)
+        yield address
+    finally:
+        pids = _head_processes(proc.pid, temp_dir)
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node on SIGTERM
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        pids |= _head_processes(proc.pid, temp_dir)
+        _kill_all(pids, signal.SIGKILL)  # whatever outlived it (the job's driver, workers)
+        proc.wait(timeout=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+@pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")  # Ray's log tail
+def test_journey_on_a_real_head(
+    ray_head: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)  # the job ships the working directory: the repository
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the client side, like the head's
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    res = tmp_path / "res"
+    sweep = "sweeps/rlhf_toy.yaml"
+
+    rc = main(["submit", sweep, "--smoke", "--address", ray_head, "--out", str(res)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    m = re.search(r"job id: (\S+)", out)
+    assert m, out
+    job_id = m.group(1)
+
+    rc = main(["submit", "--logs", job_id, "--address", ray_head])
+    cap = capsys.readouterr()
+    logs = cap.out
+    assert rc == 0, logs + cap.err
+    assert f"job {job_id}: SUCCEEDED" in logs
+    trials = [t.name for t in load_sweep(ROOT / sweep, smoke=True).trials]
+    assert re.search(rf"{len(trials)}/{len(trials)} trials finished \(0 errored\)", logs), logs
+    for name in trials:
+        assert (res / name / "result.json").is_file(), f"{name}: no result.json in {res}"
+
+    from ray.job_submission import JobSubmissionClient
+
+    env = JobSubmissionClient(ray_head).get_job_info(job_id).runtime_env
+    assert env["env_vars"] == {"WANDB_MODE": "disabled"}  # travelled; no secrets did

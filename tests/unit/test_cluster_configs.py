@@ -2,20 +2,25 @@
 
 No docker engine, cluster or network is needed; the files are parsed with yaml.safe_load and
 checked for the properties that make a multi-node Ray cluster work (see
-shared/spec/PLATFORM_NOTES.md section 4 and pain points 2, 8 and 9).
+shared/spec/PLATFORM_NOTES.md section 4 and pain points 2, 8 and 9), and for the one set of pins
+(cluster/constraints.txt) that the image, the launcher, KubeRay's pods and .venv all install.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import jsonschema  # a dependency of ray
 import pytest
 import yaml
+from packaging.requirements import Requirement  # a dependency of ray
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -28,6 +33,10 @@ RAYCLUSTER = K8S / "raycluster.yaml"
 RAYJOB = K8S / "rayjob.yaml"
 PVC = K8S / "results-pvc.yaml"
 README = CLUSTER / "README.md"
+LOCK = CLUSTER / "constraints.txt"
+DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = ROOT / "pyproject.toml"
+MAKEFILE = ROOT / "Makefile"
 
 RESULTS_PATH = "/results"
 AUTH_MODES = {"disabled", "token"}  # the two values Ray 2.60 understands
@@ -71,6 +80,70 @@ def env_map(environment: dict[str, Any] | list[str] | None) -> dict[str, Any]:
 
 def k8s_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+def lock_pins() -> dict[str, str]:
+    """cluster/constraints.txt as {canonical name: version}; every line must be ``name==version``."""
+    pins: dict[str, str] = {}
+    for line in LOCK.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.!+_-]+)", line)
+        assert m, f"constraints.txt: {line!r} is not name==version"
+        name = canonicalize_name(m.group(1))
+        assert name not in pins, f"constraints.txt pins {name} twice"
+        pins[name] = m.group(2)
+    return pins
+
+
+def pyproject_requirement(name: str) -> Requirement:
+    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    (req,) = [r for r in map(Requirement, deps) if canonicalize_name(r.name) == name]
+    return req
+
+
+def k8s_bytes(quantity: str) -> int:
+    """Kubernetes memory quantities: ``8Gi``, ``512Mi``, ``4G``, plain bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i?)?", str(quantity))
+    assert m, f"unparseable quantity {quantity!r}"
+    unit = m.group(2) or ""
+    base = 1024 if unit.endswith("i") else 1000
+    power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[:1]]
+    return int(float(m.group(1)) * base**power)
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether the Docker build context leaves ``path`` out (.dockerignore rules, last match wins).
+
+    ``*`` and ``?`` stay within one path segment, ``**`` spans any number of them, and a pattern
+    that matches a parent directory excludes everything below it.
+    """
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return re.compile(out)
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: k + 1]) for k in range(len(parts))]
+    excluded = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        rx = regex(raw.removeprefix("!").strip("/"))
+        if any(rx.fullmatch(p) for p in prefixes):
+            excluded = not negate
+    return excluded
 
 
 def load_yaml(path: Path) -> Any:
@@ -243,7 +316,7 @@ def test_dockerfile_installs_cpu_torch_before_package() -> None:
     package = [
         i
         for i, ln in enumerate(lines)
-        if ln.startswith("RUN") and re.search(r"pip install /app\b", ln)
+        if ln.startswith("RUN") and re.search(r"pip install .*/app\b", ln)
     ]
     assert torch, "no RUN line installs " + TORCH_PIN
     assert package, "no RUN line runs pip install /app"
@@ -256,6 +329,118 @@ def test_dockerfile_adds_ray_dashboard_and_wget() -> None:
     assert "ray[default" in text
     assert "==2.60.0" in text
     assert "wget" in text  # KubeRay's default probes exec wget
+
+
+def _dockerfile_lock_path() -> str:
+    """Where the Dockerfile COPYs cluster/constraints.txt inside the image."""
+    copies = [
+        ln.split()[-1]
+        for ln in _dockerfile_lines()
+        if ln.startswith("COPY") and "cluster/constraints.txt" in ln.split()[1:-1]
+    ]
+    assert copies, "the Dockerfile never COPYs cluster/constraints.txt into the image"
+    return copies[0]
+
+
+def test_dockerfile_installs_everything_with_the_lock() -> None:
+    lines = _dockerfile_lines()
+    dest = _dockerfile_lock_path()
+    copied = next(i for i, ln in enumerate(lines) if ln.startswith("COPY") and dest in ln)
+    for i, ln in enumerate(lines):
+        if not (ln.startswith("RUN") and "pip install" in ln) or TORCH_CPU_INDEX in ln:
+            continue  # the CPU torch line is pinned on its own (torch==2.13.0, CPU index)
+        assert re.search(rf"(-c|--constraint)\s+{re.escape(dest)}\b", ln), ln
+        assert i > copied, f"{ln!r} runs before the constraints file is copied in"
+    assert any(re.search(r"pip install .*/app\b", ln) for ln in lines)
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
+    patterns = [
+        ln.strip()
+        for ln in DOCKERIGNORE.read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    for path in (
+        ".env",
+        "cluster/.env",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "results/fig1/sweep.yaml",
+        "wandb/offline-run-1/run.wandb",
+        "pbrl_dist/__pycache__/cli.cpython-311.pyc",
+        "pbrl_dist.egg-info/PKG-INFO",
+        ".pytest_cache/README.md",
+    ):
+        assert dockerignored(path, patterns), f".dockerignore lets {path} into the image"
+    copied = [
+        src
+        for ln in _dockerfile_lines()
+        if ln.startswith("COPY")
+        for src in ln.split()[1:-1]
+        if src != "."
+    ]
+    keep = [*copied, "cluster/.env.example", "sweeps/rlhf_toy.yaml", "pbrl_dist/cli.py"]
+    for path in keep:
+        assert not dockerignored(path, patterns), (
+            f".dockerignore drops {path}, which the image needs"
+        )
+
+
+def test_dockerignore_matcher() -> None:
+    assert dockerignored("a/b/.env", ["**/.env"])
+    assert not dockerignored("a/.env", [".env"])
+    assert dockerignored("results/x/y", ["results"])
+    assert not dockerignored("pbrl_dist/results.py", ["results"])
+    assert not dockerignored("x.pyc", ["*.pyc", "!x.pyc"])
+
+
+def test_lock_pins_the_cluster_stack_like_pyproject() -> None:
+    pins = lock_pins()
+    for name in ("ray", "torch", "wandb", "gymnasium", "ale-py", "omegaconf", "numpy", "aiohttp"):
+        assert name in pins, f"constraints.txt does not pin {name}"
+    ray = pyproject_requirement("ray")
+    assert {"tune", "default"} <= ray.extras, "pbrl submit needs ray[default] (Jobs SDK)"
+    (spec,) = ray.specifier
+    assert spec.operator == "=="
+    assert pins["ray"] == spec.version
+    assert f"torch=={pins['torch']}" == TORCH_PIN
+    for req in map(Requirement, tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]):
+        name = canonicalize_name(req.name)
+        assert name in pins, f"constraints.txt misses the direct dependency {name}"
+        assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+
+
+def test_lock_matches_the_installed_environment() -> None:
+    """.venv (``make`` installs with -c) runs what the cluster runs; re-lock with `make constraints`."""
+    drift = {}
+    for name, version in lock_pins().items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if installed.split("+")[0] != version:
+            drift[name] = (version, installed)
+    assert not drift, f"pinned vs installed: {drift}"
+
+
+def test_lock_is_what_make_constraints_writes() -> None:
+    """Nothing missing or stale: the runtime closure of pbrl_dist in this environment, pinned."""
+    spec = importlib.util.spec_from_file_location(
+        "lock_constraints", CLUSTER / "lock_constraints.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert LOCK.read_text() == module.render(), "run `make constraints`"
+
+
+def test_makefile_installs_with_the_lock() -> None:
+    text = MAKEFILE.read_text()
+    assert re.search(r"^LOCK\s*:=\s*cluster/constraints\.txt$", text, re.M)
+    stamp = re.search(r"^\$\(STAMP\):(.*)$", text, re.M)
+    assert stamp
+    assert "pyproject.toml" in stamp.group(1) and "$(LOCK)" in stamp.group(1)
+    assert re.search(r"pip install .*-c \$\(LOCK\) .*-e '\.\[dev\]'", text)
 
 
 def test_env_example_documents_settings() -> None:
@@ -317,6 +502,18 @@ def test_launcher_commands(launcher: dict[str, Any]) -> None:
     assert "ray start --address=$RAY_HEAD_IP:6379" in worker[-1]
 
 
+def test_launcher_installs_with_the_lock(launcher: dict[str, Any]) -> None:
+    (remote,) = [r for r, local in launcher["file_mounts"].items() if local == "."]
+    lock = f"{remote.rstrip('/')}/cluster/constraints.txt"
+    installs = [c for c in launcher["setup_commands"] if re.search(r"pip install .*pbrl_dist", c)]
+    assert installs
+    for cmd in installs:
+        assert re.search(rf"(-c|--constraint)\s+{re.escape(lock)}(\s|$)", cmd), cmd
+    assert not any("cluster" in x or "constraints" in x for x in launcher.get("rsync_exclude", []))
+    assert ".env" in launcher["rsync_exclude"]
+    assert launcher["docker"]["image"].startswith(f"rayproject/ray:{lock_pins()['ray']}-")
+
+
 def test_launcher_sets_auth_mode_on_nodes(launcher: dict[str, Any]) -> None:
     opts = " ".join(launcher["docker"]["run_options"])
     m = re.search(r"RAY_AUTH_MODE=(\w+)", opts)
@@ -371,6 +568,47 @@ def _check_ray_cluster_spec(spec: dict[str, Any]) -> None:
             assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
         assert env["WANDB_MODE"]["value"] == "offline"
         assert "value" not in env.get("WANDB_API_KEY", {}), "W&B key must come from a Secret"
+        _check_dev_shm(pod)
+
+
+def _check_dev_shm(pod: dict[str, Any]) -> None:
+    """/dev/shm is a memory-backed emptyDir (compose's shm_size), big enough for the object store."""
+    shm_volumes = {
+        v["name"]: v["emptyDir"]
+        for v in pod["volumes"]
+        if v.get("emptyDir", {}).get("medium") == "Memory"
+    }
+    container = pod["containers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts.get("/dev/shm") in shm_volumes, f"{container['name']}: no emptyDir at /dev/shm"
+    limit = shm_volumes[mounts["/dev/shm"]].get("sizeLimit")
+    if limit is not None:  # Ray's object store takes 30% of the memory by default
+        memory = k8s_bytes(container["resources"]["limits"]["memory"])
+        assert 0.3 * memory <= k8s_bytes(limit) <= memory, (container["name"], limit)
+
+
+def test_k8s_pods_run_the_locked_image(
+    raycluster: dict[str, Any], rayjob: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """KubeRay installs nothing itself: its pods run the image built from cluster/Dockerfile."""
+    image = services["ray-head"]["image"]
+    assert services["ray-head"]["build"]["dockerfile"] == "cluster/Dockerfile"
+    ray_pin = lock_pins()["ray"]
+    job = rayjob["spec"]
+    for spec in (raycluster["spec"], job["rayClusterSpec"]):
+        assert spec["rayVersion"] == ray_pin
+        for pod in _pod_specs(spec):
+            for container in pod["containers"]:
+                assert container["image"] == image, container["name"]
+    for container in job["submitterPodTemplate"]["spec"]["containers"]:
+        assert container["image"] == image
+    _dockerfile_lock_path()  # and that image installs with -c cluster/constraints.txt
+
+
+def test_k8s_quantities() -> None:
+    assert k8s_bytes("8Gi") == 8 * 1024**3
+    assert k8s_bytes("512Mi") == 512 * 1024**2
+    assert k8s_bytes("4G") == 4 * 1000**3
 
 
 def test_raycluster_manifest(raycluster: dict[str, Any]) -> None:
@@ -446,7 +684,9 @@ SECRET_PATTERNS = {
         r"[ \t]*[:=][ \t]*['\"]?[A-Za-z0-9_\-]{16,}"
     ),
 }
-CONFIG_FILES = [COMPOSE, DOCKERFILE, ENV_EXAMPLE, LAUNCHER, RAYCLUSTER, RAYJOB, PVC, README]
+CONFIG_FILES = [
+    COMPOSE, DOCKERFILE, DOCKERIGNORE, ENV_EXAMPLE, LAUNCHER, RAYCLUSTER, RAYJOB, PVC, README, LOCK,
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(ROOT)))
