@@ -39,7 +39,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pbrl_dist tests benchmarks
-	$(VENV)/bin/mypy pbrl_dist/core pbrl_dist/config
+	$(VENV)/bin/mypy pbrl_dist/core pbrl_dist/config pbrl_dist/executors pbrl_dist/launch
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tabular.py

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -401,7 +401,9 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
                     raise ConfigError(f"{e} [in {path.name}, trial {name}]") from None
                 container = OmegaConf.to_container(merged)
                 assert isinstance(container, dict)
-                trials.append(TrialSpec(name=name, cfg=obj, container=container))
+                trials.append(
+                    TrialSpec(name=name, cfg=obj, container=cast(dict[str, Any], container))
+                )
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise _fail("sweep", "two trials resolve to the same name; make the grid values distinct")

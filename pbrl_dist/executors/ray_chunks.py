@@ -131,13 +131,13 @@ class RayChunkRunner:
         self._problem_ref = ray.put(problem)
         cpus = cpus_per_worker
         self.workers = ActorPool(
-            lambda i, _: RolloutWorker.options(num_cpus=cpus).remote(self._problem_ref, i),
+            lambda i, _: RolloutWorker.options(num_cpus=cpus).remote(self._problem_ref, i),  # type: ignore[attr-defined]
             num_workers,
             kind="rollout",
             max_restarts=max_restarts,
         )
         self.oracles = ActorPool(
-            lambda i, _: OracleActor.options(num_cpus=cpus).remote(),
+            lambda i, _: OracleActor.options(num_cpus=cpus).remote(),  # type: ignore[attr-defined]
             num_oracles,
             kind="oracle",
             max_restarts=max_restarts,

@@ -170,7 +170,7 @@ class RayRollouts:
 
     def _start(self, w: int, restart: int) -> Any:
         # Exact restores start from the seed and load the mirrored state; otherwise re-seed.
-        return EnvWorker.options(num_cpus=self.cpus).remote(
+        return EnvWorker.options(num_cpus=self.cpus).remote(  # type: ignore[attr-defined]
             self.spec, self.blocks[w], 0 if self.exact else restart
         )
 

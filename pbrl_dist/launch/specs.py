@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -48,7 +48,7 @@ def spec_from_container(
         raise ConfigError(f"{getattr(e, 'full_key', 'config')}: {str(e).splitlines()[0]}") from None
     resolved = OmegaConf.to_container(merged)
     assert isinstance(resolved, dict)
-    return TrialSpec(name=name, cfg=obj, container=resolved)
+    return TrialSpec(name=name, cfg=obj, container=cast(dict[str, Any], resolved))
 
 
 def respec(spec: TrialSpec, changes: dict[str, Any], *, name: str | None = None) -> TrialSpec:

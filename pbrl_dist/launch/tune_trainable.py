@@ -135,7 +135,7 @@ class TuneReporter:
         k = int(state["k"])
         with tempfile.TemporaryDirectory(prefix="pbrl_ckpt_") as d:
             torch.save(state, Path(d) / STATE_FILE)
-            self._report(row or {"iter": k}, tune.Checkpoint.from_directory(d))
+            self._report(row or {"iter": k}, tune.Checkpoint.from_directory(d))  # type: ignore[arg-type]
         marker = self.trial_dir / FAIL_MARKER
         if self.fail_at and k >= self.fail_at and not marker.exists():
             marker.write_text(f"failed once after the checkpoint at iteration {k}\n")

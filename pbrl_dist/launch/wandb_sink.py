@@ -255,7 +255,7 @@ def open_wandb(
         settings=settings,
     )
     try:
-        run = wandb.init(mode=mode, **kwargs)
+        run = wandb.init(mode=mode, **kwargs)  # type: ignore[arg-type]
     except Exception as e:
         if mode != "online":
             print(_could_not_start(e, local_only), flush=True)

@@ -45,7 +45,7 @@ def _with_compute_dtype(net: nn.Module, compute_dtype: str) -> nn.Module:
         raise ValueError(
             f"compute_dtype: expected one of {sorted(COMPUTE_DTYPES)}, got {compute_dtype!r}"
         )
-    net.compute_dtype = COMPUTE_DTYPES[compute_dtype]
+    net.compute_dtype = COMPUTE_DTYPES[compute_dtype]  # type: ignore[assignment]
     return net
 
 

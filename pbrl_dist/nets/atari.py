@@ -107,7 +107,7 @@ class AtariActorCritic(nn.Module):
         )
         self.policy_head = orthogonal_init_(nn.Linear(hidden, self.num_actions), 0.01, generator)
         self.value_head = orthogonal_init_(nn.Linear(hidden, 1), 1.0, generator)
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return policy logits and state values.
@@ -177,7 +177,7 @@ class AtariRewardModel(nn.Module):
         self.fc = orthogonal_init_(nn.Linear(n_flat, hidden), math.sqrt(2), generator)
         self.act = activation(leaky_slope)
         self.out = orthogonal_init_(nn.Linear(hidden, self.num_actions), 1.0, generator)
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Return r_x(s, ·) for every action.

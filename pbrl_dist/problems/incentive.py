@@ -194,13 +194,13 @@ class IncentiveProblem:
             "P_designer": g.P_designer_SABS.numpy(),
             "r_designer": g.r_designer_SAB.numpy(),
             "x": x.detach().numpy(),
-            "gamma": np.float64(g.gamma),
-            "tau": np.float64(g.tau),
+            "gamma": np.asarray(g.gamma, dtype=np.float64),
+            "tau": np.asarray(g.tau, dtype=np.float64),
             "rho": g.rho_S.numpy(),
             "pi1": torch.softmax(th1, -1).detach().numpy(),
             "pi2": torch.softmax(th2, -1).detach().numpy(),
-            "designer_return": np.float64(m["upper/designer_return"]),
-            "ni_gap": np.float64(m["lower/ni_gap"]),
+            "designer_return": np.asarray(m["upper/designer_return"], dtype=np.float64),
+            "ni_gap": np.asarray(m["lower/ni_gap"], dtype=np.float64),
         }
 
 

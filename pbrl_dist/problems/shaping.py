@@ -151,12 +151,12 @@ class ShapingProblem:
             "P": self.P_SAS.numpy(),
             "r": self.r_SA.numpy(),
             "rho": self.rho_S.numpy(),
-            "gamma": np.float64(self.gamma),
-            "tau": np.float64(self.tau),
+            "gamma": np.asarray(self.gamma, dtype=np.float64),
+            "tau": np.asarray(self.tau, dtype=np.float64),
             "x": x.detach().numpy(),
             "r_shaped": self.shaped_reward(x).detach().numpy(),
             "pi": torch.softmax(y, -1).detach().numpy(),
-            **{k.split("/")[1]: np.float64(v) for k, v in m.items()},
+            **{k.split("/")[1]: np.asarray(v, dtype=np.float64) for k, v in m.items()},
         }
 
     def mc_chunk(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
