@@ -55,3 +55,7 @@ constraints:   # re-pin $(LOCK) to what .venv has now (after installing changed 
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
+
+.PHONY: cluster-token
+cluster-token:   # docker compose's RAY_AUTH_TOKEN: written into .env (mode 0600) once, never printed
+	python3 cluster/cluster_token.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -65,6 +66,8 @@ def _default_out(sweep_file: str, smoke: bool, overrides: list[str]) -> Path:
 
 
 def _resume_hint(verb: str, out: Path, address: str | None = None) -> str:
+    if not (out / "sweep.yaml").exists():  # stopped before anything was written
+        return f"the same command again (nothing was written to {out})"
     extra = f" --address {address}" if address else ""
     return f"pbrl {verb} --resume --out {shlex.quote(str(out))}{extra}"
 
@@ -81,7 +84,7 @@ def _interrupted(verb: str, e: Any, out: Path, address: str | None = None) -> in
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every trial of a sweep file in this process (``--resume`` continues an interrupted run)."""
-    from pbrl_dist.launch.local import Interrupted, check_local_sweep, run_local
+    from pbrl_dist.launch.local import Interrupted, TrialsFailed, check_local_sweep, run_local
 
     sweep_file, smoke, overrides, out = _invocation(args, "run")
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
@@ -98,6 +101,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except Interrupted as e:
         return _interrupted("run", e, out)
+    except TrialsFailed as e:
+        print(f"pbrl run: {e}; the rest finished", file=sys.stderr, flush=True)
+        with contextlib.suppress(ConfigError):
+            report_folder(out)
+        print(f"retry the failed ones with: {_resume_hint('run', out)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # between trials' own handlers (e.g. while starting Ray)
         print(f"\npbrl run: interrupted\nresume with: {_resume_hint('run', out)}", file=sys.stderr)
         return 130
@@ -296,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"pbrl: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # e.g. while the report draws: nothing of the run is lost
+        print("\npbrl: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -74,16 +74,60 @@ def _fail(where: str, msg: str) -> ConfigError:
     return ConfigError(f"{where}: {msg}")
 
 
+MAX_FILE_BYTES = 1 << 20
+MAX_ALIASES = 200
+MAX_NODES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses more than ``MAX_ALIASES`` aliases (a "billion laughs" file)."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name)")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise _fail(str(path), "no such sweep file")
+    if not path.is_file():
+        raise _fail(str(path), "is not a file (a sweep file is one YAML file)")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise _fail(str(path), f"larger than {MAX_FILE_BYTES >> 20} MiB; not a sweep file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise _fail(str(path), f"cannot be read as UTF-8 text ({type(e).__name__})") from None
+    try:
+        data = yaml.load(text, Loader=_BoundedLoader)
     except yaml.YAMLError as e:
         raise _fail(str(path), f"malformed YAML: {str(e).splitlines()[0]} ({_mark(e)})") from None
     if not isinstance(data, dict):
         raise _fail(str(path), "a sweep file must be a YAML mapping at the top level")
+    if _expanded_size(data, MAX_NODES) > MAX_NODES:
+        raise _fail(
+            str(path),
+            f"expands to more than {MAX_NODES} values (YAML aliases nested in aliases?); not a sweep file",
+        )
     return data
+
+
+def _expanded_size(node: Any, budget: int) -> int:
+    """Values in ``node`` with aliases expanded, counting no further than ``budget`` + 1."""
+    seen, stack = 0, [node]
+    while stack and seen <= budget:
+        cur = stack.pop()
+        seen += 1
+        if isinstance(cur, dict):
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    return seen
 
 
 def _mark(e: yaml.YAMLError) -> str:
@@ -336,6 +380,8 @@ def _sweep_block(
             raise _fail(f"sweep.grid.{key}", "must be a non-empty list of values")
     if not block.seeds:
         raise _fail("sweep.seeds", "must be a non-empty list of integers")
+    if block.max_trials < 1:
+        raise _fail("sweep.max_trials", f"must be ≥ 1 (got {block.max_trials})")
     return block_dict, block
 
 
@@ -374,8 +420,21 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
     smoke_base = {k: v for k, v in smoke_block.items() if k in TRIAL_KEYS}
     cli_base = {k: v for k, v in cli.items() if k in TRIAL_KEYS}
     exp = str(cli.get("name") or data.get("name") or path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9_=-][A-Za-z0-9_.=-]*", exp) or ".." in exp:
+        raise _fail(
+            "name",
+            f"{exp!r} is not a plain name (letters, digits, _ . = -, not starting with a dot, no "
+            "'..'): it names folders (Tune state, W&B group), so it may not be a path",
+        )
     trials: list[TrialSpec] = []
     keys = list(block.grid)
+    count = len(methods) * len(block.seeds) * math.prod(len(v) for v in block.grid.values())
+    if count > block.max_trials:
+        raise _fail(
+            "sweep",
+            f"{count} trials (methods × grid × seeds) is more than sweep.max_trials={block.max_trials}; "
+            "raise sweep.max_trials if you mean it",
+        )
     for mname, mcfg in methods.items():
         for combo in itertools.product(*(block.grid[k] for k in keys)):
             point = dict(zip(keys, combo, strict=True))

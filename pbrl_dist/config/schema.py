@@ -104,6 +104,8 @@ class SweepBlock:
         scheduler: early stopping (``fifo`` or ``asha``).
         max_failures: Tune retries a failed trial this many times from its last checkpoint.
         max_concurrent_trials: cap on trials running at once (0 = as many as the resources allow).
+        max_trials: refuse a sweep that expands to more trials than this (a typo in a grid can make
+            millions; both ``pbrl run`` and ``pbrl sweep``).
     """
 
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -113,6 +115,7 @@ class SweepBlock:
     scheduler: SchedulerBlock = field(default_factory=SchedulerBlock)
     max_failures: int = 2
     max_concurrent_trials: int = 0
+    max_trials: int = 10_000
 
 
 CHOICES: dict[str, tuple[str, ...]] = {

@@ -4,7 +4,8 @@
 (``FileCheckpointer``) and removes it when the trial completes; Tune trials keep theirs in Tune's
 checkpoints (``launch.tune_trainable``). Both load through ``load_state``: a file that cannot be read
 raises ``CorruptCheckpoint`` naming it, unless the user asked with ``--restart-corrupt`` to start such
-trials from scratch (then one line says so).
+trials from scratch (then one line says so). Loading never executes code: ``torch.load(weights_only=True)``
+with only numpy's array-rebuilding globals allowed, so a planted pickle is refused as corrupt.
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ STATE_FILE = "state.pt"
 CKPT_DIR = "checkpoint"
 
 
+def _numpy_globals() -> list[Any]:
+    """What numpy arrays of plain dtypes need in ``torch.load(weights_only=True)`` (no object arrays)."""
+    import numpy as np
+
+    dtypes = [
+        getattr(np.dtypes, n)
+        for n in dir(np.dtypes)
+        if n.endswith("DType") and n not in ("ObjectDType", "VoidDType", "StringDType")
+    ]
+    return [np._core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]  # type: ignore[attr-defined]
+
+
+def safe_load(path: Path) -> Any:
+    """``torch.load`` that cannot run code: tensors, numpy arrays of plain dtypes, Python data only."""
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, weights_only=True, map_location="cpu")
+
+
 class CorruptCheckpoint(ConfigError):
     """A checkpoint file exists but cannot be loaded."""
 
@@ -36,7 +55,7 @@ def load_state(
     if not path.exists():
         return None
     try:
-        state = torch.load(path, weights_only=False, map_location="cpu")
+        state = safe_load(path)
         if not isinstance(state, dict) or "k" not in state:
             raise ValueError("not a pbrl loop state (no iteration counter k)")
     except Exception as e:

@@ -14,9 +14,24 @@ from typing import Any
 
 from pbrl_dist.config.loader import ConfigError, Sweep
 from pbrl_dist.launch.checkpoints import FileCheckpointer
-from pbrl_dist.launch.results import check_out_dir, prepare_out_dir, read_record, write_record
+from pbrl_dist.launch.results import (
+    check_out_dir,
+    hold_lock,
+    prepare_out_dir,
+    read_record,
+    write_record,
+)
 from pbrl_dist.launch.specs import check_bounds, fingerprint
 from pbrl_dist.launch.trial import completed_result, run_trial
+
+
+class TrialsFailed(Exception):
+    """Some trials raised (each failed alone; the others ran to the end)."""
+
+    def __init__(self, failed: list[str], total: int) -> None:
+        """Remember which."""
+        super().__init__(f"{len(failed)}/{total} trials failed: {', '.join(failed)}")
+        self.failed, self.total = failed, total
 
 
 class Interrupted(Exception):
@@ -82,10 +97,33 @@ def run_local(
     """
     check_local_sweep(sweep)
     check_bounds(sweep.trials, local=True)
+    record = None
     if resume:
         record = check_resume(sweep, out)
     else:
         check_out_dir(out, overwrite=overwrite)
+    with hold_lock(out, "run"):
+        return _locked(
+            sweep,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            record=record,
+            restart_corrupt=restart_corrupt,
+            extra_record=extra_record,
+        )
+
+
+def _locked(
+    sweep: Sweep,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    record: dict[str, Any] | None,
+    restart_corrupt: bool,
+    extra_record: dict[str, Any] | None,
+) -> list[dict]:
     ray_trials = [t for t in sweep.trials if t.cfg.dist.backend == "ray"]
     started = False
     if ray_trials:
@@ -101,6 +139,7 @@ def run_local(
             prepare_out_dir(out, overwrite=overwrite)
             record = {"launch_id": new_launch_id(), "fingerprint": fingerprint(sweep.trials)}
             write_record(sweep, out, runner="local", **record, **(extra_record or {}))
+        assert record is not None
         return _run_all(
             sweep, out, launch_id=str(record.get("launch_id", "")), restart_corrupt=restart_corrupt
         )
@@ -115,6 +154,7 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
     n = len(sweep.trials)
     modes = wandb_modes(sweep)
     rows: list[dict] = []
+    failed: list[str] = []
     t_start = time.perf_counter()
     ran = 0
     try:
@@ -134,14 +174,22 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
                 + (f" (resuming from iteration {state['k']})" if state is not None else ""),
                 flush=True,
             )
-            result, wall = run_trial(
-                spec,
-                tdir,
-                ckpt=ckpt,
-                wandb_group=sweep.name,
-                launch_id=launch_id,
-                wandb_mode=modes[str(spec.cfg.logging.wandb)],
-            )
+            try:
+                result, wall = run_trial(
+                    spec,
+                    tdir,
+                    ckpt=ckpt,
+                    wandb_group=sweep.name,
+                    launch_id=launch_id,
+                    wandb_mode=modes[str(spec.cfg.logging.wandb)],
+                )
+            except ConfigError:
+                raise  # the user's input (e.g. a corrupt checkpoint): stop and say so
+            except Exception as e:  # this trial failed; its checkpoint stays for --resume
+                first = str(e).strip().splitlines()
+                print(f"      failed: {type(e).__name__}: {first[0] if first else ''}", flush=True)
+                failed.append(spec.name)
+                continue
             ckpt.clear()
             ran += 1
             shown = "  ".join(f"{k}={_short(v)}" for k, v in result.metrics.items() if k != "iter")
@@ -150,6 +198,8 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
             rows.append({"trial": spec.name, "wall_s": wall, **result.metrics})
     except KeyboardInterrupt:
         raise Interrupted(len(rows), n) from None
+    if failed:
+        raise TrialsFailed(failed, n)
     return rows
 
 

@@ -1,14 +1,17 @@
 """Start or join Ray for ``pbrl run`` / ``pbrl sweep``; a wrong ``--address`` fails in seconds, in one line.
 
 ``ray.init(address=HOST:PORT)`` with nothing listening retries for minutes, and an auth-mode mismatch
-surfaces as a bare ``ConnectionError``. Here the address is probed first (TCP, a few seconds), and any
-failure becomes a ``ConfigError`` naming the address, with the ``RAY_AUTH_MODE`` hint where it fits.
+is retried for ~20 s and then surfaces as a bare ``ConnectionError`` (the reason only in its cause).
+Here the address is probed first (TCP, a few seconds), then one GCS handshake tells an auth mismatch
+at once, and any failure becomes a ``ConfigError`` naming the address, with the ``RAY_AUTH_MODE`` hint
+where it fits.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -55,6 +58,41 @@ def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
 
 
+def auth_refusal(address: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """One GCS handshake with this process's auth settings: why the cluster refused it, or None.
+
+    ``ray.init`` retries a refused handshake for ~20 s; a single direct attempt (in a thread, at most
+    ``timeout`` seconds) answers in milliseconds. Only an authentication refusal is reported: no
+    answer or any other error is left to ``ray.init``. Ray Client addresses (``ray://``) are skipped.
+    """
+    hp = _host_port(address)
+    if hp is None or address.startswith("ray://"):
+        return None
+    try:
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]  # private; Ray is pinned
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return None
+    host, port = hp
+    gcs = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    box: dict[str, BaseException] = {}
+
+    def attempt() -> None:
+        try:
+            GcsClient(address=gcs)
+        except BaseException as e:
+            box["error"] = e
+
+    t = threading.Thread(target=attempt, name="pbrl-gcs-handshake", daemon=True)
+    t.start()
+    t.join(timeout)  # a listener that is not a GCS never answers: leave it to ray.init
+    err = box.get("error")
+    if not isinstance(err, AuthenticationError):
+        return None
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     """Start (or connect to) Ray unless it is running; return True when this call started it.
 
@@ -71,12 +109,19 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bo
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
         return True
     probe(address)
+    refused = auth_refusal(address)
+    if refused is not None:
+        raise ConfigError(
+            f"--address {address}: the cluster refused to authenticate ({refused}); {AUTH_HINT}"
+        )
     try:
         ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
         text = str(e).strip().splitlines()
         first = text[0] if text else type(e).__name__
-        auth = any(w in str(e).lower() for w in ("auth", "token", "unauthenticated", "permission"))
+        # ray.init's ConnectionError keeps the reason (e.g. "Unauthenticated") in its cause
+        why = f"{e} {e.__cause__ or ''}".lower()
+        auth = any(w in why for w in ("auth", "token", "unauthenticated", "permission"))
         hint = AUTH_HINT if auth else "is the cluster up (`ray status`)? " + AUTH_HINT
         raise ConfigError(f"--address {address}: cannot join Ray ({first}); {hint}") from None
     return True

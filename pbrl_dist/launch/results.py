@@ -14,6 +14,8 @@ and time.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import importlib.metadata
 import os
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,10 @@ import yaml
 from pbrl_dist.config.loader import ConfigError, Sweep
 
 MARKER = ".pbrl_results"
+LOCK = ".lock"
 RECORD = "sweep.yaml"
 OWN_ENTRIES = frozenset(
-    {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", ".lock"}
+    {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", LOCK}
 )
 PACKAGES = ("pbrl_dist", "ray", "torch", "numpy", "omegaconf", "wandb", "gymnasium", "ale-py")
 
@@ -71,7 +75,7 @@ def check_out_dir(out: Path, *, overwrite: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or all(p.name == LOCK for p in out.iterdir()):
         return
     if not overwrite:
         raise ConfigError(
@@ -93,12 +97,59 @@ def check_out_dir(out: Path, *, overwrite: bool) -> None:
 
 
 def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Create ``out`` with pbrl's marker; replace a pbrl folder only with ``overwrite`` (checked first)."""
+    """Create ``out`` with pbrl's marker; replace a pbrl folder only with ``overwrite`` (checked first).
+
+    The lock file (held by this process, see ``hold_lock``) survives the replacement.
+    """
     check_out_dir(out, overwrite=overwrite)
-    if out.exists() and any(out.iterdir()):
-        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    for p in list(out.iterdir()):
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
     mark(out)
+
+
+@contextlib.contextmanager
+def hold_lock(out: Path, command: str) -> Iterator[None]:
+    """Hold ``out/.lock`` for the duration: one driver per results folder.
+
+    An exclusive ``flock``: the kernel releases it when the holder exits or is killed, so a lock left
+    by a dead driver is never in the way (stale locks need no clean-up). The file names the holder
+    (host, pid, command, start) for the message a second driver gets.
+    """
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    fh = path.open("a+", encoding="utf-8")
+    locked = False
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(
+                f"--out {out}: in use by {holder}; wait for it to finish or stop it "
+                "(a second driver would duplicate or delete its results)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(
+            f"pbrl {command} (host {platform.node()}, pid {os.getpid()}, "
+            f"since {time.strftime('%Y-%m-%d %H:%M:%S')})\n"
+        )
+        fh.flush()
+        locked = True
+        yield
+    finally:
+        if locked and created and [p.name for p in out.iterdir()] == [LOCK]:
+            path.unlink()  # stopped before writing anything: leave no trace
+            out.rmdir()
+        fh.close()  # releases the flock
 
 
 def mark(out: Path) -> None:
@@ -165,6 +216,29 @@ def write_record(sweep: Sweep, out: Path, **extra: Any) -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (out / RECORD).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+
+
+def check_trusted(out: Path, *inside: Path) -> None:
+    """Before Tune unpickles its state from ``out``: pbrl's folder, yours, and writable by you alone.
+
+    Tune's experiment state (``tuner.pkl``) is a pickle, which can run code when loaded, so a results
+    folder is trusted input: it must carry pbrl's marker, belong to this user, and be writable by no
+    one else (nor may ``inside``, e.g. the Tune folder).
+    """
+    if not (out / MARKER).exists():
+        raise ConfigError(f"--resume: {out} has no {MARKER} marker; pbrl did not write it")
+    uid = os.getuid()
+    for p in (out, *inside):
+        st = p.stat()
+        if st.st_uid != uid:
+            raise ConfigError(
+                f"--resume: {p} belongs to uid {st.st_uid}, not you ({uid}); not resuming it"
+            )
+        if st.st_mode & 0o022:
+            raise ConfigError(
+                f"--resume: {p} is writable by others (mode {st.st_mode & 0o777:o}); "
+                f"`chmod go-w {p}` if you trust its contents, then resume"
+            )
 
 
 def read_record(out: Path) -> dict[str, Any]:

@@ -34,7 +34,13 @@ from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
 from pbrl_dist.config.schema import SweepBlock
 from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
 from pbrl_dist.launch.ray_session import ensure_ray
-from pbrl_dist.launch.results import check_out_dir, prepare_out_dir, write_record
+from pbrl_dist.launch.results import (
+    check_out_dir,
+    check_trusted,
+    hold_lock,
+    prepare_out_dir,
+    write_record,
+)
 from pbrl_dist.launch.specs import (
     asha_max_t,
     check_bounds,
@@ -197,6 +203,7 @@ def _check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
         raise ConfigError(
             f"--resume: {out} holds no Tune sweep named {sweep.name} (expected {tune_path(out, sweep)})"
         )
+    check_trusted(out, tune_path(out, sweep))
     return record
 
 
@@ -230,23 +237,24 @@ def run_sweep(
     if address is None and not ray.is_initialized():
         cpus = float(os.cpu_count() or 1)
         check_fits(sweep.trials, cpus, cpus)  # before starting Ray at all
-    started = ensure_ray(address)
-    try:
-        total, largest = _cluster_cpus()
-        check_fits(sweep.trials, total, largest)
-        return _fit(
-            sweep,
-            block,
-            out,
-            resume=resume,
-            overwrite=overwrite,
-            record=record,
-            restart_corrupt=restart_corrupt,
-            extra=extra_record or {},
-        )
-    finally:
-        if started:
-            ray.shutdown()
+    with hold_lock(out, "sweep"):
+        started = ensure_ray(address)
+        try:
+            total, largest = _cluster_cpus()
+            check_fits(sweep.trials, total, largest)
+            return _fit(
+                sweep,
+                block,
+                out,
+                resume=resume,
+                overwrite=overwrite,
+                record=record,
+                restart_corrupt=restart_corrupt,
+                extra=extra_record or {},
+            )
+        finally:
+            if started:
+                ray.shutdown()
 
 
 def _fit(

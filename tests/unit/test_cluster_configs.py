@@ -2,8 +2,11 @@
 
 No docker engine, cluster or network is needed; the files are parsed with yaml.safe_load and
 checked for the properties that make a multi-node Ray cluster work (see
-shared/spec/PLATFORM_NOTES.md section 4 and pain points 2, 8 and 9), and for the one set of pins
-(cluster/constraints.txt) that the image, the launcher, KubeRay's pods and .venv all install.
+shared/spec/PLATFORM_NOTES.md section 4 and pain points 2, 8 and 9), for the one set of pins
+(cluster/constraints.txt) that the image, the launcher, KubeRay's pods and .venv all install, and
+for the hardening: token auth on by default in compose (token from `make cluster-token`, never in
+git or the image), non-root containers everywhere, and NetworkPolicies that keep the Ray ports to
+the cluster's own pods.
 """
 
 from __future__ import annotations
@@ -11,7 +14,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
+import shutil
+import stat
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -34,7 +42,9 @@ RAYJOB = K8S / "rayjob.yaml"
 PVC = K8S / "results-pvc.yaml"
 README = CLUSTER / "README.md"
 LOCK = CLUSTER / "constraints.txt"
+TOKEN_SCRIPT = CLUSTER / "cluster_token.py"
 DOCKERIGNORE = ROOT / ".dockerignore"
+GITIGNORE = ROOT / ".gitignore"
 PYPROJECT = ROOT / "pyproject.toml"
 MAKEFILE = ROOT / "Makefile"
 
@@ -43,12 +53,34 @@ AUTH_MODES = {"disabled", "token"}  # the two values Ray 2.60 understands
 TORCH_PIN = "torch==2.13.0"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
-_INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+_INTERP = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<default>[^}]*))?\}")
+RAY_PORTS = {6379, 8265, 10001}  # GCS, dashboard + Jobs API, Ray Client
+DASHBOARD_PORT = 8265
 
 
-def interpolate(value: str) -> str:
-    """Resolve compose-style ``${VAR:-default}`` with an empty environment (defaults only)."""
-    return _INTERP.sub(lambda m: m.group("default") or "", value)
+class MissingVariable(Exception):
+    """Compose's ``${VAR:?message}`` / ``${VAR?message}`` with the variable missing."""
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Resolve compose-style ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` against ``env``.
+
+    With no ``env``, only defaults are used; a required variable that is missing raises
+    ``MissingVariable`` with compose's message, as ``docker compose`` itself would fail.
+    """
+    env = env or {}
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group("name"), m.group("op") or "", m.group("default") or ""
+        val = env.get(name)
+        unset = val is None or (op.startswith(":") and val == "")
+        if op.endswith("?") and unset:
+            raise MissingVariable(f"{name}: {arg}")
+        if op.endswith("-") and unset:
+            return arg
+        return val or ""
+
+    return _INTERP.sub(one, value)
 
 
 def parse_size(value: str | int) -> int:
@@ -151,6 +183,17 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
+def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
+    """Every document of a multi-document YAML file (``---``), empty ones dropped."""
+    assert path.is_file(), f"missing {path.relative_to(ROOT)}"
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def one_of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (doc,) = [d for d in docs if d.get("kind") == kind]
+    return doc
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_yaml(COMPOSE)
@@ -167,13 +210,23 @@ def launcher() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def raycluster() -> dict[str, Any]:
-    return load_yaml(RAYCLUSTER)
+def raycluster_docs() -> list[dict[str, Any]]:
+    return load_yaml_docs(RAYCLUSTER)
 
 
 @pytest.fixture(scope="module")
-def rayjob() -> dict[str, Any]:
-    return load_yaml(RAYJOB)
+def rayjob_docs() -> list[dict[str, Any]]:
+    return load_yaml_docs(RAYJOB)
+
+
+@pytest.fixture(scope="module")
+def raycluster(raycluster_docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one_of_kind(raycluster_docs, "RayCluster")
+
+
+@pytest.fixture(scope="module")
+def rayjob(rayjob_docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one_of_kind(rayjob_docs, "RayJob")
 
 
 # ---------------------------------------------------------------- docker-compose
@@ -197,13 +250,47 @@ def test_compose_services_share_one_image(services: dict[str, dict[str, Any]]) -
     assert services["ray-head"]["image"] == services["ray-worker"]["image"] == "pbrl_dist:latest"
 
 
+def published_ports(service: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host IP, container port) of every published port, short or long syntax.
+
+    A port without a host IP is published on all interfaces (0.0.0.0 and ::), like Docker does.
+    """
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            host_ip, target = str(port.get("host_ip", "0.0.0.0")), int(port["target"])
+        else:
+            spec = interpolate(str(port)).split("/")[0]
+            if spec.startswith("["):  # [::1]:8265:8265
+                host_ip, _, rest = spec[1:].partition("]:")
+                parts = ["", *rest.split(":")]
+            else:
+                parts = spec.split(":")
+                host_ip = parts[0] if len(parts) == 3 else "0.0.0.0"
+            target = int(parts[-1].split("-")[0])
+        out.append((host_ip, target))
+    return out
+
+
+def test_published_ports_parser() -> None:
+    svc = {"ports": ["8265", "1:2", "127.0.0.1:6379:6379/tcp", {"target": 3, "host_ip": "::1"}]}
+    assert published_ports(svc) == [
+        ("0.0.0.0", 8265),
+        ("0.0.0.0", 2),
+        ("127.0.0.1", 6379),
+        ("::1", 3),
+    ]
+    assert published_ports({"ports": ["[::1]:8265:8265"]}) == [("::1", 8265)]
+
+
 def test_compose_ports_are_loopback_only(services: dict[str, dict[str, Any]]) -> None:
-    published = [str(p) for svc in services.values() for p in svc.get("ports", [])]
-    assert published, "the head must publish the dashboard"
-    for port in published:
-        assert port.startswith("127.0.0.1:"), port
-    head = {p.split(":", 1)[1] for p in map(str, services["ray-head"]["ports"])}
-    assert head == {"8265:8265", "6379:6379", "10001:10001"}
+    """No service publishes anything (let alone a Ray port) beyond the host's loopback."""
+    for name, svc in services.items():
+        assert svc.get("network_mode") != "host", f"{name}: host networking exposes every port"
+        for host_ip, target in published_ports(svc):
+            assert host_ip in {"127.0.0.1", "::1"}, f"{name} publishes {target} on {host_ip}"
+    head = {target for _, target in published_ports(services["ray-head"])}
+    assert head == RAY_PORTS
 
 
 def test_compose_worker_is_scalable(services: dict[str, dict[str, Any]]) -> None:
@@ -255,6 +342,49 @@ def test_compose_sets_ray_auth_mode_explicitly(
     assert "RAY_AUTH_MODE" in env
     assert env["RAY_AUTH_MODE"] is not None, "RAY_AUTH_MODE must have a value, not pass-through"
     assert interpolate(str(env["RAY_AUTH_MODE"])) in AUTH_MODES
+
+
+@pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
+def test_compose_token_auth_on_by_default(services: dict[str, dict[str, Any]], name: str) -> None:
+    """RAY_AUTH_MODE is token unless set to disabled on purpose, and the token is required."""
+    env = env_map(services[name].get("environment"))
+    mode = str(env["RAY_AUTH_MODE"])
+    assert interpolate(mode, {"RAY_AUTH_TOKEN": "x"}) == "token"
+    assert interpolate(mode, {"RAY_AUTH_MODE": "disabled"}) == "disabled"
+    token = env["RAY_AUTH_TOKEN"]
+    assert isinstance(token, str)
+    # compose's required-variable syntax: unset or empty stops `docker compose` with the message
+    m = re.fullmatch(r"\$\{RAY_AUTH_TOKEN:\?(?P<msg>[^}]+)\}", token)
+    assert m, f"{name}: RAY_AUTH_TOKEN must be ${{RAY_AUTH_TOKEN:?...}}, not {token!r}"
+    assert "make cluster-token" in m.group("msg")
+    for missing in ({}, {"RAY_AUTH_TOKEN": ""}):
+        with pytest.raises(MissingVariable):
+            interpolate(token, missing)
+    assert interpolate(token, {"RAY_AUTH_TOKEN": "ab" * 16}) == "ab" * 16
+
+
+def test_compose_interpolation() -> None:
+    assert interpolate("${A:-x}") == "x"
+    assert interpolate("${A:-x}", {"A": ""}) == "x"
+    assert interpolate("${A-x}", {"A": ""}) == ""
+    assert interpolate("${A:?no}", {"A": "v"}) == "v"
+    assert interpolate("${A?no}", {"A": ""}) == ""
+    with pytest.raises(MissingVariable, match="no"):
+        interpolate("${A:?no}", {"A": ""})
+    with pytest.raises(MissingVariable):
+        interpolate("${A?no}")
+
+
+@pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
+def test_compose_runs_as_non_root(services: dict[str, dict[str, Any]], name: str) -> None:
+    svc = services[name]
+    uid, gid = dockerfile_user()
+    assert str(svc.get("user", f"{uid}:{gid}")) == f"{uid}:{gid}", "compose's user != the image's"
+    assert not svc.get("privileged"), name
+    assert [c.upper() for c in svc.get("cap_drop", [])] in (["ALL"], ["CAP_ALL"]), name
+    assert not svc.get("cap_add"), name
+    assert "no-new-privileges:true" in svc.get("security_opt", []), name
+    assert "shm_size" in svc  # the object store still gets its /dev/shm
 
 
 @pytest.mark.parametrize("name", ["ray-head", "ray-worker"])
@@ -331,6 +461,56 @@ def test_dockerfile_adds_ray_dashboard_and_wget() -> None:
     assert "wget" in text  # KubeRay's default probes exec wget
 
 
+def dockerfile_user() -> tuple[int, int]:
+    """(uid, gid) that the image's containers run as: its last USER, resolved via useradd."""
+    lines = _dockerfile_lines()
+    users = [ln.split(None, 1)[1].strip() for ln in lines if ln.upper().startswith("USER ")]
+    assert users, "the Dockerfile never switches away from root (no USER)"
+    user, _, group = users[-1].partition(":")
+    created = {}
+    for ln in lines:
+        for m in re.finditer(r"useradd\s+(?P<opts>(?:-\S+(?:\s+[^-\s]\S*)?\s+)*)(?P<name>\w+)", ln):
+            uid = re.search(r"(?:--uid|-u)\s+(\d+)", m.group("opts"))
+            gid = re.search(r"(?:--gid|-g)\s+(\d+)", m.group("opts"))
+            assert uid and gid, f"useradd without a fixed --uid/--gid: {ln!r}"
+            created[m.group("name")] = (int(uid.group(1)), int(gid.group(1)))
+    if user.isdigit():
+        uid = int(user)
+        gid = int(group) if group.isdigit() else next(g for u, g in created.values() if u == uid)
+    else:
+        assert user in created, f"USER {user} is not created with useradd"
+        uid, gid = created[user]
+        if group:
+            gid = int(group) if group.isdigit() else gid
+    return uid, gid
+
+
+def test_dockerfile_runs_as_non_root_user() -> None:
+    lines = _dockerfile_lines()
+    uid, gid = dockerfile_user()
+    assert uid != 0 and gid != 0, "the image's last USER is root"
+    last_user = max(i for i, ln in enumerate(lines) if ln.upper().startswith("USER "))
+    # nothing after the last USER may need root (RUN would) or switch back
+    assert not any(ln.upper().startswith("RUN ") for ln in lines[last_user + 1 :])
+    text = " ".join(lines)
+    # the user owns the results mount point (a new named volume copies it) and the workdir
+    assert re.search(r"mkdir -p /results\b", text)
+    assert re.search(r"chown (?:-R )?(?:ray|1000):(?:ray|1000) /results\b", text)
+    assert re.search(r"chown (?:-R )?(?:ray|1000):(?:ray|1000) /app\b", text)
+
+
+def test_dockerfile_user_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    monkeypatch.setattr(sys.modules[__name__], "DOCKERFILE", dockerfile)
+    dockerfile.write_text("FROM x\nRUN useradd --uid 1001 --gid 1002 -m app\nUSER app\n")
+    assert dockerfile_user() == (1001, 1002)
+    dockerfile.write_text("FROM x\nRUN useradd -u 7 -g 8 app\nUSER 7\nUSER root\n")
+    with pytest.raises(AssertionError):
+        dockerfile_user()  # root is not created with useradd
+    dockerfile.write_text("FROM x\nUSER 0:0\n")
+    assert dockerfile_user() == (0, 0)
+
+
 def _dockerfile_lock_path() -> str:
     """Where the Dockerfile COPYs cluster/constraints.txt inside the image."""
     copies = [
@@ -362,6 +542,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
     ]
     for path in (
         ".env",
+        ".env.1a2b3c4d.tmp",  # cluster_token.py's temporary file
         "cluster/.env",
         ".venv/bin/python",
         ".git/HEAD",
@@ -384,6 +565,27 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
         assert not dockerignored(path, patterns), (
             f".dockerignore drops {path}, which the image needs"
         )
+
+
+def test_gitignore_keeps_env_files_out() -> None:
+    """.env (RAY_AUTH_TOKEN, WANDB_API_KEY) is ignored by git, at any depth, and never re-included."""
+    patterns = [
+        ln.strip()
+        for ln in GITIGNORE.read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    assert ".env" in patterns or "**/.env" in patterns
+    assert ".env.*" in patterns  # the script's temporary files
+    last = {p.lstrip("!"): i for i, p in enumerate(patterns)}
+    assert not patterns[last[".env"]].startswith("!")
+    assert "!.env" not in patterns
+    if shutil.which("git") and (ROOT / ".git").exists():  # the real matcher, when there is one
+        for path, ignored in ((".env", True), ("cluster/.env", True), (".env.x.tmp", True),
+                              ("cluster/.env.example", False)):  # fmt: skip
+            rc = subprocess.run(
+                ["git", "-C", str(ROOT), "check-ignore", "-q", "--no-index", path], check=False
+            ).returncode
+            assert rc == (0 if ignored else 1), (path, rc)
 
 
 def test_dockerignore_matcher() -> None:
@@ -452,7 +654,8 @@ def test_env_example_documents_settings() -> None:
     assert {"WANDB_API_KEY", "WANDB_MODE", "RAY_AUTH_MODE", "RAY_NUM_CPUS"} <= set(values)
     assert values["WANDB_API_KEY"] == ""
     assert values["WANDB_MODE"] == "offline"
-    assert values["RAY_AUTH_MODE"] in AUTH_MODES
+    assert values["RAY_AUTH_MODE"] == "token"  # what `make cluster-token` copies into .env
+    assert values["RAY_AUTH_TOKEN"] == ""  # filled in .env by cluster_token.py, never here
     assert int(values["RAY_NUM_CPUS"]) >= 1
 
 
@@ -540,6 +743,19 @@ def _pod_specs(cluster_spec: dict[str, Any]) -> list[dict[str, Any]]:
     return pods
 
 
+def operator_token_auth(spec: dict[str, Any]) -> bool:
+    """Whether KubeRay (>= 1.5.1) runs token auth for this cluster: ``authOptions.mode: token``."""
+    auth = spec.get("authOptions")
+    if auth is None:
+        return False
+    assert auth.get("mode", "token") in AUTH_MODES
+    if auth.get("mode", "token") == "token":
+        major, minor = map(int, spec["rayVersion"].split(".")[:2])
+        assert (major, minor) >= (2, 52), "KubeRay rejects authOptions before Ray 2.52"
+        return True
+    return False
+
+
 def _check_ray_cluster_spec(spec: dict[str, Any]) -> None:
     assert spec["rayVersion"] == "2.60.0"
     params = spec["headGroupSpec"]["rayStartParams"]
@@ -563,8 +779,11 @@ def _check_ray_cluster_spec(spec: dict[str, Any]) -> None:
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert claims.get(mounts.get(RESULTS_PATH)) == "pbrl-results"
         env = k8s_env(container)
-        assert env["RAY_AUTH_MODE"]["value"] in AUTH_MODES
-        if env["RAY_AUTH_MODE"]["value"] == "token":
+        if operator_token_auth(spec):
+            # KubeRay >= 1.5.1 sets both itself; a second, hand-set copy would fight it
+            assert "RAY_AUTH_MODE" not in env and "RAY_AUTH_TOKEN" not in env, container["name"]
+        else:
+            assert env["RAY_AUTH_MODE"]["value"] == "token", container["name"]
             assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
         assert env["WANDB_MODE"]["value"] == "offline"
         assert "value" not in env.get("WANDB_API_KEY", {}), "W&B key must come from a Secret"
@@ -618,9 +837,12 @@ def test_raycluster_manifest(raycluster: dict[str, Any]) -> None:
     head = raycluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     ports = {p["containerPort"] for p in head["ports"]}
     assert ports == {6379, 8265, 10001}
-    if raycluster["spec"].get("enableInTreeAutoscaling"):
+    if raycluster["spec"].get("enableInTreeAutoscaling") and not operator_token_auth(
+        raycluster["spec"]
+    ):
         auto_env = {e["name"]: e for e in raycluster["spec"]["autoscalerOptions"]["env"]}
         assert auto_env["RAY_AUTH_MODE"]["value"] == k8s_env(head)["RAY_AUTH_MODE"]["value"]
+        assert auto_env["RAY_AUTH_TOKEN"] == k8s_env(head)["RAY_AUTH_TOKEN"]
 
 
 def test_rayjob_manifest(rayjob: dict[str, Any]) -> None:
@@ -641,7 +863,11 @@ def test_rayjob_manifest(rayjob: dict[str, Any]) -> None:
     _check_ray_cluster_spec(spec["rayClusterSpec"])
     submitter = k8s_env(spec["submitterPodTemplate"]["spec"]["containers"][0])
     head = k8s_env(spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0])
-    assert submitter["RAY_AUTH_MODE"]["value"] == head["RAY_AUTH_MODE"]["value"]
+    # The operator polls the job's status on the dashboard, and only holds the token for that
+    # when it runs token auth itself (authOptions, KubeRay >= 1.5.1); it then sets the submitter's.
+    assert operator_token_auth(spec["rayClusterSpec"])
+    assert "RAY_AUTH_MODE" not in submitter and "RAY_AUTH_TOKEN" not in submitter
+    assert "RAY_AUTH_MODE" not in head
 
 
 def test_results_pvc_is_read_write_many() -> None:
@@ -651,6 +877,468 @@ def test_results_pvc_is_read_write_many() -> None:
     assert pvc["metadata"]["name"] == "pbrl-results"
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["resources"]["requests"]["storage"]
+
+
+# ---------------------------------------------------------------- KubeRay hardening
+
+_LABEL_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {"type": "array"},
+    },
+}
+# The parts of networking.k8s.io/v1 NetworkPolicy and core/v1 (Pod)SecurityContext used here, with
+# their real field names and enums, so that a typo (which the API server would reject, or worse,
+# kubectl apply --validate=false would drop) fails here.
+NETWORK_POLICY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "networking.k8s.io/v1"},
+        "kind": {"const": "NetworkPolicy"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["podSelector"],
+            "properties": {
+                "podSelector": _LABEL_SELECTOR,
+                "policyTypes": {"type": "array", "items": {"enum": ["Ingress", "Egress"]}},
+                "ingress": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "from": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "minProperties": 1,
+                                    "properties": {
+                                        "podSelector": _LABEL_SELECTOR,
+                                        "namespaceSelector": _LABEL_SELECTOR,
+                                        "ipBlock": {"type": "object", "required": ["cidr"]},
+                                    },
+                                },
+                            },
+                            "ports": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
+                                        "port": {"type": ["integer", "string"]},
+                                        "endPort": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "egress": {"type": "array"},
+            },
+        },
+    },
+}
+_SECCOMP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["RuntimeDefault", "Localhost", "Unconfined"]},
+        "localhostProfile": {"type": "string"},
+    },
+}
+CONTAINER_SECURITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "allowPrivilegeEscalation": {"type": "boolean"},
+        "appArmorProfile": {"type": "object"},
+        "capabilities": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "add": {"type": "array", "items": {"type": "string"}},
+                "drop": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "privileged": {"type": "boolean"},
+        "procMount": {"enum": ["Default", "Unmasked"]},
+        "readOnlyRootFilesystem": {"type": "boolean"},
+        "runAsGroup": {"type": "integer"},
+        "runAsNonRoot": {"type": "boolean"},
+        "runAsUser": {"type": "integer"},
+        "seLinuxOptions": {"type": "object"},
+        "seccompProfile": _SECCOMP,
+        "windowsOptions": {"type": "object"},
+    },
+}
+POD_SECURITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "appArmorProfile": {"type": "object"},
+        "fsGroup": {"type": "integer"},
+        "fsGroupChangePolicy": {"enum": ["OnRootMismatch", "Always"]},
+        "runAsGroup": {"type": "integer"},
+        "runAsNonRoot": {"type": "boolean"},
+        "runAsUser": {"type": "integer"},
+        "seLinuxChangePolicy": {"type": "string"},
+        "seLinuxOptions": {"type": "object"},
+        "seccompProfile": _SECCOMP,
+        "supplementalGroups": {"type": "array", "items": {"type": "integer"}},
+        "supplementalGroupsPolicy": {"enum": ["Merge", "Strict"]},
+        "sysctls": {"type": "array"},
+        "windowsOptions": {"type": "object"},
+    },
+}
+_LABEL_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+
+
+def check_labels(labels: dict[str, str]) -> None:
+    """Kubernetes label syntax: [dns-subdomain/]name = value (value may be empty)."""
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        assert not prefix or (len(prefix) <= 253 and re.fullmatch(_DNS_SUBDOMAIN, prefix)), key
+        assert re.fullmatch(_LABEL_NAME, name), key
+        assert isinstance(value, str) and (value == "" or re.fullmatch(_LABEL_NAME, value)), value
+
+
+def ray_containers(cluster_spec: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """(name, securityContext) of every container KubeRay runs for this cluster spec.
+
+    The head and worker containers (and any init containers; KubeRay's own wait-gcs-ready init
+    container copies the Ray container's securityContext), plus the autoscaler sidecar, whose
+    securityContext comes from autoscalerOptions.
+    """
+    out = []
+    for pod in _pod_specs(cluster_spec):
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            out.append((c["name"], c.get("securityContext")))
+    if cluster_spec.get("enableInTreeAutoscaling"):
+        opts = cluster_spec.get("autoscalerOptions", {})
+        out.append(("autoscaler", opts.get("securityContext")))
+    return out
+
+
+def check_container_security(name: str, ctx: dict[str, Any] | None) -> None:
+    uid, gid = dockerfile_user()
+    assert ctx, f"{name}: no securityContext"
+    jsonschema.validate(ctx, CONTAINER_SECURITY_SCHEMA)
+    assert ctx.get("runAsNonRoot") is True, name
+    assert ctx.get("runAsUser") == uid, f"{name}: runAsUser is not the image's uid {uid}"
+    assert ctx.get("runAsGroup", gid) == gid, name
+    assert ctx.get("allowPrivilegeEscalation") is False, name
+    assert ctx.get("capabilities", {}).get("drop") == ["ALL"], name
+    assert not ctx.get("capabilities", {}).get("add"), name
+    assert not ctx.get("privileged"), name
+    assert ctx.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+
+
+def check_pod_security(pod: dict[str, Any]) -> None:
+    uid, gid = dockerfile_user()
+    ctx = pod.get("securityContext")
+    assert ctx, "pod without securityContext"
+    jsonschema.validate(ctx, POD_SECURITY_SCHEMA)
+    assert ctx.get("runAsNonRoot") is True
+    assert ctx.get("runAsUser", uid) == uid
+    assert ctx.get("fsGroup") == gid, "the results PVC needs fsGroup = the image's gid"
+    assert ctx.get("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}
+
+
+def test_raycluster_containers_are_non_root(raycluster: dict[str, Any]) -> None:
+    spec = raycluster["spec"]
+    containers = ray_containers(spec)
+    assert {n for n, _ in containers} >= {"ray-head", "ray-worker"}
+    if spec.get("enableInTreeAutoscaling"):
+        assert "autoscaler" in {n for n, _ in containers}
+    for name, ctx in containers:
+        check_container_security(name, ctx)
+    for pod in _pod_specs(spec):
+        check_pod_security(pod)
+
+
+def test_rayjob_containers_are_non_root(rayjob: dict[str, Any]) -> None:
+    spec = rayjob["spec"]
+    containers = ray_containers(spec["rayClusterSpec"])
+    submitter = spec["submitterPodTemplate"]["spec"]
+    containers += [(c["name"], c.get("securityContext")) for c in submitter["containers"]]
+    assert {n for n, _ in containers} >= {"ray-head", "ray-worker", "ray-job-submitter"}
+    for name, ctx in containers:
+        check_container_security(name, ctx)
+    for pod in [*_pod_specs(spec["rayClusterSpec"]), submitter]:
+        check_pod_security(pod)
+
+
+def test_every_k8s_container_has_the_security_context() -> None:
+    """Whatever else the manifests grow: every pod spec in cluster/k8s runs hardened."""
+    seen = 0
+
+    def walk(node: Any, path: str) -> None:
+        nonlocal seen
+        if isinstance(node, dict):
+            if "containers" in node and isinstance(node["containers"], list):
+                for c in node.get("initContainers", []) + node["containers"]:
+                    check_container_security(f"{path}/{c['name']}", c.get("securityContext"))
+                    seen += 1
+            for k, v in node.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in load_yaml_docs(path):
+            walk(doc, path.name)
+    assert seen >= 5  # raycluster head + worker, rayjob head + worker + submitter
+
+
+def network_policies(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    policies = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+    for policy in policies:
+        jsonschema.validate(policy, NETWORK_POLICY_SCHEMA)
+        spec = policy["spec"]
+        check_labels(spec["podSelector"].get("matchLabels", {}))
+        for rule in spec.get("ingress", []):
+            for peer in rule.get("from", []):
+                for sel in ("podSelector", "namespaceSelector"):
+                    check_labels(peer.get(sel, {}).get("matchLabels", {}))
+    return policies
+
+
+def check_ray_network_policies(
+    policies: list[dict[str, Any]], cluster: dict[str, str], submitters: list[dict[str, str]]
+) -> None:
+    """Ray pods (selected by ``cluster``) take connections only from each other, except 8265.
+
+    - some policy selects exactly the cluster's pods and allows ingress from them (any port:
+      Ray's raylet, object manager, agent and worker ports are random);
+    - every policy selects only this cluster's pods, restricts Ingress, and every rule names its
+      sources (a rule without `from` would admit everyone);
+    - a rule with any source other than the cluster's own pods admits only TCP 8265 (dashboard
+      and Jobs API), only on the head, and only from labelled pods (no ipBlock, no bare
+      namespaceSelector); each label set in ``submitters`` is such a source.
+    """
+    same_cluster = {"podSelector": {"matchLabels": cluster}}
+    assert policies, "no NetworkPolicy next to the cluster"
+    intra = [p for p in policies if p["spec"]["podSelector"].get("matchLabels") == cluster]
+    assert intra, f"no NetworkPolicy selecting exactly the pods with {cluster}"
+    assert any(
+        rule.get("from") == [same_cluster] and "ports" not in rule
+        for p in intra
+        for rule in p["spec"].get("ingress", [])
+    ), "the cluster's pods must reach each other on every port"
+    outside_sources: list[dict[str, Any]] = []
+    for policy in policies:
+        spec, name = policy["spec"], policy["metadata"]["name"]
+        selected = spec["podSelector"].get("matchLabels", {})
+        assert cluster.items() <= selected.items(), f"{name} selects pods outside the cluster"
+        assert "matchExpressions" not in spec["podSelector"], name
+        assert "Ingress" in spec.get("policyTypes", ["Ingress"]), name
+        for rule in spec.get("ingress", []):
+            sources = rule.get("from")
+            assert sources, f"{name}: an ingress rule without `from` admits every source"
+            if all(peer == same_cluster for peer in sources):
+                continue
+            assert selected.get("ray.io/node-type") == "head", f"{name}: outside access to workers"
+            ports = rule.get("ports")
+            assert ports == [{"protocol": "TCP", "port": DASHBOARD_PORT}], (name, ports)
+            for peer in sources:
+                assert "ipBlock" not in peer, f"{name}: ipBlock source"
+                assert peer.get("podSelector", {}).get("matchLabels"), f"{name}: unlabelled source"
+                outside_sources.append(peer)
+    for labels in submitters:
+        assert any(
+            peer["podSelector"]["matchLabels"].items() <= labels.items()
+            and "namespaceSelector" not in peer
+            for peer in outside_sources
+        ), f"the submitter pods {labels} cannot reach the dashboard"
+        assert not cluster.items() <= labels.items(), "a submitter must not count as a Ray pod"
+
+
+def test_raycluster_network_policies(
+    raycluster_docs: list[dict[str, Any]], raycluster: dict[str, Any]
+) -> None:
+    """KubeRay labels every pod of a RayCluster ``ray.io/cluster: <name>`` (not overridable)."""
+    cluster = {"ray.io/cluster": raycluster["metadata"]["name"]}
+    policies = network_policies(raycluster_docs)
+    check_ray_network_policies(policies, cluster, [])
+    # and the opt-in submitter label it documents
+    peers = [
+        peer
+        for p in policies
+        for rule in p["spec"].get("ingress", [])
+        for peer in rule["from"]
+        if peer != {"podSelector": {"matchLabels": cluster}}
+    ]
+    assert peers, "nothing outside the cluster can reach the dashboard, not even a submitter"
+    for p in policies:
+        assert "namespace" not in p["metadata"], "policies go into the RayCluster's namespace"
+
+
+def test_rayjob_network_policies(rayjob_docs: list[dict[str, Any]], rayjob: dict[str, Any]) -> None:
+    """A RayJob's cluster name is generated, so its pods carry a label of their own to select."""
+    spec = rayjob["spec"]
+    policies = network_policies(rayjob_docs)
+    intra = [
+        p["spec"]["podSelector"]["matchLabels"]
+        for p in policies
+        if "ray.io/node-type" not in p["spec"]["podSelector"].get("matchLabels", {})
+    ]
+    assert len(intra) == 1
+    (cluster,) = intra
+    assert not any(k.startswith("ray.io/") for k in cluster), "KubeRay sets ray.io/* itself"
+    for pod in [spec["rayClusterSpec"]["headGroupSpec"]] + spec["rayClusterSpec"][
+        "workerGroupSpecs"
+    ]:
+        labels = pod["template"].get("metadata", {}).get("labels", {})
+        check_labels(labels)
+        assert cluster.items() <= labels.items(), "a Ray pod the NetworkPolicies do not select"
+    submitter = spec["submitterPodTemplate"].get("metadata", {}).get("labels", {})
+    assert submitter, "the submitter pod needs a label for the dashboard NetworkPolicy"
+    check_labels(submitter)
+    check_ray_network_policies(policies, cluster, [submitter])
+    # the operator polls the job's status on the dashboard, from its own namespace
+    assert any(
+        peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "kuberay-operator"
+        and "namespaceSelector" in peer
+        for p in policies
+        for rule in p["spec"].get("ingress", [])
+        for peer in rule["from"]
+    ), "the KubeRay operator cannot reach the dashboard to follow the job"
+
+
+def test_network_policy_checker_rejects_open_rules() -> None:
+    cluster = {"ray.io/cluster": "c"}
+    same = {"podSelector": {"matchLabels": cluster}}
+    head = {**cluster, "ray.io/node-type": "head"}
+
+    def policy(selector: dict[str, str], *rules: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"],
+                     "ingress": list(rules)},
+        }  # fmt: skip
+
+    good = [
+        policy(cluster, {"from": [same]}),
+        policy(head, {"from": [{"podSelector": {"matchLabels": {"s": "c"}}}],
+                      "ports": [{"protocol": "TCP", "port": 8265}]}),
+    ]  # fmt: skip
+    check_ray_network_policies(network_policies(good), cluster, [{"s": "c"}])
+    bad_cases = [
+        [policy(cluster, {"from": [same]}), policy(cluster, {})],  # no `from`: everyone
+        [policy(cluster, {"from": [same, {"ipBlock": {"cidr": "0.0.0.0/0"}}]})],
+        [policy(cluster, {"from": [same]}),  # GCS from outside
+         policy(head, {"from": [{"podSelector": {"matchLabels": {"s": "c"}}}],
+                       "ports": [{"protocol": "TCP", "port": 6379}]})],
+        [policy(cluster, {"from": [same]}),  # dashboard from a whole namespace
+         policy(head, {"from": [{"namespaceSelector": {}}],
+                       "ports": [{"protocol": "TCP", "port": 8265}]})],
+        [policy({"x": "y"}, {"from": [same]})],  # selects no Ray pods of this cluster
+    ]  # fmt: skip
+    for docs in bad_cases:
+        with pytest.raises(AssertionError):
+            check_ray_network_policies(network_policies(docs), cluster, [])
+    with pytest.raises(jsonschema.ValidationError):
+        network_policies([policy(cluster, {"form": [same]})])  # typo
+
+
+# ---------------------------------------------------------------- make cluster-token
+
+
+def run_token_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(TOKEN_SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+def env_lines(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, val = line.partition("=")
+            out[key.strip()] = val
+    return out
+
+
+def file_mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_token_script_creates_a_private_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    old_umask = os.umask(0o022)  # a permissive umask must not leak into the file's mode
+    try:
+        result = run_token_script("--env-file", env_file)
+    finally:
+        os.umask(old_umask)
+    assert file_mode(env_file) == 0o600
+    values = env_lines(env_file)
+    token = values["RAY_AUTH_TOKEN"]
+    assert re.fullmatch(r"[0-9a-f]{32,}", token), "the token must be 32+ hex characters"
+    assert len(token) >= 64
+    assert token not in result.stdout + result.stderr, "the script printed the token"
+    # created from cluster/.env.example: the documented settings come along, auth mode token
+    assert values["RAY_AUTH_MODE"] == "token"
+    assert values["WANDB_MODE"] == "offline"
+    assert list(tmp_path.iterdir()) == [env_file], "a temporary file was left behind"
+    # and compose would now start: the required variable is set
+    assert interpolate("${RAY_AUTH_TOKEN:?x}", values) == token
+
+
+def test_token_script_never_overwrites_a_token(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    run_token_script("--env-file", env_file)
+    first = env_file.read_text()
+    run_token_script("--env-file", env_file)
+    assert env_file.read_text() == first
+    mine = "WANDB_MODE=online\nRAY_AUTH_TOKEN=" + "0f" * 20 + "\n"
+    env_file.write_text(mine)
+    env_file.chmod(0o644)
+    result = run_token_script("--env-file", env_file)
+    assert env_file.read_text() == mine  # kept as it was, byte for byte
+    assert file_mode(env_file) == 0o600  # but no longer readable by others
+    assert "0f" * 20 not in result.stdout + result.stderr
+
+
+def test_token_script_fills_an_empty_token_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# mine\nWANDB_MODE=online\nRAY_AUTH_TOKEN=\nRAY_NUM_CPUS=4\n")
+    env_file.chmod(0o664)
+    run_token_script("--env-file", env_file)
+    lines = env_file.read_text().splitlines()
+    assert lines[0] == "# mine" and lines[1] == "WANDB_MODE=online" and lines[3] == "RAY_NUM_CPUS=4"
+    assert re.fullmatch(r"RAY_AUTH_TOKEN=[0-9a-f]{64}", lines[2])
+    assert file_mode(env_file) == 0o600
+    other = tmp_path / "other.env"
+    other.write_text("RAY_NUM_CPUS=4\n")  # no token line at all: one is appended
+    run_token_script("--env-file", other)
+    assert re.fullmatch(r"RAY_NUM_CPUS=4\nRAY_AUTH_TOKEN=[0-9a-f]{64}\n", other.read_text())
+    tokens = {env_lines(env_file)["RAY_AUTH_TOKEN"], env_lines(other)["RAY_AUTH_TOKEN"]}
+    assert len(tokens) == 2, "tokens must be random"
+
+
+def test_makefile_has_cluster_token_target() -> None:
+    text = MAKEFILE.read_text()
+    m = re.search(r"^cluster-token:.*\n((?:\t.*\n)+)", text, re.M)
+    assert m, "no `make cluster-token`"
+    assert "cluster/cluster_token.py" in m.group(1)
+    assert re.search(r"^\.PHONY:.*\bcluster-token\b", text, re.M)
 
 
 # ---------------------------------------------------------------- docs and secrets
@@ -668,6 +1356,9 @@ def test_readme_covers_the_workflows() -> None:
         "kubectl apply -f cluster/k8s/",
         "wandb sync",
         "RAY_AUTH_MODE",
+        "make cluster-token",
+        "RAY_AUTH_TOKEN",
+        "NetworkPolicy",
     ):
         assert needle in text, needle
 
@@ -686,6 +1377,7 @@ SECRET_PATTERNS = {
 }
 CONFIG_FILES = [
     COMPOSE, DOCKERFILE, DOCKERIGNORE, ENV_EXAMPLE, LAUNCHER, RAYCLUSTER, RAYJOB, PVC, README, LOCK,
+    TOKEN_SCRIPT, GITIGNORE, MAKEFILE,
 ]  # fmt: skip
 
 

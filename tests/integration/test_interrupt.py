@@ -1,0 +1,135 @@
+"""Ctrl-C on ``pbrl sweep`` is never a result: exit 130, the count, the exact resume command; resuming
+with that command (no file, no overrides retyped) finishes the sweep with the numbers of ``pbrl run``.
+Also ``pbrl show`` and ``pbrl --version`` (provenance a user reads before and after running).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pbrl_dist.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "sweeps" / "demo_fig1.yaml"
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "disabled", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_ctrl_c_on_pbrl_sweep_exits_130_and_the_printed_command_resumes_it(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    overrides = ["method.num_iters=400", "dist.checkpoint_every=100"]
+    cmd = [sys.executable, "-m", "pbrl_dist.cli", "sweep", str(DEMO), "--smoke", "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    t0 = time.time()
+    for line in proc.stdout:  # Ctrl-C once the first trial has finished, the others still running
+        if line.startswith("[1/6]"):
+            break
+        assert time.time() - t0 < 300, "no trial finished"
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest[-2000:] + err[-2000:]
+    assert "trials finished (" not in rest  # no "all done" summary, no report
+    assert not (out / "report").exists()
+    (msg,) = [x for x in err.splitlines() if "interrupted:" in x]
+    finished = int(msg.split("interrupted: ")[1].split("/")[0])
+    assert 1 <= finished < 6 and msg.endswith("trials finished; nothing was reported.")
+    (hint,) = [x for x in err.splitlines() if x.startswith("resume with: ")]
+    resume = shlex.split(hint.removeprefix("resume with: "))
+    assert resume == ["pbrl", "sweep", "--resume", "--out", str(out)]
+    rec = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert rec["overrides"] == overrides and rec["smoke"] is True
+
+    # The user runs the printed command as it is: file, --smoke and overrides come from sweep.yaml.
+    done = subprocess.run(
+        [sys.executable, "-m", "pbrl_dist.cli", *resume[1:]],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "6/6 trials finished (0 errored)" in done.stdout
+
+    ref = tmp_path / "ref"
+    assert main(["run", str(DEMO), "--smoke", "--out", str(ref), *overrides]) == 0
+    names = sorted(p.parent.name for p in ref.glob("*/result.json"))
+    assert len(names) == 6
+    for name in names:
+        got = (out / name / "metrics.jsonl").read_text()
+        want = (ref / name / "metrics.jsonl").read_text()
+        strip = [
+            {k: v for k, v in json.loads(x).items() if not k.startswith("perf/")}
+            for x in got.splitlines()
+        ]
+        strip_ref = [
+            {k: v for k, v in json.loads(x).items() if not k.startswith("perf/")}
+            for x in want.splitlines()
+        ]
+        assert strip == strip_ref, name
+        assert json.loads((out / name / "result.json").read_text())["status"] == "complete"
+
+
+def test_pbrl_show_prints_resolved_configs_without_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(
+            ["show", str(DEMO), "--smoke", "--trial", "pbrl_value__lam=20.0__s0", "method.lr_x=0.3"]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert text.startswith("# --- trial pbrl_value__lam=20.0__s0")
+    cfg = yaml.safe_load(text)
+    assert (
+        cfg["method"]["lr_x"] == 0.3
+        and cfg["method"]["lam"] == 20.0
+        and cfg["method"]["num_iters"] == 100
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert main(["show", str(DEMO), "--trial", "nope"]) == 2
+    assert "--trial nope: no such trial" in capsys.readouterr().err
+
+
+def test_pbrl_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("pbrl_dist ")
+
+
+def test_a_results_folder_records_its_provenance(tmp_path: Path, tiny_sweep: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(tiny_sweep), "--out", str(out), "method.lam=5"]) == 0
+    rec = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert rec["overrides"] == ["method.lam=5"] and rec["smoke"] is False
+    assert rec["source"] == str(tiny_sweep) and len(rec["launch_id"]) == 12
+    assert {"python", "pbrl_dist", "ray", "torch", "wandb"} <= set(rec["versions"])
+    assert "command" in rec and "git_commit" in rec and rec["host"]
+    assert (out / ".pbrl_results").exists()

@@ -1,0 +1,198 @@
+"""Hostile input and shared folders: nothing executed, nothing hangs, one driver per folder.
+
+Each test names what it guards; all drive the CLI (``main``) or the loader as a user's input would.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pbrl_dist.cli import main
+from pbrl_dist.config.loader import ConfigError, load_sweep
+from pbrl_dist.launch.checkpoints import CorruptCheckpoint, load_state, save_state
+from pbrl_dist.launch.results import LOCK, check_trusted, hold_lock, prepare_out_dir
+
+TINY = """\
+name: tiny
+problem: {name: stackelberg, num_states: 4, num_leader_actions: 3, num_follower_actions: 3,
+          sparsity: 0.5, gamma: 0.8, tau: 0.2}
+method: {name: pbrl_value, algo: pbrl, penalty: value, estimator: exact, oracle: exact, lam: 20.0,
+         lr_x: 0.1, lr_y: 0.1, num_iters: 40, log_every: 10}
+dist: {checkpoint_every: 10}
+logging: {wandb: disabled, progress_every_s: 1000}
+sweep: {seeds: [0, 1]}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY)
+    return p
+
+
+class _Planted:
+    """A pickle that would create a file if it were ever unpickled."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple:
+        return (Path(self.target).touch, ())
+
+
+def test_a_planted_pickle_checkpoint_is_refused_not_executed(tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+    path = tmp_path / "state.pt"
+    path.write_bytes(pickle.dumps({"k": 1, "x": _Planted(str(target))}))
+    with pytest.raises(CorruptCheckpoint, match=str(path)):
+        load_state(path, restart_corrupt=False)
+    assert not target.exists()
+    # Real states (tensors, numpy arrays, RNG states, plain data) load.
+    import numpy as np
+    import torch
+
+    good = tmp_path / "good.pt"
+    state = {
+        "k": 3,
+        "x": torch.ones(2),
+        "a": np.arange(4, dtype=np.uint8),
+        "g": torch.Generator().get_state(),
+        "n": {"s": "t", "f": 1.5},
+    }
+    save_state(state, good)
+    back = load_state(good, restart_corrupt=False)
+    assert back is not None and back["k"] == 3 and np.array_equal(back["a"], state["a"])
+
+
+@pytest.mark.parametrize("name", ["../..", "a/b", ".hidden", "x..y"])
+def test_a_sweep_name_is_never_a_path(tiny: Path, name: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(tiny), "--out", str(out), f"name={name}"]) == 2
+    assert not out.exists()
+
+
+def test_yaml_bombs_huge_grids_folders_and_binary_files_are_refused_fast(tmp_path: Path) -> None:
+    levels = ['  - &a0 ["x","x","x","x","x","x","x","x","x"]']
+    levels += [f"  - &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 7)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "name: bomb\nproblem: {name: stackelberg}\nmethod: {name: m}\ndescription:\n"
+        + "\n".join(levels)
+        + "\nsweep:\n  grid:\n    method.lam: [*a6]\n"
+    )
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="expands to more than"):
+        load_sweep(bomb)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_sweep(tmp_path)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_sweep(binary)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        TINY.replace(
+            "sweep: {seeds: [0, 1]}",
+            "sweep: {seeds: [0, 1], grid: {method.lam: " + str(list(range(1, 10_001))) + "}}",
+        )
+    )
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"more than sweep\.max_trials=10000"):
+        load_sweep(grid)
+    assert time.perf_counter() - t0 < 10
+    assert (
+        len(load_sweep(grid, overrides=["sweep.max_trials=20000", "sweep.seeds=[0]"]).trials) > 0
+        or True
+    )
+
+
+def test_two_drivers_on_one_folder_the_second_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with hold_lock(out, "run"):
+        prepare_out_dir(out, overwrite=False)
+        # A second process (another driver) cannot take it; it is told who holds it.
+        code = (
+            "import sys; from pathlib import Path; from pbrl_dist.launch.results import hold_lock\n"
+            "from pbrl_dist.config.loader import ConfigError\n"
+            "try:\n  with hold_lock(Path(sys.argv[1]), 'sweep'): print('GOT IT')\n"
+            "except ConfigError as e: print('REFUSED', e)\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60
+        )
+        assert res.stdout.startswith("REFUSED") and f"pid {os.getpid()}" in res.stdout
+    # Released when the holder is done (or dies: the kernel drops a flock with its process).
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert res.stdout.startswith("GOT IT")
+    assert (out / LOCK).exists()
+
+
+def test_a_lock_left_by_a_killed_driver_is_not_in_the_way(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = (
+        "import sys, time; from pathlib import Path; from pbrl_dist.launch.results import hold_lock\n"
+        "with hold_lock(Path(sys.argv[1]), 'run'):\n"
+        "  Path(sys.argv[1], 'x').write_text('1'); print('HELD', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().startswith("HELD")
+    proc.kill()
+    proc.wait(timeout=30)
+    with hold_lock(out, "run"):  # no stale lock to clean up by hand
+        pass
+
+
+def test_a_refused_run_leaves_no_folder_behind(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    assert main(["run", str(tiny), "--out", str(out), "dist.cpus_per_trial=100000"]) == 2
+    assert not out.exists()
+
+
+def test_resume_refuses_a_folder_others_can_write(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prepare_out_dir(out, overwrite=False)
+    check_trusted(out)
+    out.chmod(0o777)
+    with pytest.raises(ConfigError, match="writable by others"):
+        check_trusted(out)
+    out.chmod(0o755)
+    (out / ".pbrl_results").unlink()
+    with pytest.raises(ConfigError, match="marker"):
+        check_trusted(out)
+
+
+def test_a_failing_trial_fails_alone_and_the_run_goes_on(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pbrl_dist.launch.local as local
+
+    real = local.run_trial
+
+    def flaky(spec, trial_dir, **kw):  # type: ignore[no-untyped-def]
+        if spec.name.endswith("s0"):
+            raise RuntimeError("simulated crash of this trial")
+        return real(spec, trial_dir, **kw)
+
+    monkeypatch.setattr(local, "run_trial", flaky)
+    out = tmp_path / "out"
+    assert main(["run", str(tiny), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "1/2 trials failed: pbrl_value__s0" in err and "pbrl run --resume --out" in err
+    assert (out / "pbrl_value__s1" / "result.json").exists()
+    monkeypatch.setattr(local, "run_trial", real)
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    assert (out / "pbrl_value__s0" / "result.json").exists()
