@@ -22,7 +22,7 @@ from pbrl_dist.launch.results import (
     write_record,
 )
 from pbrl_dist.launch.specs import check_bounds, fingerprint
-from pbrl_dist.launch.trial import completed_result, run_trial
+from pbrl_dist.launch.trial import RESULT, completed_result, damage, run_trial
 
 
 class TrialsFailed(Exception):
@@ -161,10 +161,14 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
         for i, spec in enumerate(sweep.trials, 1):
             tdir = out / spec.name
             done = completed_result(spec, tdir)
-            if done is not None:
+            why = damage(spec, tdir) if done is not None else None
+            if done is not None and why is None:
                 print(f"[{i}/{n}] {spec.name}: complete already, skipped", flush=True)
                 rows.append({"trial": spec.name, "wall_s": done.get("wall_s"), **done["final"]})
                 continue
+            if why is not None:
+                print(f"[{i}/{n}] {spec.name}: repairing ({why}): running it again", flush=True)
+                (tdir / RESULT).unlink(missing_ok=True)
             ckpt = FileCheckpointer(
                 tdir, spec.cfg.dist.checkpoint_every, restart_corrupt=restart_corrupt
             )

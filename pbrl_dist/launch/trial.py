@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import time
@@ -74,7 +75,7 @@ def run_trial(
         (trial_dir / stale).unlink(missing_ok=True)
     (trial_dir / "config.yaml").write_text(spec.to_yaml(), encoding="utf-8")
     metrics_path = trial_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, ckpt)
+    ckpt = _truncate_metrics(metrics_path, ckpt, spec.name)
     jsonl = JsonlSink(metrics_path)
     all_sinks: list[MetricSink] = [jsonl, *sinks]
     if progress:
@@ -140,11 +141,37 @@ def completed_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
     return done if isinstance(done, dict) and "final" in done else None
 
 
-def _truncate_metrics(path: Path, ckpt: Checkpointer | None) -> None:
+class _FreshStart:
+    """A checkpointer that saves as ``inner`` does but restores nothing (start from scratch)."""
+
+    def __init__(self, inner: Checkpointer) -> None:
+        self.inner, self.every = inner, inner.every
+
+    def restore(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.inner.save(state)
+
+
+def _truncate_metrics(path: Path, ckpt: Checkpointer | None, name: str) -> Checkpointer | None:
+    """Make metrics.jsonl agree with the state the trial resumes from; return the checkpointer to use.
+
+    Rows past the checkpoint (written before a crash) are dropped. A checkpoint whose metrics file is
+    gone (the trial folder was deleted) cannot give back the curve before it: the trial starts over.
+    """
     state = ckpt.restore() if ckpt is not None else None
+    if state is not None and not path.exists():
+        print(
+            f"    {name}: metrics.jsonl is gone, so the rows before iteration {state['k']} cannot be "
+            "recovered; starting the trial from scratch",
+            flush=True,
+        )
+        assert ckpt is not None
+        ckpt, state = _FreshStart(ckpt), None
     if state is None:
         path.unlink(missing_ok=True)
-        return
+        return ckpt
     if path.exists():
         keep = [
             line
@@ -152,6 +179,7 @@ def _truncate_metrics(path: Path, ckpt: Checkpointer | None) -> None:
             if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
         ]
         path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    return ckpt
 
 
 def _row(line: str) -> dict[str, Any] | None:
@@ -161,3 +189,39 @@ def _row(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return row if isinstance(row, dict) else None
+
+
+def damage(spec: TrialSpec, trial_dir: Path) -> str | None:
+    """Why a trial that should be complete is not whole, or None when every file checks out.
+
+    Checks: the folder, ``result.json`` (readable, this very config), ``final_state.npz`` (loads),
+    ``metrics.jsonl`` (every line whole, iterations increasing from the start, ending where the
+    result says).
+    """
+    if not trial_dir.is_dir():
+        return "its folder is missing"
+    done = completed_result(spec, trial_dir)
+    if done is None:
+        return "result.json is missing, unreadable or for another config"
+    try:
+        with np.load(trial_dir / "final_state.npz") as z:
+            list(z.keys())
+    except Exception:
+        return "final_state.npz is missing or unreadable"
+    try:
+        lines = (trial_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "metrics.jsonl is missing"
+    rows = [_row(x) for x in lines if x.strip()]
+    if not rows or any(r is None or not isinstance(r.get("iter"), int) for r in rows):
+        return "metrics.jsonl is empty or has a damaged line"
+    iters = [int(r["iter"]) for r in rows if r is not None]
+    steps = sorted(b - a for a, b in itertools.pairwise(iters))
+    if any(d <= 0 for d in steps):
+        return "metrics.jsonl rows are out of order"
+    if steps and iters[0] > steps[len(steps) // 2]:
+        return f"metrics.jsonl starts at iteration {iters[0]}: its first rows are missing"
+    final_iter = done["final"].get("iter")
+    if isinstance(final_iter, int) and iters[-1] != final_iter:
+        return f"metrics.jsonl ends at iteration {iters[-1]} but result.json at {final_iter}"
+    return None

@@ -50,7 +50,7 @@ from pbrl_dist.launch.specs import (
     trial_bundles,
     typed_block,
 )
-from pbrl_dist.launch.trial import PROGRESS_KEYS, RESULT
+from pbrl_dist.launch.trial import PROGRESS_KEYS, RESULT, damage, run_trial
 from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
 
 TUNE_DIR = "_tune"
@@ -313,6 +313,8 @@ def _fit(
         results = tuner.fit()
     except KeyboardInterrupt:
         raise Interrupted(_count_complete(specs, out), n) from None
+    if resume:
+        _repair(results, specs, out, launch_id=str(record.get("launch_id", "")))
     tally = _tally(results, specs, out)
     for name, err in tally["errors"]:
         first = str(err).strip().splitlines()
@@ -328,6 +330,40 @@ def _fit(
         flush=True,
     )
     return 1 if tally["errors"] else 0
+
+
+def _repair(results: Any, specs: dict[str, TrialSpec], out: Path, *, launch_id: str) -> None:
+    """Re-run, here, every trial Tune counts as finished whose files are damaged or gone."""
+    modes = None
+    for r in results:
+        if r.error is not None:
+            continue
+        try:
+            trial_id = (r.metrics or {}).get("trial_id") or "_".join(
+                Path(r.path).name.split("_")[-2:]
+            )
+            spec = trial_spec(r.config or {}, specs, str(trial_id))
+        except Exception:
+            continue
+        tdir = out / spec.name
+        if (tdir / STOPPED).exists():
+            continue
+        why = damage(spec, tdir)
+        if why is None:
+            continue
+        print(f"repairing {spec.name}: {why}; running it again", flush=True)
+        if modes is None:
+            modes = wandb_modes(
+                Sweep(name=spec.cfg.exp, path=out, trials=list(specs.values()), block={}, raw={})
+            )
+        run_trial(
+            spec,
+            tdir,
+            progress=False,
+            wandb_group=spec.cfg.exp,
+            launch_id=launch_id,
+            wandb_mode=modes.get(str(spec.cfg.logging.wandb)),
+        )
 
 
 def _result_name(r: Any, specs: dict[str, TrialSpec]) -> str:

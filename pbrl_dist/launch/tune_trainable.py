@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -36,14 +37,15 @@ from ray import tune
 from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
-from pbrl_dist.launch.checkpoints import STATE_FILE, load_state
+from pbrl_dist.launch.checkpoints import STATE_FILE, load_state, safe_load
 from pbrl_dist.launch.specs import respec, search_trial_name
-from pbrl_dist.launch.trial import completed_result, run_trial
+from pbrl_dist.launch.trial import completed_result, damage, run_trial
 from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
 from pbrl_dist.metrics import scalar_metrics
 
 ATTEMPTS = "tune_attempts.jsonl"
 FAIL_MARKER = ".fail_once_done"
+TMP_DIR = ".ckpt_tmp"
 
 
 def _tune_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +96,12 @@ class TuneReporter:
 
     # --- Checkpointer ----------------------------------------------------------------------------
     def restore(self) -> dict[str, Any] | None:
-        """Return the state of the trial's latest Tune checkpoint (cached), or None."""
+        """Return the state of the trial's newest checkpoint (cached), or None.
+
+        Tune hands back the checkpoint its last experiment snapshot recorded; after a driver kill
+        that can be older than what the trial saved since (or none at all). The trial's own storage
+        folder is searched too, and the checkpoint with the largest iteration wins.
+        """
         if not self._restore_done:
             self._restore_done = True
             ckpt = tune.get_checkpoint()
@@ -105,6 +112,10 @@ class TuneReporter:
                         restart_corrupt=self.restart_corrupt,
                         shown=f"{ckpt.path}/{STATE_FILE}",
                     )
+            newer = _newest_on_disk(self._restored)
+            if newer is not None:
+                path, self._restored = newer
+                print(f"    resuming from {path} (newer than Tune's record)", flush=True)
         return self._restored
 
     def save(self, state: dict[str, Any]) -> None:
@@ -133,13 +144,34 @@ class TuneReporter:
 
     def _save(self, state: dict[str, Any], row: dict[str, Any] | None) -> None:
         k = int(state["k"])
-        with tempfile.TemporaryDirectory(prefix="pbrl_ckpt_") as d:
+        # Staged inside the trial folder: a kill mid-save leaves it where the next start removes it.
+        tmp_root = self.trial_dir / TMP_DIR
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="pbrl_ckpt_", dir=tmp_root) as d:
             torch.save(state, Path(d) / STATE_FILE)
             self._report(row or {"iter": k}, tune.Checkpoint.from_directory(d))  # type: ignore[arg-type]
         marker = self.trial_dir / FAIL_MARKER
         if self.fail_at and k >= self.fail_at and not marker.exists():
             marker.write_text(f"failed once after the checkpoint at iteration {k}\n")
             raise RuntimeError(f"dist.fail_once_at_iter: simulated failure after iteration {k}")
+
+
+def _newest_on_disk(current: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+    """A checkpoint in this trial's storage folder newer than ``current`` (loadable ones only)."""
+    try:
+        trial_path = Path(tune.get_context().get_storage().trial_fs_path)
+    except Exception:
+        return None  # remote storage or no Tune session: Tune's record is all there is
+    k_now = -1 if current is None else int(current["k"])
+    best: tuple[str, dict[str, Any]] | None = None
+    for p in sorted(trial_path.glob(f"checkpoint_*/{STATE_FILE}")):
+        try:
+            st = safe_load(p)
+        except Exception:
+            continue  # a damaged candidate is simply not newer
+        if isinstance(st, dict) and isinstance(st.get("k"), int) and st["k"] > k_now:
+            k_now, best = int(st["k"]), (str(p), st)
+    return best
 
 
 def _record(trial_dir: Path, entry: dict[str, Any]) -> None:
@@ -185,10 +217,11 @@ def trial_fn(
         "trial_id": ctx.get_trial_id(),
     }
     done = completed_result(spec, trial_dir)
-    if done is not None:
+    if done is not None and damage(spec, trial_dir) is None:
         _record(trial_dir, {**entry, "skipped": True})
         tune.report(_tune_metrics({"iter": done["final"].get("iter", 0), **done["final"]}))
         return
+    shutil.rmtree(trial_dir / TMP_DIR, ignore_errors=True)  # a save killed half-way
     reporter = TuneReporter(spec, trial_dir, restart_corrupt=restart_corrupt)
     restored = reporter.restore()
     entry["restored_from"] = None if restored is None else int(restored["k"])

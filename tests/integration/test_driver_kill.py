@@ -99,9 +99,10 @@ def test_driver_sigkill_then_resume(tiny_sweep: Path, tmp_path: Path) -> None:
         for n in NAMES
     }
     assert len(attempts[NAMES[0]]) == 1  # finished before the kill: not run again
-    assert len(attempts[NAMES[1]]) == 2  # resumed (from its last checkpoint Tune knew of)
+    assert len(attempts[NAMES[1]]) == 2  # resumed from the newest checkpoint on disk
     restored = attempts[NAMES[1]][1]["restored_from"]
-    assert restored is None or (restored % 250 == 0 and restored <= killed_at)
+    assert restored is not None and restored % 250 == 0
+    assert 250 * (killed_at // 250) - 250 <= restored <= killed_at, (restored, killed_at)
     assert len(attempts[NAMES[2]]) == 1
 
     assert main(["run", str(tiny_sweep), "--out", str(ref), *ARGS]) == 0
@@ -109,3 +110,21 @@ def test_driver_sigkill_then_resume(tiny_sweep: Path, tmp_path: Path) -> None:
         assert (out / n / "metrics.jsonl").read_text() == (ref / n / "metrics.jsonl").read_text(), n
         got = json.loads((out / n / "result.json").read_text())["final"]
         assert got == json.loads((ref / n / "result.json").read_text())["final"]
+
+    # Damage after the fact: a deleted final_state.npz, a truncated result.json, a deleted folder.
+    (out / NAMES[0] / "final_state.npz").unlink()
+    res2 = out / NAMES[1] / "result.json"
+    res2.write_text(res2.read_text()[:20])
+    import shutil
+
+    shutil.rmtree(out / NAMES[2])
+    again = _sweep(tiny_sweep, out, "--resume")
+    log, _ = again.communicate(timeout=240)
+    assert again.returncode == 0, log[-4000:]
+    repaired = [x for x in log.splitlines() if x.startswith("repairing ")]
+    assert len(repaired) == 3, log[-4000:]
+    for n in NAMES:
+        assert (out / n / "metrics.jsonl").read_text() == (ref / n / "metrics.jsonl").read_text(), n
+        got = json.loads((out / n / "result.json").read_text())["final"]
+        assert got == json.loads((ref / n / "result.json").read_text())["final"]
+        assert (out / n / "final_state.npz").exists()

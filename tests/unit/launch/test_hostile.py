@@ -196,3 +196,29 @@ def test_a_failing_trial_fails_alone_and_the_run_goes_on(
     monkeypatch.setattr(local, "run_trial", real)
     assert main(["run", "--resume", "--out", str(out)]) == 0
     assert (out / "pbrl_value__s0" / "result.json").exists()
+
+
+def test_resume_repairs_damaged_complete_trials_and_says_so(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(tiny), "--out", str(out)]) == 0
+    want = {
+        n: (out / n / "metrics.jsonl").read_text() for n in ("pbrl_value__s0", "pbrl_value__s1")
+    }
+    m = out / "pbrl_value__s0" / "metrics.jsonl"
+    m.write_text(m.read_text()[:-15])  # a partly written last line
+    (out / "pbrl_value__s1" / "final_state.npz").unlink()
+    capsys.readouterr()
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pbrl_value__s0: repairing (metrics.jsonl is empty or has a damaged line)" in text
+    assert "pbrl_value__s1: repairing (final_state.npz is missing or unreadable)" in text
+    for n, rows in want.items():
+        assert (out / n / "metrics.jsonl").read_text() == rows
+        assert (out / n / "final_state.npz").exists()
+    # The report reads a truncated result.json as not complete instead of crashing.
+    res = out / "pbrl_value__s0" / "result.json"
+    res.write_text(res.read_text()[:10])
+    assert main(["report", str(out)]) == 0
+    assert "left out 1 of 2 trials: 1 incomplete" in capsys.readouterr().out
