@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 LOCK    := cluster/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench bench-rlhf constraints clean
+.PHONY: demo test test-slow chaos lint bench bench-rlhf constraints clean
 
 # Re-installs when the dependencies or their pins change (ray[tune,default]: the Jobs SDK and the
 # dashboard's job server that `pbrl submit` and `ray start --head` need).
@@ -36,6 +36,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	PYTHONHASHSEED=0 $(PY) -m pytest -n 2 -m slow $(PYTEST_ARGS)
+
+chaos: $(STAMP)   # every fault-injection test (docs/RELIABILITY.md), the slow ones too
+	PYTHONHASHSEED=0 $(PY) -m pytest -n 2 -m chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pbrl_dist tests benchmarks

@@ -8,6 +8,7 @@ how many trials finished and the exact resume command.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,9 @@ def _locked(
         )
     finally:
         if started:
-            import ray
+            from pbrl_dist.launch.ray_session import stop_ray
 
-            ray.shutdown()
+            stop_ray(clean=sys.exc_info()[0] is None)
 
 
 def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) -> list[dict]:

@@ -9,7 +9,9 @@ where it fits.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Sequence
@@ -141,3 +143,22 @@ def check_actor_fit(dists: Sequence[Any], names: Sequence[str]) -> None:
                 f"cpus_per_worker={d.cpus_per_worker} = {need:g} CPUs but Ray has {total:g}; lower "
                 "dist.num_rollout_workers / dist.num_oracles / dist.cpus_per_worker"
             )
+
+
+def stop_ray(*, clean: bool) -> None:
+    """Shut down the Ray this process started; with ``clean``, remove its session folder too.
+
+    An embedded Ray leaves ``/tmp/ray/session_*`` behind (logs, sockets, spilled objects: tens of MB
+    per long sweep). After a run that ended without an error nobody needs them; after a failure they
+    stay for debugging.
+    """
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    session = None
+    if node is not None and getattr(node, "head", False):
+        with contextlib.suppress(Exception):
+            session = node.get_session_dir_path()
+    ray.shutdown()
+    if clean and session:
+        shutil.rmtree(session, ignore_errors=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from ray import tune
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
 from pbrl_dist.config.schema import SweepBlock
 from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
-from pbrl_dist.launch.ray_session import ensure_ray
+from pbrl_dist.launch.ray_session import ensure_ray, stop_ray
 from pbrl_dist.launch.results import (
     check_out_dir,
     check_trusted,
@@ -254,7 +255,7 @@ def run_sweep(
             )
         finally:
             if started:
-                ray.shutdown()
+                stop_ray(clean=sys.exc_info()[0] is None)
 
 
 def _fit(

@@ -20,7 +20,7 @@ import pytest
 
 from pbrl_dist.cli import main
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.ray, pytest.mark.chaos, pytest.mark.timeout(420)]
 
 NAMES = [f"pbrl_value__game={g}__s0" for g in range(3)]
 ARGS = [

@@ -15,7 +15,7 @@ import ray
 
 from pbrl_dist.executors.pool import ACTOR_ERRORS, ActorPool, ActorPoolError
 
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+pytestmark = [pytest.mark.ray, pytest.mark.chaos, pytest.mark.usefixtures("ray_session")]
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

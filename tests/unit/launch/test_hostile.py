@@ -19,6 +19,8 @@ from pbrl_dist.config.loader import ConfigError, load_sweep
 from pbrl_dist.launch.checkpoints import CorruptCheckpoint, load_state, save_state
 from pbrl_dist.launch.results import LOCK, check_trusted, hold_lock, prepare_out_dir
 
+pytestmark = pytest.mark.chaos
+
 TINY = """\
 name: tiny
 problem: {name: stackelberg, num_states: 4, num_leader_actions: 3, num_follower_actions: 3,
@@ -222,3 +224,19 @@ def test_resume_repairs_damaged_complete_trials_and_says_so(
     res.write_text(res.read_text()[:10])
     assert main(["report", str(out)]) == 0
     assert "left out 1 of 2 trials: 1 incomplete" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_an_embedded_ray_leaves_no_session_folder_after_a_clean_run() -> None:
+    import ray
+    from ray._private import worker
+
+    from pbrl_dist.launch.ray_session import ensure_ray, stop_ray
+
+    if ray.is_initialized():
+        pytest.skip("this process already holds a Ray runtime")
+    assert ensure_ray(num_cpus=1)
+    session = Path(worker._global_node.get_session_dir_path())
+    assert session.exists()
+    stop_ray(clean=True)
+    assert not ray.is_initialized() and not session.exists()
