@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -318,8 +319,7 @@ def _fit(
         _repair(results, specs, out, launch_id=str(record.get("launch_id", "")))
     tally = _tally(results, specs, out)
     for name, err in tally["errors"]:
-        first = str(err).strip().splitlines()
-        print(f"trial {name} failed: {first[-1] if first else err}", flush=True)
+        print(f"trial {name} failed: {error_line(err)}", flush=True)
     if len(results) < n or tally["unfinished"]:
         raise Interrupted(len(tally["complete"]), n)
     stopped = (
@@ -367,13 +367,28 @@ def _repair(results: Any, specs: dict[str, TrialSpec], out: Path, *, launch_id: 
         )
 
 
+def error_line(err: BaseException | str) -> str:
+    """One line for a trial's final error; an OOM kill names the memory figures Ray measured."""
+    text = str(err)
+    oom = re.search(r"Memory on the node \([^)]*\) was ([^\n]*?\))", text)
+    if oom or "OutOfMemoryError" in text:
+        figures = f": {oom.group(1)}" if oom else ""
+        return (
+            f"killed by Ray's memory monitor (out of memory){figures}; it counts as a trial failure "
+            "(sweep.max_failures retries it). Make the trial smaller (problem.num_envs, "
+            "method.buffer_size), run fewer at once (sweep.max_concurrent_trials) or add memory"
+        )
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else type(err).__name__
+
+
 def _result_name(r: Any, specs: dict[str, TrialSpec]) -> str:
     """The pbrl trial name of a Tune result (sampled trials carry their Tune trial id)."""
     trial_id = (r.metrics or {}).get("trial_id") or "_".join(Path(r.path).name.split("_")[-2:])
     try:
         return trial_spec(r.config or {}, specs, str(trial_id)).name
     except Exception:
-        return str((r.config or {}).get("trial") or Path(r.path).name)
+        return str((r.config or {}).get("trial") or Path(r.path).name.rsplit("_", 2)[0])
 
 
 def _tally(results: Any, specs: dict[str, TrialSpec], out: Path) -> dict[str, list[Any]]:

@@ -9,7 +9,11 @@ runs every chaos test, the slow ones too); these are small enough for the defaul
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -182,3 +186,45 @@ def test_a_dead_actor_before_the_first_call_is_replaced() -> None:
         assert torch.equal(got.x, want.x) and torch.equal(got.y, want.y)
     finally:
         runner.shutdown()
+
+
+def test_an_oom_kill_is_a_retried_trial_failure_not_a_driver_crash(tmp_path: Path) -> None:
+    """Ray's memory monitor set to kill at 2% node memory: every trial process is OOM-killed.
+
+    The sweep must count it as a trial failure, retry it ``max_failures`` times, name the memory
+    figures, and exit 1 (a crashed driver would exit otherwise, with a traceback and no summary).
+    """
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(
+        "name: tiny\nproblem: {name: stackelberg, num_states: 4, num_leader_actions: 3,"
+        " num_follower_actions: 3, sparsity: 0.5, gamma: 0.8, tau: 0.2}\n"
+        "method: {name: pbrl_value, algo: pbrl, lam: 20.0, num_iters: 400, log_every: 10}\n"
+        "logging: {wandb: disabled}\nsweep: {seeds: [0], max_failures: 1}\n"
+    )
+    env = {
+        **os.environ,
+        "RAY_memory_usage_threshold": "0.02",
+        "RAY_memory_monitor_refresh_ms": "50",
+        "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    }
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pbrl_dist.cli",
+            "sweep",
+            str(sweep),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "failed (attempt 2)" in proc.stdout  # retried under max_failures
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("trial pbrl_value__s0 failed:")]
+    assert "out of memory" in line and "GB used" in line
+    assert "sweep tiny: 0/1 trials finished (1 errored)" in proc.stdout
