@@ -368,6 +368,7 @@ def _sweep_block(
     block_dict = _deep_merge(
         _deep_merge(data.get("sweep") or {}, smoke_block.get("sweep") or {}), cli.get("sweep") or {}
     )
+    _check_size_early(block_dict)
     try:
         block = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), block_dict))
     except OmegaConfBaseException as e:
@@ -383,6 +384,22 @@ def _sweep_block(
     if block.max_trials < 1:
         raise _fail("sweep.max_trials", f"must be ≥ 1 (got {block.max_trials})")
     return block_dict, block
+
+
+def _check_size_early(block: dict[str, Any]) -> None:
+    """Refuse an oversized grid before omegaconf sees it (typing 10⁴ list items alone takes minutes)."""
+    grid, seeds = block.get("grid"), block.get("seeds", [0])
+    if not isinstance(grid, dict) or not isinstance(seeds, list):
+        return  # the typed check that follows names the field
+    cap = block.get("max_trials", SweepBlock.max_trials)
+    sizes = [len(v) for v in grid.values() if isinstance(v, list)]
+    count = math.prod(sizes) * max(len(seeds), 1)
+    if isinstance(cap, int) and count > cap:
+        raise _fail(
+            "sweep",
+            f"at least {count} trials (grid × seeds) is more than sweep.max_trials={cap}; "
+            "raise sweep.max_trials if you mean it",
+        )
 
 
 def _methods(

@@ -18,6 +18,7 @@ from pbrl_dist.launch.checkpoints import FileCheckpointer
 from pbrl_dist.launch.results import (
     check_out_dir,
     hold_lock,
+    inside,
     prepare_out_dir,
     read_record,
     write_record,
@@ -160,7 +161,7 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
     ran = 0
     try:
         for i, spec in enumerate(sweep.trials, 1):
-            tdir = out / spec.name
+            tdir = inside(out, out / spec.name)
             done = completed_result(spec, tdir)
             why = damage(spec, tdir) if done is not None else None
             if done is not None and why is None:

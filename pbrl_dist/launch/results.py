@@ -218,6 +218,13 @@ def write_record(sweep: Sweep, out: Path, **extra: Any) -> None:
     (out / RECORD).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
 
 
+def inside(out: Path, path: Path) -> Path:
+    """Return ``path`` if it lies inside ``out`` (after resolving links and ``..``), else ``ConfigError``."""
+    if not path.resolve().is_relative_to(out.resolve()):
+        raise ConfigError(f"{path}: outside the results folder {out}; refusing to write there")
+    return path
+
+
 def check_trusted(out: Path, *inside: Path) -> None:
     """Before Tune unpickles its state from ``out``: pbrl's folder, yours, and writable by you alone.
 

@@ -38,6 +38,7 @@ from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.launch.checkpoints import STATE_FILE, load_state, safe_load
+from pbrl_dist.launch.results import inside
 from pbrl_dist.launch.specs import respec, search_trial_name
 from pbrl_dist.launch.trial import completed_result, damage, run_trial
 from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
@@ -209,7 +210,7 @@ def trial_fn(
     )  # no "Checkpoint created" line per save
     ctx = tune.get_context()
     spec = trial_spec(config, specs, ctx.get_trial_id())
-    trial_dir = Path(out) / spec.name
+    trial_dir = inside(Path(out), Path(out) / spec.name)
     entry: dict[str, Any] = {
         "time": time.time(),
         "pid": os.getpid(),

@@ -61,15 +61,29 @@ def _sweep(tiny_sweep: Path, out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def test_driver_sigkill_then_resume(tiny_sweep: Path, tmp_path: Path) -> None:
+# (trial running at the kill, its iteration at least): the default suite kills mid-sweep; `make chaos`
+# (-m chaos, slow included) also kills during the first trial and during the last one.
+KILL_POINTS = [
+    pytest.param((1, 600), id="mid-sweep"),
+    pytest.param((0, 300), id="first-trial", marks=pytest.mark.slow),
+    pytest.param((2, 900), id="last-trial", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_driver_sigkill_then_resume(
+    tiny_sweep: Path, tmp_path: Path, point: tuple[int, int]
+) -> None:
+    at, min_iter = point
     out, ref = tmp_path / "tune", tmp_path / "local"
     proc = _sweep(tiny_sweep, out)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
-            if (out / NAMES[0] / "result.json").exists() and _last_iter(
-                out / NAMES[1] / "metrics.jsonl"
-            ) >= 600:
+            if (
+                all((out / n / "result.json").exists() for n in NAMES[:at])
+                and _last_iter(out / NAMES[at] / "metrics.jsonl") >= min_iter
+            ):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, (
@@ -80,9 +94,10 @@ def test_driver_sigkill_then_resume(tiny_sweep: Path, tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    killed_at = _last_iter(out / NAMES[1] / "metrics.jsonl")
-    assert 600 <= killed_at < 1500 and not (out / NAMES[2] / "result.json").exists()
-    stamp = (out / NAMES[0] / "result.json").stat().st_mtime_ns
+    killed_at = _last_iter(out / NAMES[at] / "metrics.jsonl")
+    assert min_iter <= killed_at < 1500
+    assert not any((out / n / "result.json").exists() for n in NAMES[at:])
+    stamps = {n: (out / n / "result.json").stat().st_mtime_ns for n in NAMES[:at]}
 
     resumed = _sweep(tiny_sweep, out, "--resume")
     try:
@@ -93,17 +108,18 @@ def test_driver_sigkill_then_resume(tiny_sweep: Path, tmp_path: Path) -> None:
             resumed.wait()
     assert resumed.returncode == 0, log[-4000:]
 
-    assert (out / NAMES[0] / "result.json").stat().st_mtime_ns == stamp
+    for n, stamp in stamps.items():  # finished before the kill: not run again
+        assert (out / n / "result.json").stat().st_mtime_ns == stamp
     attempts = {
         n: [json.loads(x) for x in (out / n / "tune_attempts.jsonl").read_text().splitlines()]
         for n in NAMES
     }
-    assert len(attempts[NAMES[0]]) == 1  # finished before the kill: not run again
-    assert len(attempts[NAMES[1]]) == 2  # resumed from the newest checkpoint on disk
-    restored = attempts[NAMES[1]][1]["restored_from"]
+    assert all(len(attempts[n]) == 1 for n in NAMES[:at])
+    assert len(attempts[NAMES[at]]) == 2  # resumed from the newest checkpoint on disk
+    restored = attempts[NAMES[at]][1]["restored_from"]
     assert restored is not None and restored % 250 == 0
     assert 250 * (killed_at // 250) - 250 <= restored <= killed_at, (restored, killed_at)
-    assert len(attempts[NAMES[2]]) == 1
+    assert all(len(attempts[n]) == 1 for n in NAMES[at + 1 :])
 
     assert main(["run", str(tiny_sweep), "--out", str(ref), *ARGS]) == 0
     for n in NAMES:

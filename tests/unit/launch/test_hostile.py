@@ -112,10 +112,17 @@ def test_yaml_bombs_huge_grids_folders_and_binary_files_are_refused_fast(tmp_pat
     with pytest.raises(ConfigError, match=r"more than sweep\.max_trials=10000"):
         load_sweep(grid)
     assert time.perf_counter() - t0 < 10
-    assert (
-        len(load_sweep(grid, overrides=["sweep.max_trials=20000", "sweep.seeds=[0]"]).trials) > 0
-        or True
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        TINY.replace(
+            "sweep: {seeds: [0, 1]}", "sweep: {seeds: [0, 1], grid: {method.lam: [1, 2, 3]}}"
+        )
     )
+    with pytest.raises(ConfigError, match="max_trials=5"):
+        load_sweep(small, overrides=["sweep.max_trials=5"])
+    assert (
+        len(load_sweep(small, overrides=["sweep.max_trials=6"]).trials) == 6
+    )  # the cap is overridable
 
 
 def test_two_drivers_on_one_folder_the_second_is_refused(tmp_path: Path) -> None:
@@ -240,3 +247,15 @@ def test_an_embedded_ray_leaves_no_session_folder_after_a_clean_run() -> None:
     assert session.exists()
     stop_ray(clean=True)
     assert not ray.is_initialized() and not session.exists()
+
+
+def test_every_trial_folder_is_checked_to_be_inside_out(tmp_path: Path) -> None:
+    from pbrl_dist.launch.results import inside
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert inside(out, out / "pbrl_value__s0") == out / "pbrl_value__s0"
+    (out / "link").symlink_to(tmp_path)
+    for bad in (out / ".." / "x", out / "link" / "x", Path("/etc/passwd")):
+        with pytest.raises(ConfigError, match="outside the results folder"):
+            inside(out, bad)
