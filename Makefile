@@ -29,7 +29,7 @@ demo: $(STAMP)
 	@echo "summary:          results/demo_fig1/report/summary.csv (and summary.parquet)"
 	@echo "W&B offline runs: results/demo_fig1/<trial>/wandb/offline-run-*"
 	@echo "                  upload later: $(VENV)/bin/wandb sync results/demo_fig1/*/wandb/offline-run-*"
-	@echo "Tune state:       results/demo_fig1/_tune/demo_fig1 (resume: pbrl sweep sweeps/demo_fig1.yaml --out results/demo_fig1 --resume)"
+	@echo "Tune state:       results/demo_fig1/_tune/demo_fig1 (resume after Ctrl-C: $(VENV)/bin/pbrl sweep --resume --out results/demo_fig1)"
 
 test: $(STAMP)
 	PYTHONHASHSEED=0 $(PY) -m pytest -n 2 $(PYTEST_ARGS)

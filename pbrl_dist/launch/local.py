@@ -129,9 +129,18 @@ def _locked(
     ray_trials = [t for t in sweep.trials if t.cfg.dist.backend == "ray"]
     started = False
     if ray_trials:
-        from pbrl_dist.launch.ray_session import check_actor_fit, ensure_ray
+        from pbrl_dist.launch.ray_session import (
+            check_actor_fit,
+            ensure_ray,
+            reap_leftovers,
+            remember_session,
+        )
 
+        if reap_leftovers(out):
+            print(f"stopped Ray processes left behind by a killed driver of {out}", flush=True)
         started = ensure_ray()
+        if started:
+            remember_session(out)
     try:
         if ray_trials:
             check_actor_fit([t.cfg.dist for t in ray_trials], [t.name for t in ray_trials])
@@ -147,9 +156,10 @@ def _locked(
         )
     finally:
         if started:
-            from pbrl_dist.launch.ray_session import stop_ray
+            from pbrl_dist.launch.ray_session import forget_session, stop_ray
 
             stop_ray(clean=sys.exc_info()[0] is None)
+            forget_session(out)
 
 
 def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) -> list[dict]:

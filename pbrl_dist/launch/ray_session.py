@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -162,3 +164,84 @@ def stop_ray(*, clean: bool) -> None:
     ray.shutdown()
     if clean and session:
         shutil.rmtree(session, ignore_errors=True)
+
+
+SESSION_FILE = ".ray_session"
+
+
+def remember_session(out: Path) -> None:
+    """Note in ``out`` the session folder of the Ray this process started (for ``reap_leftovers``)."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    if node is not None and getattr(node, "head", False):
+        with contextlib.suppress(Exception):
+            (out / SESSION_FILE).write_text(node.get_session_dir_path() + "\n", encoding="utf-8")
+
+
+def forget_session(out: Path) -> None:
+    """The Ray noted in ``out`` was shut down cleanly."""
+    (out / SESSION_FILE).unlink(missing_ok=True)
+
+
+def reap_leftovers(out: Path) -> int:
+    """Kill what is left of an embedded Ray whose pbrl driver was killed; return how many processes.
+
+    Ray's agents outlive a SIGKILLed driver (re-parented to init). The session noted in ``out`` is
+    reaped only when its driver (the pid that ends the session folder's name) is gone; a process
+    belongs to it when its command line or one of its open files names that session folder. Call it
+    holding ``out``'s lock, so that no live driver of this folder can own that Ray.
+    """
+    note = out / SESSION_FILE
+    if not note.exists():
+        return 0
+    session = note.read_text(encoding="utf-8").strip()
+    name = Path(session).name
+    try:
+        driver = int(name.rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        driver = -1
+    if not name.startswith("session_") or _alive(driver):
+        return 0
+    killed = 0
+    for pid in _pids_using(session):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    shutil.rmtree(session, ignore_errors=True)
+    note.unlink(missing_ok=True)
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return pid == os.getpid()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pids_using(session: str) -> list[int]:
+    """Processes whose command line or open files mention ``session`` (Linux /proc; else none)."""
+    found = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if session in (d / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(d.name))
+                continue
+            for fd in (d / "fd").iterdir():
+                if os.readlink(fd).startswith(session):
+                    found.append(int(d.name))
+                    break
+        except OSError:
+            continue
+    return found

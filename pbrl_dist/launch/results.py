@@ -34,9 +34,10 @@ from pbrl_dist.config.loader import ConfigError, Sweep
 
 MARKER = ".pbrl_results"
 LOCK = ".lock"
+DRIVER_FILES = frozenset({LOCK, ".ray_session"})  # what a running driver keeps in its folder
 RECORD = "sweep.yaml"
 OWN_ENTRIES = frozenset(
-    {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", LOCK}
+    {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", LOCK, ".ray_session"}
 )
 PACKAGES = ("pbrl_dist", "ray", "torch", "numpy", "omegaconf", "wandb", "gymnasium", "ale-py")
 
@@ -75,7 +76,7 @@ def check_out_dir(out: Path, *, overwrite: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
-    if not out.exists() or all(p.name == LOCK for p in out.iterdir()):
+    if not out.exists() or all(p.name in DRIVER_FILES for p in out.iterdir()):
         return
     if not overwrite:
         raise ConfigError(
@@ -104,7 +105,7 @@ def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
     check_out_dir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     for p in list(out.iterdir()):
-        if p.name == LOCK:
+        if p.name in DRIVER_FILES:  # this driver's own, held right now
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
@@ -146,8 +147,9 @@ def hold_lock(out: Path, command: str) -> Iterator[None]:
         locked = True
         yield
     finally:
-        if locked and created and [p.name for p in out.iterdir()] == [LOCK]:
-            path.unlink()  # stopped before writing anything: leave no trace
+        if locked and created and {p.name for p in out.iterdir()} <= DRIVER_FILES:
+            for p in out.iterdir():  # stopped before writing anything: leave no trace
+                p.unlink()
             out.rmdir()
         fh.close()  # releases the flock
 

@@ -35,7 +35,13 @@ from ray import tune
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
 from pbrl_dist.config.schema import SweepBlock
 from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
-from pbrl_dist.launch.ray_session import ensure_ray, stop_ray
+from pbrl_dist.launch.ray_session import (
+    ensure_ray,
+    forget_session,
+    reap_leftovers,
+    remember_session,
+    stop_ray,
+)
 from pbrl_dist.launch.results import (
     check_out_dir,
     check_trusted,
@@ -240,7 +246,15 @@ def run_sweep(
         cpus = float(os.cpu_count() or 1)
         check_fits(sweep.trials, cpus, cpus)  # before starting Ray at all
     with hold_lock(out, "sweep"):
+        reaped = reap_leftovers(out)
+        if reaped:
+            print(
+                f"stopped {reaped} Ray processes left behind by a killed driver of {out}",
+                flush=True,
+            )
         started = ensure_ray(address)
+        if started:
+            remember_session(out)
         try:
             total, largest = _cluster_cpus()
             check_fits(sweep.trials, total, largest)
@@ -257,6 +271,7 @@ def run_sweep(
         finally:
             if started:
                 stop_ray(clean=sys.exc_info()[0] is None)
+                forget_session(out)
 
 
 def _fit(
