@@ -227,7 +227,7 @@ def _alive(pid: int) -> bool:
 
 def _pids_using(session: str) -> list[int]:
     """Processes whose command line or open files mention ``session`` (Linux /proc; else none)."""
-    found = []
+    found: list[int] = []
     proc = Path("/proc")
     if not proc.is_dir():
         return found
