@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _term_is_ctrl_c() -> Any:
+    """SIGTERM (a scheduler's preemption, `kill`, `docker stop`) stops a run like Ctrl-C does.
+
+    Python would otherwise die at once, without the count, the resume command or a final flush.
+    Only in the main thread of the ``pbrl`` process (signal handlers cannot be set elsewhere).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pbrl`` console script."""
     parser = build_parser()
@@ -300,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    previous = _term_is_ctrl_c()
     try:
         return int(args.fn(args))
     except ConfigError as e:
@@ -308,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # e.g. while the report draws: nothing of the run is lost
         print("\npbrl: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,24 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bo
         return False
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
+    with _keep_sigterm_handler():
+        return _init(address, num_cpus)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Any:
+    """``ray.init`` installs a C++ SIGTERM handler that aborts the process (exit 134, no message);
+    put back the Python one (``pbrl`` turns SIGTERM into a graceful Ctrl-C)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init(address: str | None, num_cpus: int | None) -> bool:
     if address is None:
         # "local": a new instance even if a `ray start` cluster on this machine left its address behind.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)

@@ -259,3 +259,51 @@ def test_every_trial_folder_is_checked_to_be_inside_out(tmp_path: Path) -> None:
     for bad in (out / ".." / "x", out / "link" / "x", Path("/etc/passwd")):
         with pytest.raises(ConfigError, match="outside the results folder"):
             inside(out, bad)
+
+
+def test_sigterm_then_a_sigkill_during_the_resume_still_ends_bitwise(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """A scheduler's SIGTERM stops `pbrl run` like Ctrl-C (130, resume command); a SIGKILL of the
+    resume itself (a double kill) is resumed again; the end equals an uninterrupted run."""
+    import signal
+
+    args = [
+        "method.num_iters=4000",
+        "method.log_every=100",
+        "dist.checkpoint_every=200",
+        "sweep.seeds=[0]",
+    ]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert main(["run", str(tiny), "--out", str(ref), *args]) == 0
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "pbrl_dist.cli", "run", str(tiny), "--out", str(out), *args]
+    state = out / "pbrl_value__s0" / "checkpoint" / "state.pt"
+
+    def start_and_wait(argv: list[str]) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        t0 = time.monotonic()
+        seen = state.stat().st_mtime_ns if state.exists() else 0
+        while time.monotonic() - t0 < 120 and proc.poll() is None:
+            if state.exists() and state.stat().st_mtime_ns != seen:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "finished before it could be stopped; raise num_iters"
+        return proc
+
+    first = start_and_wait(cmd)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err[-2000:]
+    assert f"resume with: pbrl run --resume --out {out}" in err
+    resume = [sys.executable, "-m", "pbrl_dist.cli", "run", "--resume", "--out", str(out)]
+    second = start_and_wait(resume)
+    second.kill()  # SIGKILL: no handler runs
+    second.wait(timeout=60)
+    third = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=300)
+    assert third.returncode == 0, third.stderr[-2000:]
+    name = "pbrl_value__s0"
+    assert (out / name / "metrics.jsonl").read_text() == (ref / name / "metrics.jsonl").read_text()
+    assert not state.exists()  # a complete trial keeps no checkpoint
