@@ -137,7 +137,7 @@ def _locked(
         )
 
         if reap_leftovers(out):
-            print(f"stopped Ray processes left behind by a killed driver of {out}", flush=True)
+            print("stopped Ray processes left behind by a killed pbrl driver", flush=True)
         started = ensure_ray()
         if started:
             remember_session(out)

@@ -187,47 +187,78 @@ def stop_ray(*, clean: bool) -> None:
 SESSION_FILE = ".ray_session"
 
 
+def _registry() -> Path:
+    """Per-user list of the embedded Ray sessions pbrl started (one empty-ish file each)."""
+    root = os.environ.get("PBRL_STATE_DIR") or str(Path.home() / ".cache" / "pbrl_dist")
+    return Path(root) / "ray_sessions"
+
+
 def remember_session(out: Path) -> None:
-    """Note in ``out`` the session folder of the Ray this process started (for ``reap_leftovers``)."""
+    """Note the session folder of the Ray this process started, in ``out`` and in the user's registry."""
     from ray._private import worker
 
     node = getattr(worker, "_global_node", None)
-    if node is not None and getattr(node, "head", False):
-        with contextlib.suppress(Exception):
-            (out / SESSION_FILE).write_text(node.get_session_dir_path() + "\n", encoding="utf-8")
+    if node is None or not getattr(node, "head", False):
+        return
+    with contextlib.suppress(Exception):
+        session = node.get_session_dir_path()
+        (out / SESSION_FILE).write_text(session + "\n", encoding="utf-8")
+        reg = _registry()
+        reg.mkdir(parents=True, exist_ok=True)
+        (reg / Path(session).name).write_text(session + "\n", encoding="utf-8")
 
 
 def forget_session(out: Path) -> None:
     """The Ray noted in ``out`` was shut down cleanly."""
-    (out / SESSION_FILE).unlink(missing_ok=True)
+    note = out / SESSION_FILE
+    with contextlib.suppress(OSError):
+        (_registry() / Path(note.read_text(encoding="utf-8").strip()).name).unlink(missing_ok=True)
+    note.unlink(missing_ok=True)
 
 
 def reap_leftovers(out: Path) -> int:
-    """Kill what is left of an embedded Ray whose pbrl driver was killed; return how many processes.
+    """Kill what is left of embedded Rays whose pbrl driver was killed; return how many processes.
 
-    Ray's agents outlive a SIGKILLed driver (re-parented to init). The session noted in ``out`` is
-    reaped only when its driver (the pid that ends the session folder's name) is gone; a process
-    belongs to it when its command line or one of its open files names that session folder. Call it
-    holding ``out``'s lock, so that no live driver of this folder can own that Ray.
+    Ray's agents outlive a SIGKILLed driver (re-parented to init). Candidates are the session noted
+    in ``out`` and every session in the user's registry (so a folder never resumed is cleaned by the
+    next run anywhere). A session is reaped only when its driver (the pid that ends the session
+    folder's name) is gone; a process belongs to it when its command line or one of its open files
+    names that session folder. Call it holding ``out``'s lock.
     """
-    note = out / SESSION_FILE
-    if not note.exists():
-        return 0
-    session = note.read_text(encoding="utf-8").strip()
+    notes = [out / SESSION_FILE]
+    with contextlib.suppress(OSError):
+        notes += sorted(_registry().iterdir())
+    killed = 0
+    for note in notes:
+        try:
+            session = note.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        n = _reap(session)
+        if n is None:
+            continue  # its driver is alive
+        killed += n
+        note.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (_registry() / Path(session).name).unlink(missing_ok=True)
+    return killed
+
+
+def _reap(session: str) -> int | None:
+    """Stop a dead driver's Ray session (None if its driver lives or the name is not Ray's)."""
     name = Path(session).name
     try:
         driver = int(name.rsplit("_", 1)[1])
     except (IndexError, ValueError):
-        driver = -1
+        return None
     if not name.startswith("session_") or _alive(driver):
-        return 0
+        return None
     killed = 0
     for pid in _pids_using(session):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
             killed += 1
     shutil.rmtree(session, ignore_errors=True)
-    note.unlink(missing_ok=True)
     return killed
 
 

@@ -249,7 +249,7 @@ def run_sweep(
         reaped = reap_leftovers(out)
         if reaped:
             print(
-                f"stopped {reaped} Ray processes left behind by a killed driver of {out}",
+                f"stopped {reaped} Ray processes left behind by a killed pbrl driver",
                 flush=True,
             )
         started = ensure_ray(address)

@@ -231,7 +231,8 @@ def test_an_oom_kill_is_a_retried_trial_failure_not_a_driver_crash(tmp_path: Pat
 
 
 def test_ray_left_behind_by_a_killed_driver_is_stopped_at_the_next_start(tmp_path: Path) -> None:
-    """SIGKILL the `pbrl sweep` driver alone: Ray's agents outlive it; `--resume` stops them first."""
+    """SIGKILL the `pbrl sweep` driver alone: Ray's agents outlive it. The next pbrl start, even on
+    another results folder, stops them (sessions pbrl started are listed per user)."""
     import signal
     import time
 
@@ -242,20 +243,23 @@ def test_ray_left_behind_by_a_killed_driver_is_stopped_at_the_next_start(tmp_pat
         "method: {name: pbrl_value, algo: pbrl, lam: 20.0, num_iters: 3000, log_every: 10}\n"
         "dist: {checkpoint_every: 100}\nlogging: {wandb: disabled}\nsweep: {seeds: [0]}\n"
     )
-    out = tmp_path / "out"
-    env = {**os.environ, "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+    out, other = tmp_path / "out", tmp_path / "other"
+    env = {
+        **os.environ,
+        "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+        "PBRL_STATE_DIR": str(tmp_path / "state"),
+    }
     env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "pbrl_dist.cli", "sweep", str(sweep), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cmd = [sys.executable, "-m", "pbrl_dist.cli", "sweep", str(sweep)]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     try:
         deadline = time.monotonic() + 180
-        while (
-            time.monotonic() < deadline
-            and not list(out.glob("*/checkpoint*"))
-            and not list(out.glob("_tune/*/*/checkpoint_*"))
-        ):
+        while time.monotonic() < deadline and not list(out.glob("_tune/*/*/checkpoint_*")):
             time.sleep(0.2)
         session = (out / ".ray_session").read_text().strip()
+        assert (tmp_path / "state" / "ray_sessions" / Path(session).name).exists()
     finally:
         proc.send_signal(signal.SIGKILL)  # the driver only, not its process group
         proc.wait()
@@ -263,12 +267,12 @@ def test_ray_left_behind_by_a_killed_driver_is_stopped_at_the_next_start(tmp_pat
 
     time.sleep(5)
     left = _pids_using(session)
-    resumed = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=400
+    fresh = subprocess.run(
+        [*cmd, "--out", str(other)], capture_output=True, text=True, env=env, timeout=400
     )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
     if left:  # what Ray leaves depends on timing; whatever it left is gone now
-        assert "Ray processes left behind by a killed driver" in resumed.stdout
+        assert "Ray processes left behind by a killed pbrl driver" in fresh.stdout
     assert _pids_using(session) == []
     assert not Path(session).exists()
-    assert not (out / ".ray_session").exists()  # a clean end forgets its own session
+    assert list((tmp_path / "state" / "ray_sessions").iterdir()) == []  # both sessions forgotten

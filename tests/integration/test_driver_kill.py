@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -62,11 +63,14 @@ def _sweep(tiny_sweep: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 # (trial running at the kill, its iteration at least): the default suite kills mid-sweep; `make chaos`
-# (-m chaos, slow included) also kills during the first trial and during the last one.
+# (-m chaos, slow included) also kills at four random points (seeded, so a failure can be re-run).
+_rng = random.Random(20261130)
 KILL_POINTS = [
     pytest.param((1, 600), id="mid-sweep"),
-    pytest.param((0, 300), id="first-trial", marks=pytest.mark.slow),
-    pytest.param((2, 900), id="last-trial", marks=pytest.mark.slow),
+    *(
+        pytest.param((at, it), id=f"random-trial{at}-iter{it}", marks=pytest.mark.slow)
+        for at, it in ((_rng.randrange(3), _rng.randrange(100, 1200, 50)) for _ in range(4))
+    ),
 ]
 
 
