@@ -123,6 +123,13 @@ class RLHFConfig:
         max_grad_norm: gradient-norm clip of the A2C steps (0.5).
         clip_true_reward: a2c_oracle trains on sign(r) instead of r (standard for Atari A2C).
         ac_hidden: actor-critic trunk widths (MLP nets only; the Atari net is fixed).
+        continuing: A2C on a learned reward (the agent in drlhf/pbrl, the oracle) bootstraps across
+            episode ends, as in a continuing task. BT preferences fix r_φ only up to an additive
+            constant, and with episode ends that constant is not harmless: a negative offset pays the
+            agent to end episodes early, a positive one to drag them out. Treating episodes as one
+            continuing stream makes every policy's value shift by the same c/(1 − γ), so the policy
+            step is invariant to the constant (off by default; on for games that end on failure,
+            e.g. MinAtar). ``a2c_oracle`` on the true reward always stops at episode ends.
         compute_dtype: ``float32``, or ``bfloat16`` to run the actor-critic and reward model (acting,
             learning, reward labelling) under autocast: parameters, gradients and optimizer state
             stay float32. About 1.6× faster network steps on a CPU with AVX512-BF16
@@ -170,6 +177,7 @@ class RLHFConfig:
     max_grad_norm: float = 0.5
     clip_true_reward: bool = True
     ac_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    continuing: bool = False
     compute_dtype: str = "float32"
     # --- reward model ---
     rm_lr: float = 2e-4
@@ -336,6 +344,7 @@ def a2c_step(
     gamma: float,
     cfg: RLHFConfig,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    continuing: bool = False,
 ) -> A2CStats:
     """Take one A2C step on a rollout with the given rewards (plus an optional extra loss term).
 
@@ -347,13 +356,15 @@ def a2c_step(
         gamma: discount γ.
         cfg: A2C coefficients (``vf_coef``, ``ent_coef``, ``max_grad_norm``).
         extra_loss: ``net -> scalar`` added to the loss (PBRL's c·score term).
+        continuing: bootstrap across episode ends (``RLHFConfig.continuing``).
 
     Returns:
         ``A2CStats``.
     """
     obs = torch.cat([roll.obs_TN, roll.last_obs_N.unsqueeze(0)])
     logits, values = net(obs)
-    returns_TN = nstep_returns(rewards_TN, roll.dones_TN, values[-1].detach(), gamma=gamma)
+    dones_TN = torch.zeros_like(roll.dones_TN) if continuing else roll.dones_TN
+    returns_TN = nstep_returns(rewards_TN, dones_TN, values[-1].detach(), gamma=gamma)
     out = a2c_loss(
         logits[:-1],
         values[:-1],
@@ -480,13 +491,12 @@ class RLHFLearner:
             )
             self.rm.eval()
             self.rm_opt = torch.optim.Adam(self.rm.parameters(), lr=cfg.rm_lr)
-            is_frames = kind == "atari"
             self.buffer = PreferenceBuffer(
                 cfg.segment_length,
                 obs_shape,
-                obs_dtype=torch.uint8 if is_frames else torch.float32,
+                obs_dtype=torch.uint8 if problem.obs_dtype == "uint8" else torch.float32,
                 capacity=cfg.buffer_size,
-                frame_stack=obs_shape[0] if is_frames else 0,
+                frame_stack=obs_shape[0] if kind == "atari" else 0,
             )
         self.teacher = SyntheticTeacher(mode=cfg.teacher_mode, error_rate=cfg.teacher_error_rate)
         self.rms = RunningMeanStd()
@@ -877,7 +887,14 @@ def _train(
 
         # --- policy step: A2C on r̃_φk (+ c·∇_θ f, the segment score function) ---
         a2c = a2c_step(
-            L.agent, L.agent_opt, roll, r_TN, gamma=gamma, cfg=cfg, extra_loss=upper_term
+            L.agent,
+            L.agent_opt,
+            roll,
+            r_TN,
+            gamma=gamma,
+            cfg=cfg,
+            extra_loss=upper_term,
+            continuing=cfg.continuing and L.learns_reward,
         )
 
         # --- bookkeeping: metrics row, checkpoint ---
@@ -922,7 +939,15 @@ def _oracle_steps(
         L.c["oracle_steps"] += oracle_roll.num_steps
         L.push_window(oracle_roll, oracle=True)
         r_hat_TN = L.learned_reward(oracle_roll, update_stats=False)
-        a2c_step(L.oracle, L.oracle_opt, oracle_roll, r_hat_TN, gamma=gamma, cfg=cfg)
+        a2c_step(
+            L.oracle,
+            L.oracle_opt,
+            oracle_roll,
+            r_hat_TN,
+            gamma=gamma,
+            cfg=cfg,
+            continuing=cfg.continuing,
+        )
     L.c["penalty_sum"] += float(
         value_gap_surrogate(r_hat_TN.reshape(-1), r_TN.reshape(-1), gamma=gamma)
     )

@@ -250,7 +250,7 @@ def memory_floor(cfg: TrialConfig) -> tuple[int, str]:
     """
     p, m = cfg.problem, cfg.method
     if hasattr(p, "num_envs"):
-        obs = 4 * 84 * 84 if p.name == "atari_rlhf" else 64 * 4
+        obs = int(p.obs_bytes())
         roll = p.num_envs * (m.n_steps + 1) * obs * 2 * 5
         buf = m.buffer_size * 2 * m.segment_length * obs + m.pair_window_steps * p.num_envs * obs
         return roll + buf, ("problem.num_envs" if roll >= buf else "method.buffer_size")

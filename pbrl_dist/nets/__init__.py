@@ -6,7 +6,8 @@ Two families with identical interfaces:
 * reward model: ``forward(obs, generator=None) -> r_BA`` (r_x(s, ·) for every action) and
   ``reward(obs, actions, generator=None) -> r_B``; dropout is active in ``train()`` mode only.
 
-``kind`` = "atari" (uint8 (4, 84, 84) frames, conv nets) or "mlp" (float (D,) vectors).
+``kind`` = "atari" (uint8 (4, 84, 84) frames, conv nets), "grid" (channels-last (H, W, C) grids and
+images of gymnasium envs, conv nets sized from the shape) or "mlp" (float (D,) vectors).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from pbrl_dist.nets.atari import AtariActorCritic, AtariRewardModel
+from pbrl_dist.nets.grid import GridActorCritic, GridRewardModel
 from pbrl_dist.nets.mlp import (
     COMPUTE_DTYPES,
     MLPActorCritic,
@@ -25,8 +27,16 @@ from pbrl_dist.nets.mlp import (
     orthogonal_init_,
 )
 
-ACTOR_CRITICS: dict[str, type[nn.Module]] = {"atari": AtariActorCritic, "mlp": MLPActorCritic}
-REWARD_MODELS: dict[str, type[nn.Module]] = {"atari": AtariRewardModel, "mlp": MLPRewardModel}
+ACTOR_CRITICS: dict[str, type[nn.Module]] = {
+    "atari": AtariActorCritic,
+    "grid": GridActorCritic,
+    "mlp": MLPActorCritic,
+}
+REWARD_MODELS: dict[str, type[nn.Module]] = {
+    "atari": AtariRewardModel,
+    "grid": GridRewardModel,
+    "mlp": MLPRewardModel,
+}
 
 
 def _first_arg(kind: str, obs_shape: Sequence[int]) -> Any:
@@ -60,8 +70,8 @@ def make_actor_critic(
     """Build an actor-critic of the given kind.
 
     Args:
-        kind: "atari" or "mlp".
-        obs_shape: shape of one observation ((C, H, W) or (D,)).
+        kind: "atari", "grid" or "mlp".
+        obs_shape: shape of one observation ((C, H, W), (H, W, C) or (D,)).
         num_actions: |A|.
         compute_dtype: "float32", or "bfloat16" to run ``forward`` under autocast (parameters and
             outputs stay float32).
@@ -87,8 +97,8 @@ def make_reward_model(
     """Build a reward model r_x(s, ·) of the given kind.
 
     Args:
-        kind: "atari" or "mlp".
-        obs_shape: shape of one observation ((C, H, W) or (D,)).
+        kind: "atari", "grid" or "mlp".
+        obs_shape: shape of one observation ((C, H, W), (H, W, C) or (D,)).
         num_actions: |A|.
         compute_dtype: "float32" or "bfloat16" (as for ``make_actor_critic``).
         **kw: passed to the class (``dropout_p``, ``leaky_slope``, ``batchnorm``, ``generator``…).
@@ -108,6 +118,8 @@ __all__ = [
     "REWARD_MODELS",
     "AtariActorCritic",
     "AtariRewardModel",
+    "GridActorCritic",
+    "GridRewardModel",
     "MLPActorCritic",
     "MLPRewardModel",
     "dropout",

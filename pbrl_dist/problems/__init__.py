@@ -23,11 +23,13 @@ COMPATIBLE: dict[str, tuple[str, ...]] = {
     "shaping": ("pbrl", "indep_pg"),
 }
 
-# Deep RLHF (Figure 2): an Atari game, or the toy gridworld that runs the same code path.
+# Deep RLHF (Figure 2): an Atari game, any gymnasium env with discrete actions, or the toy gridworld.
 PROBLEMS["atari_rlhf"] = (rlhf.AtariRLHFConfig, rlhf.build)
 PROBLEMS["toy_rlhf"] = (rlhf.ToyRLHFConfig, rlhf.build)
+PROBLEMS["gym_rlhf"] = (rlhf.GymRLHFConfig, rlhf.build)
 COMPATIBLE["atari_rlhf"] = ("rlhf",)
 COMPATIBLE["toy_rlhf"] = ("rlhf",)
+COMPATIBLE["gym_rlhf"] = ("rlhf",)
 
 # The metric keys each problem's rows can carry (``iter`` aside): what a scheduler may compare and what
 # `pbrl sweep` checks `sweep.scheduler.metric` against before anything runs. A test runs every sweep
@@ -72,4 +74,5 @@ LOGGED_METRICS: dict[str, tuple[str, ...]] = {
     ),
     "atari_rlhf": _RLHF,
     "toy_rlhf": _RLHF,
+    "gym_rlhf": _RLHF,
 }

@@ -1,10 +1,13 @@
 """Deep RLHF problems (paper Sec. 2.2, 6.2; Figure 2; MATH.md §6.2, §7.2): an env factory and its spec.
 
-Two problems share one interface, ``RLHFProblem``:
+Three problems share one interface, ``RLHFProblem``:
 
 * ``atari_rlhf``: an ALE game (Seaquest, BeamRider, MsPacman in the paper) through
   ``pbrl_dist.envs.make_atari_vec_env``: 84×84 grayscale, 4 stacked frames, frame skip 4, true
   (unclipped) game reward. The synthetic teacher prefers the segment with the higher true reward.
+* ``gym_rlhf``: any gymnasium env with a discrete action space (``problem.env_id``, e.g. ``CartPole-v1``
+  or ``MinAtar/Breakout-v1``) through ``pbrl_dist.envs.gym``: vector observations get MLP nets, grids
+  and images conv nets sized from their shape; unsupported spaces are refused before anything runs.
 * ``toy_rlhf``: the moving-target gridworld of ``pbrl_dist.envs.toy`` with MLP nets; it runs the same
   code path in seconds and has a known optimal policy.
 
@@ -19,11 +22,13 @@ many workers run them (same idea as ``mc_chunk`` in the tabular loops).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from pbrl_dist.envs import make_atari_vec_env, make_toy_vec_env
 from pbrl_dist.envs.atari import ale_game_id
+from pbrl_dist.envs.gym import UnsupportedEnv, describe_env, make_gym_vec_env
 
 
 @dataclass
@@ -52,6 +57,10 @@ class RLHFProblemConfig:
                 f"must be a multiple of problem.env_shards={self.env_shards}",
             ),
         ]
+
+    def obs_bytes(self) -> int:
+        """Return the bytes of one stored observation (memory estimates before a sweep starts)."""
+        return 64 * 4
 
 
 @dataclass
@@ -107,6 +116,53 @@ class AtariRLHFConfig(RLHFProblemConfig):
             ("problem.resume", self.resume in ("replay", "reseed"), "must be replay or reseed"),
         ]
 
+    def obs_bytes(self) -> int:
+        """Return the bytes of one stored observation: a uint8 4×84×84 frame stack."""
+        return 4 * 84 * 84
+
+
+@dataclass
+class GymRLHFConfig(RLHFProblemConfig):
+    """A gymnasium env with a discrete action space (``envs/gym.py``).
+
+    Attributes:
+        env_id: a registered gymnasium id: ``CartPole-v1``, ``MinAtar/Breakout-v1`` (needs the
+            ``minatar`` extra), ``Acrobot-v1``, ``mypkg.envs:MyEnv-v0``, …
+        env_kwargs: keyword arguments of ``gymnasium.make`` (e.g. ``{max_episode_steps: 500}``).
+        env_import: modules imported before the env is made (ones that register your own envs).
+        resume: how a checkpointed run gets its envs back: ``replay`` rebuilds each shard from its seed
+            and replays its actions (exact; the observation is checked), ``reseed`` starts fresh
+            episodes (instant, not exact).
+    """
+
+    name: str = "gym_rlhf"
+    env_id: str = "CartPole-v1"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    env_import: list[str] = field(default_factory=list)
+    resume: str = "replay"
+
+    def env_info(self) -> Any:
+        """Return the env's ``EnvInfo`` (builds one env the first time; cached)."""
+        return describe_env(self.env_id, dict(self.env_kwargs), list(self.env_import))
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """Return (dotted key, ok, message) range checks; the env must build and be supported."""
+        try:
+            self.env_info()
+            env_ok, env_msg = True, ""
+        except UnsupportedEnv as e:
+            env_ok, env_msg = False, f"{self.env_id!r} cannot run here: {e}"
+        return [
+            *super().checks(),
+            ("problem.env_id", env_ok, env_msg),
+            ("problem.resume", self.resume in ("replay", "reseed"), "must be replay or reseed"),
+        ]
+
+    def obs_bytes(self) -> int:
+        """Return the bytes of one stored observation."""
+        info = self.env_info()
+        return math.prod(info.obs_shape) * (1 if info.obs_dtype == "uint8" else 4)
+
 
 @dataclass
 class ToyRLHFConfig(RLHFProblemConfig):
@@ -140,11 +196,13 @@ class RLHFProblem:
 
     Attributes:
         cfg: the validated problem config (picklable: a Ray rollout worker rebuilds the problem from it).
-        net_kind: "atari" (conv nets on uint8 frame stacks) or "mlp" (vector observations).
+        net_kind: "atari" (conv nets on uint8 frame stacks), "grid" (conv nets on channels-last grids)
+            or "mlp" (vector observations).
         frames_per_step: emulator frames per agent step (frame skip for Atari, 1 for the toy env).
         env_restorable: True if the env has ``state_dict``/``load_state_dict`` (exact resume); ale-py's
             vector env has no clone/restore, so Atari shards are re-seeded on resume instead.
-        lr_key: the key looked up in the method's ``lr_by_game`` (ALE ROM id, or "toy").
+        lr_key: the key looked up in the method's ``lr_by_game`` (ALE ROM id, env id, or "toy").
+        obs_dtype: "uint8" (frames, grids: stored as bytes) or "float32".
     """
 
     cfg: Any
@@ -152,6 +210,7 @@ class RLHFProblem:
     frames_per_step: int
     env_restorable: bool
     lr_key: str
+    obs_dtype: str = "float32"
 
     @property
     def name(self) -> str:
@@ -186,6 +245,14 @@ class RLHFProblem:
                 num_threads=c.env_threads,
                 max_episode_frames=c.max_episode_frames,
             )
+        if isinstance(c, GymRLHFConfig):
+            return make_gym_vec_env(
+                c.env_id,
+                num_envs=num_envs,
+                seed=seed,
+                env_kwargs=dict(c.env_kwargs),
+                imports=list(c.env_import),
+            )
         return make_toy_vec_env(
             num_envs=num_envs,
             seed=seed,
@@ -196,7 +263,7 @@ class RLHFProblem:
 
 
 def build(cfg: RLHFProblemConfig) -> RLHFProblem:
-    """Build the problem of a validated ``AtariRLHFConfig`` or ``ToyRLHFConfig``."""
+    """Build the problem of a validated ``AtariRLHFConfig``, ``GymRLHFConfig`` or ``ToyRLHFConfig``."""
     if isinstance(cfg, AtariRLHFConfig):
         return RLHFProblem(
             cfg=cfg,
@@ -204,6 +271,17 @@ def build(cfg: RLHFProblemConfig) -> RLHFProblem:
             frames_per_step=cfg.frame_skip,
             env_restorable=cfg.resume == "replay",
             lr_key=ale_game_id(cfg.game),
+            obs_dtype="uint8",
+        )
+    if isinstance(cfg, GymRLHFConfig):
+        info = cfg.env_info()
+        return RLHFProblem(
+            cfg=cfg,
+            net_kind=info.net_kind,
+            frames_per_step=1,
+            env_restorable=cfg.resume == "replay",
+            lr_key=cfg.env_id,
+            obs_dtype=info.obs_dtype,
         )
     if isinstance(cfg, ToyRLHFConfig):
         return RLHFProblem(

@@ -43,10 +43,14 @@ def config_labels(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:
     return label
 
 
-def report_folder(out: Path) -> None:
+def report_folder(out: Path, *, reps: int | None = None, seed: int = 0) -> None:
     """`pbrl report DIR`: print the cross-seed table, write summary.csv/parquet and the figures.
 
     The final metrics use complete trials only; one line says how many trials were left out and why.
+    Folders whose problems log ``rl/episode_return`` (RLHF) also get the rliable statistics of
+    ``report.rl_stats`` (IQM and P(X > Y) with stratified bootstrap CIs over ``reps`` replications
+    seeded by ``seed``): printed, written to ``report/rl_stats.csv`` and ``report/rl_curves.csv``,
+    and drawn as ``figures/rl_learning_curves.png``.
     Raises ``ConfigError`` (and writes nothing) when no trial is complete.
     """
     from pbrl_dist.report import draw_figures, final_summary, format_table, load_results
@@ -74,8 +78,23 @@ def report_folder(out: Path) -> None:
         print(f"\n{note}")
     print("\nfinal metrics of the complete trials over games and seeds: mean ± std (max)")
     print(format_table(summary, by=by))
+    rl_paths = _report_rl_stats(out, curves, reps=reps, seed=seed)
     if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
         curves = curves.assign(**{"method.name": config_labels(curves, by)})
     for p in draw_figures(curves, out / "figures"):
         print(f"figure: {p}")
+    for p in rl_paths:
+        print(f"{'figure' if p.suffix == '.png' else 'rl stats'}: {p}")
     print(f"summary: {report_dir / 'summary.csv'} (and summary.parquet)")
+
+
+def _report_rl_stats(out: Path, curves: pd.DataFrame, *, reps: int | None, seed: int) -> list[Path]:
+    """Print the rliable statistics of the RL problems in ``curves`` and write their files (none
+    when no problem logs ``rl/episode_return``)."""
+    from pbrl_dist.report.rl_stats import DEFAULT_REPS, format_rl_stats, rl_stats, write_rl_stats
+
+    stats = rl_stats(curves, sweep_axes(out), reps=reps or DEFAULT_REPS, seed=seed)
+    if stats is None:
+        return []
+    print(f"\n{format_rl_stats(stats)}")
+    return write_rl_stats(stats, out / "report", out / "figures")

@@ -62,6 +62,11 @@ MATRIX: dict[str, tuple[list[str], list[str]]] = {
     "shaping_chain": ([], TABULAR_RAY),
     "rlhf_toy": (["problem.env_shards=2"], RLHF_RAY),
     "fig2_atari_rlhf": (["problem.env_shards=2", "sweep.grid.problem.game=[BeamRider]"], RLHF_RAY),
+    "gym_cartpole": (["problem.env_shards=2"], RLHF_RAY),
+    "minatar_rlhf": (
+        ["problem.env_shards=2", "sweep.grid.problem.env_id=[MinAtar/SpaceInvaders-v1]"],
+        RLHF_RAY,
+    ),
 }
 
 
