@@ -1,7 +1,8 @@
 """Metric names and sinks.
 
-Every metric key used anywhere in pbrl_dist is listed in ``METRICS`` with its meaning. Keys are namespaced
-by level: ``upper/`` (leader / designer / reward model objective), ``lower/`` (follower / players),
+Every metric key used anywhere in pbrl_dist is listed in ``METRICS`` with its meaning (a problem
+registered from outside documents its own in ``ProblemSpec.metrics``; ``describe_metric`` reads
+both). Keys are namespaced by level: ``upper/`` (leader / designer / reward model objective), ``lower/`` (follower / players),
 ``penalty/`` (penalty estimates), ``perf/`` (throughput), ``rm/`` (reward model).
 """
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+from pbrl_dist.cadence import Timer
 
 METRICS: dict[str, str] = {
     "iter": "outer iteration k of Algorithm 1 (0-based; logged after the step)",
@@ -51,6 +53,19 @@ METRICS.update(
         "upper/score_loss": "c·(segment score-function surrogate) of the last agent update (0 between labellings)",
     }
 )
+
+
+def describe_metric(key: str) -> str | None:
+    """The meaning of a metric key: ``METRICS``, else the ``ProblemSpec.metrics`` of the problem that
+    declares it (a user's problem documents its own metrics there)."""
+    if key in METRICS:
+        return METRICS[key]
+    from pbrl_dist.problems import problem_specs
+
+    for spec in problem_specs().values():
+        if spec.metrics.get(key):
+            return spec.metrics[key]
+    return None
 
 
 class MetricSink(Protocol):
@@ -112,17 +127,18 @@ class ProgressSink:
     ) -> None:
         """Report progress of ``total`` iterations for the trial ``label``."""
         self.label, self.total, self.every_s, self.keys = label, total, every_s, keys
-        self._t0 = self._last = time.perf_counter()
+        self._timer = Timer(every_s)
 
     def log(self, row: Mapping[str, Any]) -> None:
         """Print when enough time has passed."""
-        now = time.perf_counter()
-        if now - self._last < self.every_s:
+        if not self._timer.ready():
             return
-        self._last = now
         it = int(row.get("iter", 0)) + 1
         shown = " ".join(f"{k.split('/')[-1]}={_fmt(row[k])}" for k in self.keys if k in row)
-        print(f"    {self.label}: {it}/{self.total} it ({now - self._t0:.0f}s) {shown}", flush=True)
+        print(
+            f"    {self.label}: {it}/{self.total} it ({self._timer.elapsed():.0f}s) {shown}",
+            flush=True,
+        )
 
 
 def scalar_metrics(row: Mapping[str, Any], *, finite_only: bool) -> dict[str, Any]:

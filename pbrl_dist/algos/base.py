@@ -10,8 +10,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from pbrl_dist.cadence import due
 from pbrl_dist.core.types import derive_seed
 from pbrl_dist.executors.protocols import ChunkRunner, OracleRequest
+
+MC_FIELDS = ("mc_batch", "mc_horizon", "mc_q_batch", "mc_chunk")
 
 
 @dataclass
@@ -62,6 +65,24 @@ class MethodConfig:
     mc_q_batch: int = 8
     mc_chunk: int = 16
 
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(dotted key, ok, message) for every range rule of this config (the loader reports the
+        first that fails; allowed values of ``penalty``/``estimator``/``oracle`` are each loop's
+        ``AlgoSpec.choices``)."""
+        m = "method."
+        return [
+            (m + "lam", self.lam >= 0, "must be ≥ 0"),
+            (m + "lr_x", self.lr_x > 0, "must be > 0"),
+            (m + "lr_y", self.lr_y > 0, "must be > 0"),
+            (m + "num_iters", self.num_iters > 0, "must be a positive integer"),
+            (m + "log_every", self.log_every > 0, "must be > 0"),
+            (m + "oracle_steps", self.oracle_steps > 0, "must be > 0"),
+            (m + "oracle_lr", self.oracle_lr > 0, "must be > 0"),
+            (m + "logit_bound", self.logit_bound > 0, "must be > 0"),
+            (m + "init_scale", self.init_scale >= 0, "must be ≥ 0"),
+            *((m + k, getattr(self, k) > 0, "must be > 0") for k in MC_FIELDS),
+        ]
+
 
 def outer_iters(cfg: Any) -> int:
     """Return a trial's number of outer iterations (``iter`` of its last metrics row and checkpoint).
@@ -111,7 +132,7 @@ def maybe_checkpoint(
     ckpt: Checkpointer | None, k_done: int, num_iters: int, state: dict[str, Any]
 ) -> None:
     """Save after every ``ckpt.every`` iterations and at the end."""
-    if ckpt is not None and (k_done % ckpt.every == 0 or k_done == num_iters):
+    if ckpt is not None and due(k_done, ckpt.every, num_iters):
         ckpt.save({"k": k_done, **state})
 
 
@@ -194,6 +215,17 @@ def project(z: torch.Tensor, bound: float) -> torch.Tensor:
     return z.clamp(-bound, bound)
 
 
-def mean_of(v: Any) -> float:
-    """Return the mean of a scalar or list metric."""
-    return float(np.mean(v))
+COMMON_READS = frozenset({"num_iters", "log_every", "init_scale", "lr_x", "lr_y", "logit_bound"})
+"""``MethodConfig`` fields every tabular loop reads (besides ``name`` and ``algo``)."""
+MC_READS = frozenset({"estimator", "mc_batch", "mc_chunk", "mc_horizon"})
+"""Fields of a loop with a Monte Carlo estimator (read whichever ``estimator`` is chosen: one file may
+set them for exact and MC methods alike)."""
+ORACLE_READS = frozenset({"oracle", "oracle_steps", "oracle_lr", "oracle_tol", "warm_start", "lam"})
+"""Fields of a penalty loop with a best-response oracle."""
+TABULAR_METRICS = (
+    "upper/objective",
+    "penalty/value",
+    "penalty/bellman",
+    "lower/oracle_err",
+    "perf/iter_per_s",
+)

@@ -11,6 +11,9 @@ from typing import Any
 import torch
 
 from pbrl_dist.algos.base import (
+    COMMON_READS,
+    MC_READS,
+    ORACLE_READS,
     Checkpointer,
     ChunkRunner,
     MethodConfig,
@@ -22,7 +25,10 @@ from pbrl_dist.algos.base import (
     solve_oracles,
     start_state,
 )
+from pbrl_dist.algos.registry import AlgoSpec, register_algo
+from pbrl_dist.cadence import due
 from pbrl_dist.core.mdp import expected_value
+from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.core.zerosum import (
     induced_mdp_player1,
     induced_mdp_player2,
@@ -32,11 +38,6 @@ from pbrl_dist.core.zerosum import (
 )
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems.incentive import IncentiveProblem, designer_return
-
-
-def _log_due(k_done: int, cfg: MethodConfig) -> bool:
-    return k_done % cfg.log_every == 0 or k_done == cfg.num_iters
-
 
 NIGrads = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -156,7 +157,7 @@ def run_pbrl_ni(
         th1 = project(th1 - cfg.lr_y * g1, cfg.logit_bound)
         th2 = project(th2 - cfg.lr_y * g2, cfg.logit_bound)
 
-        if _log_due(k + 1, cfg):
+        if due(k + 1, cfg.log_every, cfg.num_iters):
             row = {"iter": k + 1, **problem.metrics(x, th1, th2), "penalty/ni": float(psi.detach())}
             sink.log(row)
         state = {"x": x, "th1": th1, "th2": th2, "br1": br1, "br2": br2, "row": row}
@@ -209,7 +210,7 @@ def run_metagrad(
         gx, th1, th2, _ = metagrad_step(problem, x, th1, th2, cfg.lr_y)
         x = project(x + cfg.lr_x * gx, cfg.logit_bound)
         th1, th2 = project(th1, cfg.logit_bound), project(th2, cfg.logit_bound)
-        if _log_due(k + 1, cfg):
+        if due(k + 1, cfg.log_every, cfg.num_iters):
             row = {"iter": k + 1, **problem.metrics(x, th1, th2)}
             sink.log(row)
         maybe_checkpoint(ckpt, k + 1, cfg.num_iters, {"x": x, "th1": th1, "th2": th2, "row": row})
@@ -245,3 +246,34 @@ def run_start_line(
     return Result(
         x=x, y=torch.cat([th1, th2], -1), metrics=row, final_state=problem.final_state(x, th1, th2)
     )
+
+
+_NI_METRICS = ("penalty/ni", "upper/objective", "perf/iter_per_s")
+register_algo(
+    AlgoSpec(
+        name="pbrl_ni",
+        run=run_pbrl_ni,
+        schema=MethodConfig,
+        reads=COMMON_READS | MC_READS | ORACLE_READS,
+        choices={"estimator": tuple(NI_ESTIMATORS), "oracle": tuple(ORACLES)},
+        metrics=_NI_METRICS,
+    )
+)
+register_algo(
+    AlgoSpec(
+        name="metagrad",
+        run=run_metagrad,
+        schema=MethodConfig,
+        reads=COMMON_READS,
+        metrics=_NI_METRICS,
+    )
+)
+register_algo(
+    AlgoSpec(
+        name="start_line",
+        run=run_start_line,
+        schema=MethodConfig,
+        reads=frozenset({"num_iters", "log_every", "init_scale"}),
+        metrics=_NI_METRICS,
+    )
+)

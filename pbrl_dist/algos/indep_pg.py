@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 
 from pbrl_dist.algos.base import (
+    COMMON_READS,
+    MC_READS,
+    TABULAR_METRICS,
     Checkpointer,
     ChunkRunner,
     MethodConfig,
@@ -21,6 +24,8 @@ from pbrl_dist.algos.base import (
     project,
     start_state,
 )
+from pbrl_dist.algos.registry import AlgoSpec, register_algo
+from pbrl_dist.cadence import due
 from pbrl_dist.core.mdp import evaluate_policy, expected_value
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems.base import BilevelProblem
@@ -62,8 +67,23 @@ def run(
             gx, gy = est["gx_f"], -est["gy_v"]
         x = project(x - cfg.lr_x * gx, cfg.logit_bound)
         y = project(y - cfg.lr_y * gy, cfg.logit_bound)
-        if (k + 1) % cfg.log_every == 0 or k + 1 == cfg.num_iters:
+        if due(k + 1, cfg.log_every, cfg.num_iters):
             row = {"iter": k + 1, **problem.metrics(x, y)}
             sink.log(row)
         maybe_checkpoint(ckpt, k + 1, cfg.num_iters, {"x": x, "y": y, "row": row})
     return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))
+
+
+ESTIMATORS = ("exact", "mc")
+"""``method.estimator`` values: autograd through the model, or REINFORCE rollouts (``mc_pieces``)."""
+
+register_algo(
+    AlgoSpec(
+        name="indep_pg",
+        run=run,
+        schema=MethodConfig,
+        reads=COMMON_READS | MC_READS,
+        choices={"estimator": ESTIMATORS},
+        metrics=TABULAR_METRICS,
+    )
+)

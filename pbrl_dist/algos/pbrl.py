@@ -16,6 +16,10 @@ from typing import Any
 import torch
 
 from pbrl_dist.algos.base import (
+    COMMON_READS,
+    MC_READS,
+    ORACLE_READS,
+    TABULAR_METRICS,
     Checkpointer,
     ChunkRunner,
     MethodConfig,
@@ -26,7 +30,10 @@ from pbrl_dist.algos.base import (
     project,
     start_state,
 )
-from pbrl_dist.core.penalties import PENALTY_SURROGATES
+from pbrl_dist.algos.registry import AlgoSpec, register_algo
+from pbrl_dist.cadence import due
+from pbrl_dist.core.oracles import ORACLES
+from pbrl_dist.core.penalties import PENALTY_SURROGATES, bellman_surrogate_from_q
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems.base import BilevelProblem
 
@@ -109,13 +116,14 @@ def mc_bellman_grads(
     )  # fmt: skip
     rho, tau = problem.rho_S, problem.tau
     q_hat, gx_q = q_est["q_hat"], q_est["gx_q_hat"]
-    log_sigma = torch.log_softmax(y, -1)
-    sigma = log_sigma.exp()
+    sigma = torch.softmax(y, -1)
     gx = est["gx_f"] + cfg.lam * torch.einsum("s,sb,sbta->ta", rho, pi_hat - sigma, gx_q)
-    u = rho.unsqueeze(-1) * (tau * (log_sigma + 1.0) - q_hat)
-    gy = est["gy_f"] + cfg.lam * sigma * (u - (sigma * u).sum(-1, keepdim=True))
-    h = lambda p: (p * torch.log(p)).sum(-1)  # noqa: E731
-    pen = (rho * ((q_hat * (pi_hat - sigma)).sum(-1) - tau * h(pi_hat) + tau * h(sigma))).sum()
+    # ∇_y of the Bellman surrogate with the Monte Carlo Q̂ plugged in (core/penalties.py, (C.34)).
+    y_ = y.detach().requires_grad_(True)
+    pen = bellman_surrogate_from_q(q_hat.detach(), torch.softmax(y_, -1), pi_hat, rho, tau)
+    (gy_pen,) = torch.autograd.grad(pen, (y_,))
+    gy = est["gy_f"] + cfg.lam * gy_pen
+    pen = pen.detach()
     f = problem.upper_objective(x, y).detach()
     return gx, gy, pen, f
 
@@ -172,7 +180,7 @@ def run(
         x = project(x - cfg.lr_x * gx, cfg.logit_bound)
         y = project(y - cfg.lr_y * gy, cfg.logit_bound)
 
-        if (k + 1) % cfg.log_every == 0 or k + 1 == cfg.num_iters:
+        if due(k + 1, cfg.log_every, cfg.num_iters):
             row = {
                 "iter": k + 1,
                 **problem.metrics(x, y),
@@ -184,3 +192,19 @@ def run(
             ckpt, k + 1, cfg.num_iters, {"x": x, "y": y, "oracle_logits": oracle_logits, "row": row}
         )
     return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))
+
+
+register_algo(
+    AlgoSpec(
+        name="pbrl",
+        run=run,
+        schema=MethodConfig,
+        reads=COMMON_READS | MC_READS | ORACLE_READS | {"penalty", "mc_q_batch"},
+        choices={
+            "penalty": tuple(dict.fromkeys(p for p, _ in ESTIMATORS)),
+            "estimator": tuple(dict.fromkeys(e for _, e in ESTIMATORS)),
+            "oracle": tuple(ORACLES),
+        },
+        metrics=TABULAR_METRICS,
+    )
+)

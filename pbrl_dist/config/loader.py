@@ -10,6 +10,7 @@ Nothing is written and nothing runs until every trial of the sweep has been buil
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 import re
@@ -22,10 +23,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pbrl_dist.algos import METHOD_SCHEMAS
 from pbrl_dist.algos.base import MethodConfig
+from pbrl_dist.algos.registry import algo_specs
 from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
-from pbrl_dist.problems import COMPATIBLE, PROBLEMS
+from pbrl_dist.problems.registry import (
+    ProblemTargetError,
+    absolute_target,
+    get_problem,
+    problem_specs,
+    resolve_target,
+)
 
 TOP_KEYS = (
     "name",
@@ -58,6 +65,23 @@ class TrialSpec:
         """Return the resolved config as YAML (top-level ``problem:``, ``method:``, ``seed:``)."""
         return yaml.safe_dump(self.container, sort_keys=False)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A trial of a user's problem (``problem.target``) travels as plain data: the process that
+        unpickles it (a Tune trial, a Ray worker) re-imports the target and re-types the config, so
+        the user's module need not be importable by name there."""
+        prob = self.container.get("problem")
+        if isinstance(prob, dict) and "target" in prob:
+            return (_rebuild_spec, (self.name, self.container))
+        return super().__reduce_ex__(protocol)
+
+
+def _rebuild_spec(name: str, container: dict[str, Any]) -> TrialSpec:
+    merged = _merge_typed([{k: v for k, v in container.items() if k in TRIAL_KEYS}], "")
+    merged.exp = str(container.get("exp", "default"))
+    obj = OmegaConf.to_object(merged)
+    assert isinstance(obj, TrialConfig)
+    return TrialSpec(name=name, cfg=obj, container=container)
+
 
 @dataclass
 class Sweep:
@@ -72,6 +96,14 @@ class Sweep:
 
 def _fail(where: str, msg: str) -> ConfigError:
     return ConfigError(f"{where}: {msg}")
+
+
+def _choose(value: Any, allowed: Iterable[str]) -> str:
+    """``'x' is not allowed; did you mean 'y'? choose one of ...`` (the hint only for a near miss)."""
+    allowed = [str(a) for a in allowed]
+    near = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return f"{value!r} is not allowed; {hint}choose one of {', '.join(allowed)}"
 
 
 MAX_FILE_BYTES = 1 << 20
@@ -199,25 +231,59 @@ def _last(layers: list[dict[str, Any]], block: str, key: str) -> Any:
     return value
 
 
-def _schema_for(layers: list[dict[str, Any]]) -> TrialConfig:
-    """Pick the problem schema by ``problem.name`` and the method schema by ``method.algo``."""
-    name = _last(layers, "problem", "name")
-    if name is None:
-        raise _fail("problem.name", f"missing; allowed: {', '.join(PROBLEMS)}")
-    if name not in PROBLEMS:
-        raise _fail("problem.name", f"unknown problem {name!r}; allowed: {', '.join(PROBLEMS)}")
-    algo = _last(layers, "method", "algo") or "pbrl"
-    if algo not in METHOD_SCHEMAS:
+def _target(layers: list[dict[str, Any]]) -> str | None:
+    """The trial's ``problem.target`` (the last layer that sets it), or None."""
+    target = _last(layers, "problem", "target")
+    if target is not None and (not isinstance(target, str) or not target):
         raise _fail(
-            "method.algo", f"{algo!r} is not allowed; choose one of {', '.join(METHOD_SCHEMAS)}"
+            "problem.target", f"must be a non-empty string like pkg.module:SPEC (got {target!r})"
         )
-    return TrialConfig(problem=PROBLEMS[name][0](), method=METHOD_SCHEMAS[algo]())
+    return target
+
+
+def _schema_for(layers: list[dict[str, Any]]) -> tuple[TrialConfig, str | None]:
+    """Pick the problem schema by ``problem.name`` (after importing ``problem.target``, if any) and
+    the method schema by ``method.algo``; return them with the target."""
+    target = _target(layers)
+    name = _last(layers, "problem", "name")
+    if target is not None:
+        try:
+            spec = resolve_target(target)
+        except ProblemTargetError as e:
+            raise _fail("problem.target", str(e)) from None
+        if spec is not None and name is None:
+            name = spec.name
+    allowed = ", ".join(problem_specs())
+    if name is None:
+        raise _fail("problem.name", f"missing; allowed: {allowed}")
+    problem = get_problem(name)
+    if problem is None:
+        where = f" (registered after importing problem.target {target})" if target else ""
+        raise _fail("problem.name", _choose(name, problem_specs()) + where)
+    algo = _last(layers, "method", "algo") or "pbrl"
+    if algo not in algo_specs():
+        raise _fail("method.algo", _choose(algo, algo_specs()))
+    cfg = TrialConfig(problem=problem.config(), method=algo_specs()[algo].schema())
+    return cfg, target
+
+
+def _without_target(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for layer in layers:
+        prob = layer.get("problem")
+        if isinstance(prob, dict) and "target" in prob:
+            layer = {**layer, "problem": {k: v for k, v in prob.items() if k != "target"}}
+        out.append(layer)
+    return out
 
 
 def _merge_typed(layers: list[dict[str, Any]], where: str) -> DictConfig:
-    base = OmegaConf.structured(_schema_for(layers))
+    """Merge ``layers`` onto the schema they pick; ``problem.target`` (not a schema field) is kept
+    aside: ``typed_container`` puts it back into the resolved config."""
+    schema, _ = _schema_for(layers)
+    base = OmegaConf.structured(schema)
     try:
-        for layer in layers:
+        for layer in _without_target(layers):
             base = OmegaConf.merge(base, {k: v for k, v in layer.items() if k in TRIAL_KEYS})
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "config"
@@ -225,6 +291,16 @@ def _merge_typed(layers: list[dict[str, Any]], where: str) -> DictConfig:
         allowed = _allowed_keys(base, key) if "not in" in first else ""
         raise _fail(f"{where}{key}", first + allowed) from None
     return base
+
+
+def typed_container(merged: DictConfig, target: str | None) -> dict[str, Any]:
+    """The resolved config as plain data, with ``problem.target`` (right after ``name``) if given."""
+    container = OmegaConf.to_container(merged)
+    assert isinstance(container, dict)
+    if target is not None:
+        prob = container["problem"]
+        container["problem"] = {"name": prob["name"], "target": target} | prob
+    return cast(dict[str, Any], container)
 
 
 def _allowed_keys(cfg: DictConfig, full_key: str) -> str:
@@ -256,8 +332,9 @@ def validate(cfg: TrialConfig) -> None:
         | {f"logging.{f.name}": getattr(cfg.logging, f.name) for f in fields(cfg.logging)}
         | {f"problem.{f.name}": getattr(cfg.problem, f.name) for f in fields(cfg.problem)}
     )
-    _check_choices_and_finite(flat)
+    _check_choices_and_finite(flat, _method_choices(cfg))
     _check_backend(cfg)
+    # Generic rule for counts of any section (a user's problem gets it too): num_* ≥ 1.
     for key, v in flat.items():
         leaf = key.split(".")[-1]
         if isinstance(v, bool):
@@ -271,8 +348,6 @@ def validate(cfg: TrialConfig) -> None:
             raise _fail(
                 key, f"must be a {'non-negative' if may_be_zero else 'positive'} integer (got {v})"
             )
-        if leaf.startswith("mc_") and v <= 0:
-            raise _fail(key, f"must be > 0 (got {v})")
     checks: list[tuple[str, bool, str]] = [
         ("dist.num_oracles", cfg.dist.num_oracles >= 0, "must be ≥ 0")
     ]
@@ -288,7 +363,8 @@ def validate(cfg: TrialConfig) -> None:
         checks += cfg.problem.checks()
     if hasattr(cfg.problem, "gamma"):
         checks.append(("problem.gamma", 0 <= cfg.problem.gamma < 1, "must be in [0, 1)"))
-    allowed = COMPATIBLE.get(cfg.problem.name)
+    spec = get_problem(cfg.problem.name)
+    allowed = spec.algos if spec is not None else None
     if allowed is not None and getattr(cfg.method, "algo", None) not in allowed:
         checks.append(
             (
@@ -306,10 +382,22 @@ def validate(cfg: TrialConfig) -> None:
             raise _fail(key, f"{msg} (got {got})")
 
 
-def _check_choices_and_finite(flat: dict[str, Any]) -> None:
-    for key, allowed in CHOICES.items():
+def _method_choices(cfg: TrialConfig) -> dict[str, tuple[str, ...]]:
+    """Allowed values of the method fields the trial's algo reads, from the loop's own registries."""
+    spec = algo_specs().get(getattr(cfg.method, "algo", ""))
+    if spec is None:
+        return {}
+    reads = spec.fields_read(cfg.method)
+    return {f"method.{k}": tuple(v) for k, v in spec.choices.items() if k in reads}
+
+
+def _check_choices_and_finite(
+    flat: dict[str, Any], method_choices: dict[str, tuple[str, ...]]
+) -> None:
+    for key, allowed in {**method_choices, **CHOICES}.items():
         if key in flat and flat[key] not in allowed:
-            raise _fail(key, f"{flat[key]!r} is not allowed; choose one of {', '.join(allowed)}")
+            algo = f" (method.algo={flat.get('method.algo')})" if key.startswith("method.") else ""
+            raise _fail(key, _choose(flat[key], allowed) + algo)
     for key, v in flat.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise _fail(key, f"must be a finite number (got {v})")
@@ -333,16 +421,9 @@ def _check_backend(cfg: TrialConfig) -> None:
 
 
 def _tabular_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
-    checks: list[tuple[str, bool, str]] = [
-        ("method.lam", cfg.method.lam >= 0, "must be ≥ 0"),
-        ("method.lr_x", cfg.method.lr_x > 0, "must be > 0"),
-        ("method.lr_y", cfg.method.lr_y > 0, "must be > 0"),
-        ("method.log_every", cfg.method.log_every > 0, "must be > 0"),
-        ("method.oracle_steps", cfg.method.oracle_steps > 0, "must be > 0"),
-        ("method.oracle_lr", cfg.method.oracle_lr > 0, "must be > 0"),
-        ("method.logit_bound", cfg.method.logit_bound > 0, "must be > 0"),
-        ("method.init_scale", cfg.method.init_scale >= 0, "must be ≥ 0"),
-    ]
+    """Rules that couple the tabular method to its problem (the method's own ranges are
+    ``MethodConfig.checks``)."""
+    checks: list[tuple[str, bool, str]] = []
     prob = cfg.problem
     if hasattr(prob, "tau"):
         checks.append(("problem.tau", prob.tau >= 0, "must be ≥ 0"))
@@ -417,6 +498,49 @@ def _methods(
     return methods
 
 
+def _absolute_targets(layer: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """Make a relative ``problem.target: file.py:ATTR`` absolute (against the sweep file's folder), so
+    that the resolved config names the same file from any working directory or trial process."""
+    prob = layer.get("problem")
+    if isinstance(prob, dict) and isinstance(prob.get("target"), str):
+        return {**layer, "problem": {**prob, "target": absolute_target(prob["target"], base_dir)}}
+    return layer
+
+
+def _algo_mode(t: TrialSpec) -> str:
+    mode = getattr(t.cfg.method, "mode", None)
+    return t.cfg.method.algo + (f" in mode {mode}" if mode is not None else "")
+
+
+def _check_unread(
+    trials: list[TrialSpec], set_by: dict[str, tuple[set[str], set[str]]], path: Path
+) -> None:
+    """A method field set in the sweep that the trial's algo/mode does not read is an error.
+
+    ``set_by[trial] = (fields set in the method's own methods.<name> entry, fields set for every
+    method: the shared method: block, smoke method:, method.* overrides and grid axes)``. An own field
+    is an error when the trial does not read it; a shared one only when no trial of the sweep reads it.
+    """
+    specs = algo_specs()
+    reads = {t.name: specs[t.cfg.method.algo].fields_read(t.cfg.method) for t in trials}
+    anyone = set().union(*reads.values()) if reads else set()
+    for t in trials:
+        own, shared = set_by[t.name]
+        for key in sorted(own | shared):
+            if key in reads[t.name] or (key not in own and key in anyone):
+                continue
+            if key in own:
+                by = f"algo {_algo_mode(t)}"
+                where = f"set in methods.{t.cfg.method.name}"
+            else:
+                by = f"algo {', '.join(sorted({_algo_mode(u) for u in trials}))}"
+                where = "set for every method of the sweep, and none of them reads it"
+            raise ConfigError(
+                f"method.{key}: not read by {by} ({where}), so it would do nothing; remove it, "
+                f"or set it only for the methods that read it [in {path.name}, trial {t.name}]"
+            )
+
+
 def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
     """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
     path = Path(path)
@@ -433,9 +557,11 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
     block_dict, block = _sweep_block(data, smoke_block, cli)
     methods = _methods(data, smoke_block, cli)
 
-    base = {k: v for k, v in data.items() if k in TRIAL_KEYS}
-    smoke_base = {k: v for k, v in smoke_block.items() if k in TRIAL_KEYS}
-    cli_base = {k: v for k, v in cli.items() if k in TRIAL_KEYS}
+    base = _absolute_targets({k: v for k, v in data.items() if k in TRIAL_KEYS}, path.parent)
+    smoke_base = _absolute_targets(
+        {k: v for k, v in smoke_block.items() if k in TRIAL_KEYS}, path.parent
+    )
+    cli_base = _absolute_targets({k: v for k, v in cli.items() if k in TRIAL_KEYS}, None)
     exp = str(cli.get("name") or data.get("name") or path.stem)
     if not re.fullmatch(r"[A-Za-z0-9_=-][A-Za-z0-9_.=-]*", exp) or ".." in exp:
         raise _fail(
@@ -444,6 +570,7 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
             "'..'): it names folders (Tune state, W&B group), so it may not be a path",
         )
     trials: list[TrialSpec] = []
+    set_by: dict[str, tuple[set[str], set[str]]] = {}
     keys = list(block.grid)
     count = len(methods) * len(block.seeds) * math.prod(len(v) for v in block.grid.values())
     if count > block.max_trials:
@@ -475,11 +602,14 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
                     raise _fail(getattr(e, "full_key", "config"), str(e).splitlines()[0]) from None
                 except ConfigError as e:
                     raise ConfigError(f"{e} [in {path.name}, trial {name}]") from None
-                container = OmegaConf.to_container(merged)
-                assert isinstance(container, dict)
-                trials.append(
-                    TrialSpec(name=name, cfg=obj, container=cast(dict[str, Any], container))
-                )
+                container = typed_container(merged, _target(layers))
+                trials.append(TrialSpec(name=name, cfg=obj, container=container))
+                shared = {
+                    k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}
+                }
+                shared |= {k.split(".", 1)[1] for k in point if k.startswith("method.")}
+                set_by[name] = (set(mcfg), shared)
+    _check_unread(trials, set_by, path)
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise _fail("sweep", "two trials resolve to the same name; make the grid values distinct")

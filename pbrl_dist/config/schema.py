@@ -1,8 +1,9 @@
 """Config schemas (plain dataclasses; omegaconf turns them into typed, closed configs).
 
 A trial's resolved config has the top-level keys ``exp``, ``seed``, ``problem``, ``method``, ``dist``,
-``logging``. The problem schema is chosen by ``problem.name`` from ``pbrl_dist.problems.PROBLEMS``; the
-method schema is ``algos.base.MethodConfig``.
+``logging``. The problem schema is chosen by ``problem.name`` from the problem registry
+(``problems/registry.py``), the method schema by ``method.algo`` from the loop registry
+(``algos/registry.py``), which also holds the allowed values of the method fields.
 """
 
 from __future__ import annotations
@@ -118,10 +119,7 @@ class SweepBlock:
     max_trials: int = 10_000
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "method.penalty": ("value", "bellman"),
-    "method.estimator": ("exact", "mc"),
-    "method.oracle": ("exact", "vi", "pmd", "pg"),
+CHOICES: dict[str, tuple[str, ...]] = {  # registry-backed method fields: algos/registry.py
     "dist.backend": ("local", "ray"),
     "dist.placement_strategy": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
     "logging.wandb": ("offline", "online", "disabled"),

@@ -89,6 +89,44 @@ def evaluate_policy_with_cost(
     return v_S, q_from_v(P_SAS, r_SA, v_S, gamma)
 
 
+def evaluate_joint_policy(
+    P_SABS: torch.Tensor,
+    r_SAB: torch.Tensor,
+    pi1_SA: torch.Tensor,
+    pi2_SB: torch.Tensor,
+    gamma: float,
+    cost_S: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluate the product policy π1 × π2 of a two-player game exactly (one linear solve).
+
+    Math:
+        π(a, b | s) = π1(a|s)·π2(b|s) on the flattened joint action a·A2 + b;
+        v = (I − γ·P_π)⁻¹ (r_π − c),  q(s, a, b) = r(s, a, b) + γ·Σ_s' P(s'|s, a, b) v(s').
+
+    Args:
+        P_SABS: (..., S, A1, A2, S) transitions.
+        r_SAB: (..., S, A1, A2) the reward being evaluated (any player's).
+        pi1_SA: (..., S, A1) player 1's policy.
+        pi2_SB: (..., S, A2) player 2's policy.
+        gamma: discount in [0, 1).
+        cost_S: (..., S) per-state regularization cost (default 0: unregularized).
+
+    Returns:
+        ``(v_S, q_SAB)``; differentiable in every tensor argument.
+
+    Invariants:
+        v(s) = π1(s)ᵀ q(s) π2(s) − c(s).
+    """
+    A1, A2 = P_SABS.shape[-3], P_SABS.shape[-2]
+    joint = (pi1_SA.unsqueeze(-1) * pi2_SB.unsqueeze(-2)).flatten(-2, -1)
+    if cost_S is None:
+        cost_S = torch.zeros_like(joint[..., 0])
+    v_S, q = evaluate_policy_with_cost(
+        P_SABS.flatten(-3, -2), r_SAB.flatten(-2, -1), joint, gamma, cost_S
+    )
+    return v_S, q.unflatten(-1, (A1, A2))
+
+
 def evaluate_policy(
     P_SAS: torch.Tensor, r_SA: torch.Tensor, pi_SA: torch.Tensor, gamma: float, tau: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

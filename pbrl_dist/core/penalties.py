@@ -179,7 +179,36 @@ def bellman_penalty_surrogate(
     """
     pi_hat = pi_hat_SA.detach()
     _, q_hat = evaluate_policy(P_SAS, r_SA, pi_hat, gamma, tau)
-    g_S = (q_hat * (pi_hat - pi_SA)).sum(-1) - tau * neg_entropy(pi_hat) + tau * neg_entropy(pi_SA)
+    return bellman_surrogate_from_q(q_hat, pi_SA, pi_hat, rho_S, tau)
+
+
+def bellman_surrogate_from_q(
+    q_hat_SA: torch.Tensor,
+    pi_SA: torch.Tensor,
+    pi_hat_SA: torch.Tensor,
+    rho_S: torch.Tensor,
+    tau: float,
+) -> torch.Tensor:
+    """Return ĝ of ``bellman_penalty_surrogate`` given Q^π̂ (exact, or a Monte Carlo estimate).
+
+    Math:
+        ĝ = Σ_s ρ(s)·[⟨Q̂(s,·), π̂(s) − π(s)⟩ − τ·h(π̂(s)) + τ·h(π(s))];
+        ∇_π(s) ĝ = ρ(s)·(τ·∇h(π(s)) − Q̂(s,·))   (Lemma 8, (C.34)); ∇_x ĝ flows through Q̂ only.
+
+    Args:
+        q_hat_SA: (..., S, A) Q of the oracle policy π̂ in M_τ(x) (its x-dependence, if any, is kept).
+        pi_SA: (..., S, A) lower policy π (differentiable in y).
+        pi_hat_SA: (..., S, A) oracle output π̂ (detached here).
+        rho_S: (..., S) initial distribution.
+        tau: entropy temperature > 0.
+
+    Returns:
+        (...) penalty estimate.
+    """
+    pi_hat = pi_hat_SA.detach()
+    g_S = (
+        (q_hat_SA * (pi_hat - pi_SA)).sum(-1) - tau * neg_entropy(pi_hat) + tau * neg_entropy(pi_SA)
+    )
     return expected_value(g_S, rho_S)
 
 
@@ -192,4 +221,3 @@ PENALTY_SURROGATES: dict[str, Surrogate] = {
     "value": value_penalty_surrogate,
     "bellman": bellman_penalty_surrogate,
 }
-PENALTIES = {"value": value_penalty, "bellman": bellman_penalty}

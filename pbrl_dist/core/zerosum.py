@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 
 from pbrl_dist.core.mdp import (
-    evaluate_policy_with_cost,
+    evaluate_joint_policy,
     expected_value,
     neg_entropy,
     occupancy,
@@ -120,14 +120,7 @@ def joint_evaluate(
     assert_shape(pi1_SA, (S, A1), "pi1_SA")
     assert_shape(pi2_SB, (S, A2), "pi2_SB")
     cost_S = tau * (neg_entropy(pi1_SA) - neg_entropy(pi2_SB))
-    v_S, q_SA = evaluate_policy_with_cost(
-        P_SABS.flatten(-3, -2),
-        r_SAB.flatten(-2, -1),
-        joint_policy(pi1_SA, pi2_SB).flatten(-2, -1),
-        gamma,
-        cost_S,
-    )
-    return v_S, q_SA.unflatten(-1, (A1, A2))
+    return evaluate_joint_policy(P_SABS, r_SAB, pi1_SA, pi2_SB, gamma, cost_S)
 
 
 def induced_mdp_player1(
@@ -240,13 +233,14 @@ def _best_response(
         )
 
 
-def best_response_1(
+def best_response(
     P_SABS: torch.Tensor,
     r_SAB: torch.Tensor,
-    pi2_SB: torch.Tensor,
+    pi_other: torch.Tensor,
     gamma: float,
     tau: float,
     *,
+    player: int,
     method: str = "exact",
     num_steps: int | None = None,
     step_size: float | None = None,
@@ -254,11 +248,15 @@ def best_response_1(
     logits0: torch.Tensor | None = None,
     rho_S: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Return logits of (an approximation of) player 1's best response π1*(x, π2) = argmax_{π1} V(π1, π2).
+    """Return logits of (an approximation of) one player's best response to the other's fixed policy.
 
     Math:
-        π1*(x, π2) = soft-optimal policy of M¹_τ = (P¹, r¹) from ``induced_mdp_player1`` (unique for τ > 0).
-        method ∈ {'exact' (soft policy iteration), 'vi', 'pmd' (C.35), 'pg' (C.37)} = ``core.oracles.ORACLES``.
+        player 1: π1*(x, π2) = argmax_{π1} V(π1, π2) = soft-optimal policy of M¹_τ = (P¹, r¹)
+                  (``induced_mdp_player1``);
+        player 2: π2*(x, π1) = argmin_{π2} V(π1, π2) = soft-optimal policy of the maximization MDP
+                  M²_τ = (P², r²) (``induced_mdp_player2``, whose value is −V).
+        Unique for τ > 0. method ∈ {'exact' (soft policy iteration), 'vi', 'pmd' (C.35), 'pg' (C.37)}
+        = ``core.oracles.ORACLES``.
 
     Reference:
         Shen, Yang & Chen 2024/25, Lemma 12(a), (5.12) and App. D.5 (single-agent best-response oracles).
@@ -266,70 +264,29 @@ def best_response_1(
     Args:
         P_SABS: (..., S, A1, A2, S) transitions.
         r_SAB: (..., S, A1, A2) reward of player 1.
-        pi2_SB: (..., S, A2) fixed policy of player 2.
+        pi_other: (..., S, A2) player 2's policy (player=1) or (..., S, A1) player 1's (player=2).
         gamma: discount in [0, 1).
         tau: entropy temperature (> 0 for 'exact').
+        player: 1 (the maximizer) or 2 (the minimizer).
         method: key of ``ORACLES``.
         num_steps: oracle iterations (default per method: exact 200, vi 1e5, pmd 1000, pg 2e4).
-        step_size: PMD η (default 10) or PG β (default (1−γ)³/(8 + τ(4 + 8 log A1))); unused by exact/vi.
+        step_size: PMD η (default 10) or PG β (default (1−γ)³/(8 + τ(4 + 8 log A))); unused by exact/vi.
         tol: early-stopping tolerance passed to the oracle.
-        logits0: (..., S, A1) warm start (default uniform).
+        logits0: (..., S, A_player) warm start (default uniform).
         rho_S: (..., S) initial distribution for PG (default uniform).
 
     Returns:
-        (..., S, A1) logits, computed without gradient tracking; softmax gives π̂1.
+        (..., S, A_player) logits, computed without gradient tracking; softmax gives the response.
 
     Invariants:
-        For 'exact': V(softmax(logits), π2) ≥ V(π1, π2) for every π1, at every state.
+        For 'exact': V(br1, π2) ≥ V(π1, π2) for every π1 and V(π1, br2) ≤ V(π1, π2) for every π2,
+        at every state.
     """
-    P1, r1 = induced_mdp_player1(P_SABS, r_SAB, pi2_SB, tau)
-    return _best_response(P1, r1, gamma, tau, method, num_steps, step_size, tol, logits0, rho_S)
-
-
-def best_response_2(
-    P_SABS: torch.Tensor,
-    r_SAB: torch.Tensor,
-    pi1_SA: torch.Tensor,
-    gamma: float,
-    tau: float,
-    *,
-    method: str = "exact",
-    num_steps: int | None = None,
-    step_size: float | None = None,
-    tol: float = 1e-12,
-    logits0: torch.Tensor | None = None,
-    rho_S: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Return logits of (an approximation of) player 2's best response π2*(x, π1) = argmin_{π2} V(π1, π2).
-
-    Math:
-        π2*(x, π1) = soft-optimal policy of the maximization MDP M²_τ = (P², r²) from ``induced_mdp_player2``
-        (whose value is −V).  Methods as in ``best_response_1``.
-
-    Reference:
-        Shen, Yang & Chen 2024/25, Lemma 12(a), (5.12) and App. D.5.
-
-    Args:
-        P_SABS: (..., S, A1, A2, S) transitions.
-        r_SAB: (..., S, A1, A2) reward of player 1.
-        pi1_SA: (..., S, A1) fixed policy of player 1.
-        gamma: discount in [0, 1).
-        tau: entropy temperature (> 0 for 'exact').
-        method: key of ``ORACLES``.
-        num_steps: oracle iterations (default per method, see ``best_response_1``).
-        step_size: PMD η or PG β (defaults as in ``best_response_1``).
-        tol: early-stopping tolerance passed to the oracle.
-        logits0: (..., S, A2) warm start (default uniform).
-        rho_S: (..., S) initial distribution for PG (default uniform).
-
-    Returns:
-        (..., S, A2) logits, computed without gradient tracking; softmax gives π̂2.
-
-    Invariants:
-        For 'exact': V(π1, softmax(logits)) ≤ V(π1, π2) for every π2, at every state.
-    """
-    P2, r2 = induced_mdp_player2(P_SABS, r_SAB, pi1_SA, tau)
-    return _best_response(P2, r2, gamma, tau, method, num_steps, step_size, tol, logits0, rho_S)
+    induced = {1: induced_mdp_player1, 2: induced_mdp_player2}.get(player)
+    if induced is None:
+        raise ValueError(f"player must be 1 or 2 (got {player!r})")
+    P, r = induced(P_SABS, r_SAB, pi_other, tau)
+    return _best_response(P, r, gamma, tau, method, num_steps, step_size, tol, logits0, rho_S)
 
 
 def exact_best_responses(

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -22,6 +22,8 @@ from pbrl_dist.config.loader import (
     TrialSpec,
     _dotted_to_nested,
     _merge_typed,
+    _target,
+    typed_container,
     validate,
 )
 from pbrl_dist.config.schema import SweepBlock, TrialConfig
@@ -38,17 +40,16 @@ def spec_from_container(
     Raises ``ConfigError`` naming the field, like ``load_sweep``.
     """
     base = {k: v for k, v in container.items() if k in TRIAL_KEYS}
+    layers = [base, _dotted_to_nested((changes or {}).items())]
     try:
-        merged = _merge_typed([base, _dotted_to_nested((changes or {}).items())], "")
+        merged = _merge_typed(layers, "")
         merged.exp = str(container.get("exp", "default"))
         obj = OmegaConf.to_object(merged)
         assert isinstance(obj, TrialConfig)
         validate(obj)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{getattr(e, 'full_key', 'config')}: {str(e).splitlines()[0]}") from None
-    resolved = OmegaConf.to_container(merged)
-    assert isinstance(resolved, dict)
-    return TrialSpec(name=name, cfg=obj, container=cast(dict[str, Any], resolved))
+    return TrialSpec(name=name, cfg=obj, container=typed_container(merged, _target(layers)))
 
 
 def respec(spec: TrialSpec, changes: dict[str, Any], *, name: str | None = None) -> TrialSpec:

@@ -19,22 +19,22 @@ from pbrl_dist.algos.base import Checkpointer, Result, outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
-from pbrl_dist.problems import PROBLEMS
+from pbrl_dist.problems import get_problem
 
 RESULT = "result.json"
-PROGRESS_KEYS = (
-    "upper/leader_return",
-    "lower/gap",
-    "upper/designer_return",
-    "lower/ni_gap",
-    "upper/task_return",
-    "rl/episode_return",
-)
 
 
 def build_problem(spec: TrialSpec) -> Any:
-    """Build the trial's problem from its validated config."""
-    return PROBLEMS[spec.cfg.problem.name][1](spec.cfg.problem)
+    """Build the trial's problem from its validated config (its ``ProblemSpec.build``)."""
+    problem = get_problem(spec.cfg.problem.name)
+    assert problem is not None, spec.cfg.problem.name  # the loader resolved it
+    return problem.build(spec.cfg.problem)
+
+
+def progress_keys(spec: TrialSpec) -> tuple[str, ...]:
+    """The metrics the trial's progress line shows (``ProblemSpec.progress``)."""
+    problem = get_problem(spec.cfg.problem.name)
+    return problem.progress if problem is not None else ()
 
 
 def run_trial(
@@ -81,7 +81,10 @@ def run_trial(
     if progress:
         all_sinks.append(
             ProgressSink(
-                spec.name, outer_iters(spec.cfg), spec.cfg.logging.progress_every_s, PROGRESS_KEYS
+                spec.name,
+                outer_iters(spec.cfg),
+                spec.cfg.logging.progress_every_s,
+                progress_keys(spec),
             )
         )
     problem = build_problem(spec)
@@ -102,7 +105,7 @@ def run_trial(
         if wb is not None:
             all_sinks.append(wb)
         t0 = time.perf_counter()  # compute time only: not W&B's or the actors' start-up
-        result = ALGOS[spec.cfg.method.algo](
+        result = ALGOS[spec.cfg.method.algo](  # its AlgoSpec.run
             problem,
             spec.cfg.method,
             seed=spec.cfg.seed,

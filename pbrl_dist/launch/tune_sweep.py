@@ -58,7 +58,7 @@ from pbrl_dist.launch.specs import (
     trial_bundles,
     typed_block,
 )
-from pbrl_dist.launch.trial import PROGRESS_KEYS, RESULT, damage, run_trial
+from pbrl_dist.launch.trial import RESULT, damage, progress_keys, run_trial
 from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
 
 TUNE_DIR = "_tune"
@@ -173,13 +173,19 @@ class _Progress(tune.Callback):
                 )
         shown = "  ".join(
             f"{k.split('/')[-1]}={res[k]:.4g}"
-            for k in PROGRESS_KEYS
+            for k in self._keys(trial)
             if isinstance(res.get(k), int | float)
         )
         print(
             f"[{self.ended}/{self.total}] {name} {what} ({time.perf_counter() - self.t0:.0f}s)  {shown}",
             flush=True,
         )
+
+    def _keys(self, trial: Any) -> tuple[str, ...]:
+        try:
+            return progress_keys(trial_spec(trial.config, self.specs, trial.trial_id))
+        except Exception:
+            return ()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.errored += 1

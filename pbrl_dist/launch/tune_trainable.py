@@ -34,6 +34,7 @@ import ray
 import torch
 from ray import tune
 
+from pbrl_dist import cadence
 from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
@@ -79,7 +80,7 @@ class TuneReporter:
         """Report ``row`` now, or hold it for the checkpoint of the same iteration."""
         self.flush()
         k = row.get("iter")
-        due = isinstance(k, int) and (k % self.every == 0 or k == self.num_iters)
+        due = isinstance(k, int) and cadence.due(k, self.every, self.num_iters)
         if due:
             self._pending = dict(row)
         else:

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from pbrl_dist.core import mc
-from pbrl_dist.core.mdp import evaluate_policy_with_cost, expected_value
+from pbrl_dist.core.mdp import evaluate_joint_policy, expected_value
 from pbrl_dist.core.types import DTYPE, generator
-from pbrl_dist.core.zerosum import joint_policy, ni_function
+from pbrl_dist.core.zerosum import ni_function
+from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,8 @@ def designer_return(
     game: IncentiveGame, pi1_SA: torch.Tensor, pi2_SB: torch.Tensor
 ) -> torch.Tensor:
     """Return V^d(π) = Σ_s ρ(s)·V^d(s) under (P^d, r^d) and the joint policy π1 × π2 (differentiable)."""
-    joint = joint_policy(pi1_SA, pi2_SB).flatten(-2)
-    P = game.P_designer_SABS.flatten(-3, -2)
-    v, _ = evaluate_policy_with_cost(
-        P, game.r_designer_SAB.flatten(-2), joint, game.gamma, torch.zeros_like(joint[..., 0])
+    v, _ = evaluate_joint_policy(
+        game.P_designer_SABS, game.r_designer_SAB, pi1_SA, pi2_SB, game.gamma
     )
     return expected_value(v, game.rho_S)
 
@@ -253,3 +252,20 @@ def build(cfg: IncentiveConfig) -> IncentiveProblem:
             game=cfg.game,
         )
     )
+
+
+SPEC = register_problem(
+    ProblemSpec(
+        name="incentive",
+        config=IncentiveConfig,
+        build=build,
+        algos=("pbrl_ni", "metagrad", "start_line"),
+        metrics={
+            "upper/designer_return": "designer return under (P^d, r^d) and the players' joint policy, exact",
+            "lower/ni_gap": "Nikaido–Isoda function ψ(x, π) of the players' policies, exact",
+        },
+        higher_is_better=("upper/designer_return",),
+        progress=("upper/designer_return", "lower/ni_gap"),
+        figure=("fig3_incentive.png", "pbrl_dist.report.figures:fig3_incentive"),
+    )
+)

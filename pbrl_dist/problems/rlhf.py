@@ -29,6 +29,7 @@ from typing import Any
 from pbrl_dist.envs import make_atari_vec_env, make_toy_vec_env
 from pbrl_dist.envs.atari import ale_game_id
 from pbrl_dist.envs.gym import UnsupportedEnv, describe_env, make_gym_vec_env
+from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
 @dataclass
@@ -288,3 +289,25 @@ def build(cfg: RLHFProblemConfig) -> RLHFProblem:
             cfg=cfg, net_kind="mlp", frames_per_step=1, env_restorable=True, lr_key="toy"
         )
     raise TypeError(f"problem: expected AtariRLHFConfig or ToyRLHFConfig, got {type(cfg).__name__}")
+
+
+# Deep RLHF (Figure 2): an Atari game, any gymnasium env with discrete actions, or the toy gridworld.
+# The metric keys come from the loop (``algos`` registry: ``rlhf``).
+_RLHF_PROGRESS = ("rl/episode_return",)
+for _cfg, _fig in (
+    (AtariRLHFConfig, ("fig2_atari_rlhf.png", "pbrl_dist.report.figures:fig2_atari_rlhf")),
+    (ToyRLHFConfig, ("rlhf_toy.png", "pbrl_dist.report.figures:toy_rlhf")),
+    (GymRLHFConfig, None),
+):
+    register_problem(
+        ProblemSpec(
+            name=_cfg.name,
+            config=_cfg,
+            build=build,
+            algos=("rlhf",),
+            metrics={"rl/episode_return": "TRUE game return, mean of the last finished episodes"},
+            higher_is_better=("rl/episode_return",),
+            progress=_RLHF_PROGRESS,
+            figure=_fig,
+        )
+    )

@@ -22,6 +22,7 @@ import torch
 from pbrl_dist.core.mdp import evaluate_policy, expected_value, softmax_policy_gradient
 from pbrl_dist.core.penalties import value_penalty
 from pbrl_dist.core.types import DTYPE, generator
+from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
 @dataclass
@@ -167,3 +168,26 @@ class ShapingProblem:
 def build(cfg: ShapingConfig) -> ShapingProblem:
     """Build the problem of a validated config."""
     return ShapingProblem(cfg)
+
+
+SPEC = register_problem(
+    ProblemSpec(
+        name="shaping",
+        config=ShapingConfig,
+        build=build,
+        algos=("pbrl", "indep_pg"),
+        metrics={
+            "upper/task_return": "the original sparse task's return of the lower policy, exact",
+            "lower/gap": "the lower policy's optimality gap on the shaped reward, exact",
+            "upper/retrain_shaped_return": "sparse return of fresh PG trained on the learned shaped reward",
+            "upper/retrain_sparse_return": "sparse return of fresh PG trained on the sparse reward",
+        },
+        higher_is_better=(
+            "upper/task_return",
+            "upper/retrain_shaped_return",
+            "upper/retrain_sparse_return",
+        ),
+        progress=("upper/task_return", "lower/gap"),
+        figure=("shaping_chain.png", "pbrl_dist.report.figures:shaping"),
+    )
+)

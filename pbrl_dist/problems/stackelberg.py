@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from pbrl_dist.core import mc
-from pbrl_dist.core.mdp import evaluate_policy_with_cost, expected_value, neg_entropy
+from pbrl_dist.core.mdp import evaluate_joint_policy, expected_value, neg_entropy
 from pbrl_dist.core.penalties import value_penalty
-from pbrl_dist.core.types import DTYPE, derive_seed, generator
+from pbrl_dist.core.types import DTYPE, generator
+from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
 @dataclass(frozen=True)
@@ -83,21 +84,11 @@ def follower_mdp(game: StackelbergGame, pi_SA: torch.Tensor) -> tuple[torch.Tens
     return P_x, r_x
 
 
-def _joint(
-    game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor, r_SAB: torch.Tensor
-) -> tuple:
-    S = game.P_SABS.shape[-1]
-    joint = (pi_SA.unsqueeze(-1) * sigma_SB.unsqueeze(-2)).flatten(-2)
-    P = game.P_SABS.flatten(-3, -2)
-    return P, r_SAB.flatten(-2), joint, S
-
-
 def leader_value(
     game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor
 ) -> torch.Tensor:
     """Return V_l^{π,σ}(s), the leader's unregularized value (differentiable)."""
-    P, r, joint, _ = _joint(game, pi_SA, sigma_SB, game.r_leader_SAB)
-    v, _ = evaluate_policy_with_cost(P, r, joint, game.gamma, torch.zeros_like(joint[..., 0]))
+    v, _ = evaluate_joint_policy(game.P_SABS, game.r_leader_SAB, pi_SA, sigma_SB, game.gamma)
     return v
 
 
@@ -105,8 +96,10 @@ def follower_value(
     game: StackelbergGame, pi_SA: torch.Tensor, sigma_SB: torch.Tensor
 ) -> torch.Tensor:
     """Return V_f^{π,σ}(s), the follower's entropy-regularized value (differentiable)."""
-    P, r, joint, _ = _joint(game, pi_SA, sigma_SB, game.r_follower_SAB)
-    v, _ = evaluate_policy_with_cost(P, r, joint, game.gamma, game.tau * neg_entropy(sigma_SB))
+    v, _ = evaluate_joint_policy(
+        game.P_SABS, game.r_follower_SAB, pi_SA, sigma_SB, game.gamma,
+        game.tau * neg_entropy(sigma_SB),
+    )  # fmt: skip
     return v
 
 
@@ -249,11 +242,6 @@ class StackelbergProblem:
         return out
 
 
-def seed_for_chunk(seed: int, k: int, chunk: int) -> int:
-    """Seed of Monte Carlo chunk ``chunk`` at outer iteration ``k`` (independent of the worker count)."""
-    return derive_seed(seed, "mc", k, chunk)
-
-
 @dataclass
 class StackelbergConfig:
     """Random Stackelberg game of MATH.md §7.1 (sizes, sparsity, γ, τ are PROPOSED defaults).
@@ -292,3 +280,20 @@ def build(cfg: StackelbergConfig) -> StackelbergProblem:
             game=cfg.game,
         )
     )
+
+
+SPEC = register_problem(
+    ProblemSpec(
+        name="stackelberg",
+        config=StackelbergConfig,
+        build=build,
+        algos=("pbrl", "indep_pg"),
+        metrics={
+            "upper/leader_return": "Σ_s ρ(s)·V_l^{π_x,σ_y}(s), leader unregularized, exact",
+            "lower/gap": "Σ_s ρ(s)·(V*_f(s) − V_f^{π_x,σ_y}(s)), follower entropy-regularized, exact",
+        },
+        higher_is_better=("upper/leader_return",),
+        progress=("upper/leader_return", "lower/gap"),
+        figure=("fig1_stackelberg.png", "pbrl_dist.report.figures:fig1_stackelberg"),
+    )
+)

@@ -21,12 +21,18 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-DEFAULT_METRIC: dict[str, tuple[str, str]] = {
-    "stackelberg": ("upper/leader_return", "max"),
-    "incentive": ("upper/designer_return", "max"),
-    "shaping": ("upper/task_return", "max"),
-}
-"""(metric, mode) used when ``--metric`` is not given, by ``problem.name``."""
+
+def problem_default_metric(name: str) -> tuple[str, str] | None:
+    """(metric, mode) used when ``--metric`` is not given: the problem's first ``progress`` metric,
+    ``max`` when it is in ``higher_is_better``, else ``min`` (``ProblemSpec``)."""
+    from pbrl_dist.problems import get_problem
+
+    spec = get_problem(name)
+    if spec is None or not spec.progress:
+        return None
+    metric = spec.progress[0]
+    return metric, "max" if metric in spec.higher_is_better else "min"
+
 
 HYPER_PREFIXES = ("method.", "dist.")
 """Sweep axes under these are hyperparameters (chosen per method)."""
@@ -37,7 +43,7 @@ INSTANCE_PREFIXES = ("problem.",)
 def default_metric(trials: pd.DataFrame) -> tuple[str, str] | None:
     """Return the problem's default (metric, mode), or None if unknown or mixed."""
     names = set(trials.get("problem.name", pd.Series(dtype=object)).dropna())
-    return DEFAULT_METRIC.get(next(iter(names))) if len(names) == 1 else None
+    return problem_default_metric(str(next(iter(names)))) if len(names) == 1 else None
 
 
 def split_axes(axes: Sequence[str], columns: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -167,13 +167,6 @@ def shaping(curves: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-FIGURES: dict[str, tuple[str, Callable[[pd.DataFrame, Path], Path]]] = {
-    "shaping": ("shaping_chain.png", shaping),
-    "stackelberg": ("fig1_stackelberg.png", fig1_stackelberg),
-    "incentive": ("fig3_incentive.png", fig3_incentive),
-}
-
-
 def _method_colors(curves: pd.DataFrame) -> dict[str, str]:
     """Give every method one colour for all panels of a figure."""
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -245,8 +238,69 @@ def toy_rlhf(curves: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-FIGURES["atari_rlhf"] = ("fig2_atari_rlhf.png", fig2_atari_rlhf)
-FIGURES["toy_rlhf"] = ("rlhf_toy.png", toy_rlhf)
+def progress_figure(curves: pd.DataFrame, path: Path) -> Path:
+    """Any problem's figure: one panel per ``ProblemSpec.progress`` metric against the outer
+    iteration, one line per method (mean ± std over instances and seeds; stopped trials thin)."""
+    from pbrl_dist.problems import get_problem
+
+    names = list(dict.fromkeys(curves["problem.name"])) if "problem.name" in curves else []
+    spec = get_problem(str(names[0])) if names else None
+    metrics = [m for m in (spec.progress if spec is not None else ()) if m in curves]
+    metrics = metrics or [c for c in curves.columns if "/" in c and not c.startswith("perf/")][:2]
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(5.5 * max(len(metrics), 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, metric in zip(axes, metrics, strict=False):
+        _panel(ax, curves, metric, log=False, title=metric)
+    _legend(axes[0], "best")
+    fig.suptitle(f"{names[0] if names else 'problem'}: mean ± std over instances and seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _figure_of(spec: Any) -> tuple[str, Callable[[pd.DataFrame, Path], Path]] | None:
+    if spec.figure is None:
+        return None
+    fname, draw = spec.figure
+    if isinstance(draw, str):
+        import importlib
+
+        mod, _, attr = draw.partition(":")
+        draw = getattr(importlib.import_module(mod), attr)
+    return fname, draw
+
+
+class _FigureTable:
+    """``FIGURES[problem] = (file name, draw)``: a read-only view of ``ProblemSpec.figure``."""
+
+    def _spec(self, name: str) -> Any:
+        from pbrl_dist.problems import get_problem
+
+        return get_problem(name)
+
+    def __contains__(self, name: object) -> bool:
+        spec = self._spec(str(name))
+        return spec is not None and spec.figure is not None
+
+    def __getitem__(self, name: str) -> tuple[str, Callable[[pd.DataFrame, Path], Path]]:
+        spec = self._spec(name)
+        fig = _figure_of(spec) if spec is not None else None
+        if fig is None:
+            raise KeyError(name)
+        return fig
+
+    def keys(self) -> list[str]:
+        from pbrl_dist.problems import problem_specs
+
+        return [n for n, s in problem_specs().items() if s.figure is not None]
+
+    def __iter__(self) -> Any:
+        return iter(self.keys())
+
+
+FIGURES = _FigureTable()
+"""``problem.name`` → (file name, ``draw(curves, path)``), from each problem's ``ProblemSpec.figure``."""
 
 
 def draw_figures(curves: pd.DataFrame, out_dir: Path) -> list[Path]:

@@ -6,17 +6,28 @@ from pathlib import Path
 
 import pytest
 
+from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.cli import main
 from pbrl_dist.config import load_sweep
 from pbrl_dist.report import load_results
 
-SWEEPS = sorted((Path(__file__).resolve().parents[2] / "sweeps").glob("*.yaml"))
-# `pbrl run` runs grids; files with random search axes need `pbrl sweep` (test_journeys.py runs those).
-TABULAR = [
-    p
-    for p in SWEEPS
-    if p.stem.startswith(("fig1", "fig3", "shaping")) and not load_sweep(p).block.get("search")
-]
+ROOT = Path(__file__).resolve().parents[2]
+SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def _tabular(path: Path) -> bool:
+    """A grid file whose trials all run tabular loops (the method schema says so, not the file name);
+    `pbrl run` runs grids, files with random search axes need `pbrl sweep` (test_journeys.py), and
+    examples/ has its own test (test_user_problem.py)."""
+    sw = load_sweep(path, smoke=True)
+    return (
+        path.parent.name == "sweeps"
+        and not sw.block.get("search")
+        and all(isinstance(t.cfg.method, MethodConfig) for t in sw.trials)
+    )
+
+
+TABULAR = [p for p in SWEEPS if _tabular(p)]
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)

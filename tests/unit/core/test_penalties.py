@@ -19,6 +19,8 @@ from pbrl_dist.problems.stackelberg import (
 )
 from pbrl_dist.testing import fd_grad, random_logits, random_mdp
 
+PENALTIES = {"value": penalties.value_penalty, "bellman": penalties.bellman_penalty}
+
 GAMMA, TAU = 0.8, 0.5
 ATOL = 1e-7
 
@@ -40,7 +42,7 @@ def problem() -> StackelbergProblem:
 def test_penalties_nonnegative_and_zero_at_best_response() -> None:
     P, r, rho = random_mdp(5, 3, seed=11)
     star = mdp.soft_policy_iteration(P, r, GAMMA, TAU)
-    for name, pen in penalties.PENALTIES.items():
+    for name, pen in PENALTIES.items():
         assert float(pen(P, r, star.pi_SA, rho, GAMMA, TAU)) == pytest.approx(0.0, abs=1e-12), name
         for seed in range(5):
             pi = torch.softmax(random_logits(5, 3, seed=seed), -1)
@@ -62,7 +64,7 @@ def test_surrogate_value_equals_penalty_at_exact_best_response(name: str) -> Non
     star = mdp.soft_policy_iteration(P, r, GAMMA, TAU)
     pi = torch.softmax(random_logits(4, 3, seed=4), -1)
     s = penalties.PENALTY_SURROGATES[name](P, r, pi, star.pi_SA, rho, GAMMA, TAU)
-    p = penalties.PENALTIES[name](P, r, pi, rho, GAMMA, TAU)
+    p = PENALTIES[name](P, r, pi, rho, GAMMA, TAU)
     assert float(s) == pytest.approx(float(p), abs=1e-11)
 
 
@@ -70,9 +72,7 @@ def _true_penalty(
     problem: StackelbergProblem, name: str, x: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
     P_x, r_x = problem.lower_mdp(x)
-    return penalties.PENALTIES[name](
-        P_x, r_x, torch.softmax(y, -1), problem.rho_S, GAMMA, TAU, tol=1e-14
-    )
+    return PENALTIES[name](P_x, r_x, torch.softmax(y, -1), problem.rho_S, GAMMA, TAU, tol=1e-14)
 
 
 def _surrogate_grads(problem: StackelbergProblem, name: str, x: torch.Tensor, y: torch.Tensor):

@@ -105,8 +105,8 @@ def test_induced_mdps_reproduce_the_joint_value_with_the_documented_signs() -> N
 def test_exact_best_responses_dominate_every_policy_statewise() -> None:
     P, r, _ = random_game(seed=7)
     pi1, pi2 = random_policy(5, 3, seed=7), random_policy(5, 3, seed=8)
-    br1 = torch.softmax(zerosum.best_response_1(P, r, pi2, GAMMA, TAU), -1)
-    br2 = torch.softmax(zerosum.best_response_2(P, r, pi1, GAMMA, TAU), -1)
+    br1 = torch.softmax(zerosum.best_response(P, r, pi2, GAMMA, TAU, player=1), -1)
+    br2 = torch.softmax(zerosum.best_response(P, r, pi1, GAMMA, TAU, player=2), -1)
     v_br1, _ = zerosum.joint_evaluate(P, r, br1, pi2, GAMMA, TAU)
     v_br2, _ = zerosum.joint_evaluate(P, r, pi1, br2, GAMMA, TAU)
     for k in range(10):
@@ -132,10 +132,10 @@ def test_iterative_best_responses_converge_to_the_exact_one(
 ) -> None:
     P, r, rho = random_game(4, 3, 3, seed=9)
     pi1, pi2 = random_policy(4, 3, seed=9), random_policy(4, 3, seed=10)
-    for br, other in ((zerosum.best_response_1, pi2), (zerosum.best_response_2, pi1)):
-        exact = torch.softmax(br(P, r, other, GAMMA, tau), -1)
-        approx = br(
-            P, r, other, GAMMA, tau,
+    for player, other in ((1, pi2), (2, pi1)):
+        exact = torch.softmax(zerosum.best_response(P, r, other, GAMMA, tau, player=player), -1)
+        approx = zerosum.best_response(
+            P, r, other, GAMMA, tau, player=player,
             method=method, num_steps=steps, step_size=step_size, tol=0.0, rho_S=rho,
         )  # fmt: skip
         torch.testing.assert_close(torch.softmax(approx, -1), exact, rtol=0, atol=atol)
@@ -144,14 +144,16 @@ def test_iterative_best_responses_converge_to_the_exact_one(
 def test_best_response_warm_start_and_unknown_method() -> None:
     P, r, _ = random_game(4, 3, 3, seed=11)
     pi2 = random_policy(4, 3, seed=11)
-    exact = zerosum.best_response_1(P, r, pi2, GAMMA, TAU)
+    exact = zerosum.best_response(P, r, pi2, GAMMA, TAU, player=1)
     # Warm-started at the answer, PMD stays there after a single step.
-    again = zerosum.best_response_1(
-        P, r, pi2, GAMMA, TAU, method="pmd", num_steps=1, step_size=1.0, logits0=exact
+    again = zerosum.best_response(
+        P, r, pi2, GAMMA, TAU, player=1, method="pmd", num_steps=1, step_size=1.0, logits0=exact
     )
     torch.testing.assert_close(torch.log_softmax(again, -1), torch.log_softmax(exact, -1))
     with pytest.raises(ValueError, match="unknown"):
-        zerosum.best_response_1(P, r, pi2, GAMMA, TAU, method="newton")
+        zerosum.best_response(P, r, pi2, GAMMA, TAU, player=1, method="newton")
+    with pytest.raises(ValueError, match="player"):
+        zerosum.best_response(P, r, pi2, GAMMA, TAU, player=3)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""One method schema per loop: a method field the trial's algo/mode does not read is an error naming
+it (exit 2, nothing written); allowed values come from the loops' own registries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pbrl_dist.algos import ALGO_SPECS
+from pbrl_dist.algos.pbrl import ESTIMATORS
+from pbrl_dist.cli import main
+from pbrl_dist.config import ConfigError, load_sweep
+from pbrl_dist.config.schema import CHOICES
+from pbrl_dist.core.oracles import ORACLES
+
+ROOT = Path(__file__).resolve().parents[3]
+SWEEPS = ROOT / "sweeps"
+
+METAGRAD_ONLY = """\
+name: mg
+problem: {name: incentive, num_states: 3, num_actions1: 2, num_actions2: 2}
+method: {name: metagrad, algo: metagrad, estimator: mc, num_iters: 5, log_every: 5}
+logging: {wandb: disabled}
+"""
+DRLHF_ONLY = """\
+name: dr
+problem: {name: toy_rlhf, num_envs: 2}
+method: {name: drlhf, algo: rlhf, mode: drlhf, use_penalty_in_reward: true, total_env_steps: 100}
+logging: {wandb: disabled}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "s.yaml"
+    p.write_text(text, encoding="utf-8")
+    return str(p)
+
+
+CASES = [
+    # method.penalty=bellman on the incentive sweep: no loop there has a penalty choice
+    ("fig3", [str(SWEEPS / "fig3_incentive.yaml"), "method.penalty=bellman"], "method.penalty",
+     "not read by algo metagrad, pbrl_ni, start_line"),
+    # estimator=mc for the meta-gradient (its own methods: entry, or a file with that method alone)
+    ("metagrad_entry", [str(SWEEPS / "fig3_incentive.yaml"), "methods.metagrad.estimator=mc"],
+     "method.estimator", "not read by algo metagrad"),
+    ("metagrad_file", [METAGRAD_ONLY], "method.estimator", "not read by algo metagrad"),
+    # mode=drlhf with use_penalty_in_reward=true
+    ("drlhf_entry", [str(SWEEPS / "rlhf_toy.yaml"), "methods.drlhf.use_penalty_in_reward=true"],
+     "method.use_penalty_in_reward", "not read by algo rlhf in mode drlhf"),
+    ("drlhf_file", [DRLHF_ONLY], "method.use_penalty_in_reward", "in mode drlhf"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "says"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_setting_the_loop_does_not_read_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], field: str, says: str
+) -> None:
+    if not args[0].endswith(".yaml"):
+        args = [_write(tmp_path, args[0]), *args[1:]]
+    out = tmp_path / "out"
+    assert main(["run", args[0], "--out", str(out), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"pbrl: error: {field}: ") and says in err[0], err[0]
+    assert "trial " in err[0] and ".yaml" in err[0]
+    assert not out.exists()
+    assert main(["show", *args]) == 2
+
+
+def test_shared_fields_some_method_reads_are_fine() -> None:
+    """A shared method: block (or method.* override) sets fields for every method of the file."""
+    sw = load_sweep(SWEEPS / "fig1_stackelberg.yaml", smoke=True, overrides=["method.oracle=pmd"])
+    assert {t.cfg.method.oracle for t in sw.trials} == {"pmd"}  # indep_pg ignores it, pbrl reads it
+    load_sweep(SWEEPS / "fig3_incentive.yaml", smoke=True, overrides=["method.estimator=mc"])
+    load_sweep(SWEEPS / "rlhf_toy.yaml", smoke=True, overrides=["method.rm_lr=1e-3"])
+
+
+def test_own_entry_field_not_read_is_an_error_even_at_its_default() -> None:
+    with pytest.raises(ConfigError, match=r"method\.lam: not read by algo start_line"):
+        load_sweep(SWEEPS / "fig3_incentive.yaml", overrides=["methods.start_line.lam=20.0"])
+
+
+def test_allowed_values_come_from_the_registries() -> None:
+    assert not any(k.startswith("method.") for k in CHOICES)
+    pbrl = ALGO_SPECS["pbrl"]
+    assert set(pbrl.choices["penalty"]) == {p for p, _ in ESTIMATORS}
+    assert set(pbrl.choices["oracle"]) == set(ORACLES)
+    with pytest.raises(ConfigError, match=r"method\.penalty: 'bellmann' .*did you mean 'bellman'"):
+        load_sweep(SWEEPS / "fig1_stackelberg.yaml", overrides=["method.penalty=bellmann"])
+    with pytest.raises(ConfigError, match=r"method\.estimator: 'mc2' .*pbrl_ni"):
+        load_sweep(SWEEPS / "fig3_incentive.yaml", overrides=["method.estimator=mc2"])
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_sweep_file_still_loads(path: Path) -> None:
+    load_sweep(path)
+    load_sweep(path, smoke=True)
