@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pbrl_dist.algos import incentive, indep_pg, pbrl, rlhf
+from pbrl_dist import rlhf
+from pbrl_dist.algos import incentive, indep_pg, pbrl
 from pbrl_dist.algos.base import MethodConfig
 
 ALGOS: dict[str, Callable[..., Any]] = {
