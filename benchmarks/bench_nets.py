@@ -6,7 +6,7 @@ Times, for the actor-critic and the reward model of MATH.md §7.2:
 
 * acting: a forward pass under ``torch.inference_mode`` on 16 frame stacks (one env step of 16 envs);
 * A2C learner step: forward + backward on 96 frame stacks ((5 steps + the bootstrap state) × 16 envs,
-  the learner's batch in ``algos.rlhf.a2c_step``);
+  the learner's batch in ``rlhf.A2CTrainer.step``);
 * reward-model minibatch: forward + backward on 32 pairs × 25 steps × 2 segments = 1,600 stacks.
 
 Layouts: PyTorch's default contiguous NCHW (``obs.float() / 255``, what stock SB3 runs) against

@@ -9,7 +9,7 @@ All runs happen in this process, one after the other, with one torch thread, 16 
 it as its features extractor, with SB3's own policy and value heads on top) and the same A2C settings
 (RMSprop 7e-4, α 0.99, ε 1e-5, entropy 0.01, value 0.5, grad-norm clip 0.5).
 
-* ours: ``algos.rlhf.run`` with ALE's C++ ``AtariVectorEnv`` (ALE threads = cores), env shards as
+* ours: ``rlhf.run`` with ALE's C++ ``AtariVectorEnv`` (ALE threads = cores), env shards as
   given (2 shards: policy inference on one shard overlaps the emulation of the other).
 * SB3: ``A2C("CnnPolicy")`` on ``make_atari_env(<game>NoFrameskip-v4, n_envs=16)`` + ``VecFrameStack(4)``
   (SB3's standard Atari pipeline: python wrappers in a ``DummyVecEnv``), in PyTorch's default
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from pbrl_dist.algos import rlhf
+from pbrl_dist import rlhf
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, build
 
@@ -60,19 +60,19 @@ def ours(
 
 def warmup_epoch_seconds(problem: Any, cfg: rlhf.RLHFConfig, epochs: int = 2) -> float:
     """Return the seconds of one BT-only reward-model epoch on ``initial_pairs`` pairs."""
-    from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
+    from pbrl_dist.rlhf.rollouts import RolloutSpec, ShardGroup
 
     src = ShardGroup(RolloutSpec(problem, "agent", 0, cfg.n_steps, {}))
     try:
         L = rlhf.RLHFLearner(
             problem, cfg, seed=0, obs_shape=src.obs_shape, num_actions=src.num_actions
         )
-        rlhf._initial_pairs(L, src)  # warmup_epochs=0: only labels the pairs
+        rlhf.loop._initial_pairs(L, src)  # warmup_epochs=0: only labels the pairs
     finally:
         src.close()
     t0 = time.perf_counter()
     for _ in range(epochs):
-        L.reward_epoch(penalty=None)
+        L.rm.epoch(penalty=None)
     return (time.perf_counter() - t0) / epochs
 
 

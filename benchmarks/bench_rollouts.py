@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
 from pbrl_dist.envs import measure_random_fps
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, build
+from pbrl_dist.rlhf.rollouts import RolloutSpec, ShardGroup
 
 N_STEPS = 5
 

@@ -6,9 +6,8 @@ Every loop and driver asks here instead of writing ``k % every == 0 or k == tota
   ``every``-th iteration and always after the last one;
 - ``Timer(every_s)``: wall-clock cadence (progress lines).
 
-``algos/rlhf.py`` still has its own (``log_every_steps`` in env steps, checkpoints per update, the
-warm-up progress timer); once its split lands it should call ``due(...)`` for rows and checkpoints and
-``Timer`` for the warm-up progress line.
+The deep-RLHF loop (``rlhf/loop.py``) checkpoints with ``due`` and times its warm-up progress with
+``Timer``; its metrics rows are due by agent env steps (``log_every_steps``), not iterations.
 """
 
 from __future__ import annotations

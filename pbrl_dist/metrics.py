@@ -33,7 +33,7 @@ METRICS: dict[str, str] = {
     "rm/accuracy": "reward-model accuracy on held-out preference pairs (RLHF: fresh non-tie pairs, scored before training on them)",
 }
 
-# Deep RLHF (algos/rlhf.py): "iter" there counts A2C updates of the agent.
+# Deep RLHF (rlhf/loop.py): "iter" there counts A2C updates of the agent.
 METRICS.update(
     {
         "env_frames": "x axis of RLHF rows: agent env steps × frame skip (Atari) or × 1 (toy env)",

@@ -96,10 +96,11 @@ def outer_iters(cfg: Any) -> int:
 
 @dataclass
 class Result:
-    """Final parameters and metrics of one run."""
+    """Final parameters and metrics of one run (``x``/``y`` are None where the upper variable is a
+    network, as in deep RLHF)."""
 
-    x: torch.Tensor
-    y: torch.Tensor
+    x: torch.Tensor | None
+    y: torch.Tensor | None
     metrics: dict[str, Any]
     final_state: dict[str, np.ndarray] = field(default_factory=dict)
 

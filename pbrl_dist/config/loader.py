@@ -610,6 +610,9 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
                 shared |= {k.split(".", 1)[1] for k in point if k.startswith("method.")}
                 set_by[name] = (set(mcfg), shared)
     _check_unread(trials, set_by, path)
+    # Seed-major order: every method and grid point of the first seed, then of the next, so a sweep
+    # that stops part-way (Ctrl-C, a session limit) has compared the methods on the same seeds.
+    trials = [t for seed in block.seeds for t in trials if t.cfg.seed == seed]
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise _fail("sweep", "two trials resolve to the same name; make the grid values distinct")

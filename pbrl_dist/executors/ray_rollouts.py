@@ -1,6 +1,6 @@
 """Deep-RLHF rollouts on Ray: rollout-worker actors that own env shards and a copy of the policy.
 
-``RayRolloutRunner.make_rollouts(spec)`` is what ``algos.rlhf.run`` asks its runner for. It returns a
+``RayRolloutRunner.make_rollouts(spec)`` is what ``rlhf.run`` asks its runner for. It returns a
 ``RayRollouts`` (a ``RolloutSource``) for the agent role on ``dist.num_rollout_workers`` actors and, in
 PBRL mode, one for the oracle role π̂* on ``dist.num_oracles`` actors (0: the oracle's envs step in
 the learner's process). The learner
@@ -9,7 +9,7 @@ the learner's process). The learner
   a list so that each actor fetches (deserializes) a version once;
 - gathers fixed-length fragments from every actor with one ``ray.get`` and concatenates them in shard
   order. Actor w owns the consecutive shards ``[w·S/W, (w+1)·S/W)`` of the role's ``S = env_shards``
-  and steps them pipelined (``algos.rollouts.collect_pipelined``). Shard seeds do not depend on W, so a
+  and steps them pipelined (``rlhf.rollouts.collect_pipelined``). Shard seeds do not depend on W, so a
   run is bitwise the same on the ``local`` backend and on any number of workers that divides S;
 - ``collect_async`` submits without waiting, so the agent's and the oracle's fragments of one
   iteration are collected at the same time on different actors.
@@ -35,7 +35,9 @@ import numpy as np
 import ray
 import torch
 
-from pbrl_dist.algos.rollouts import (
+from pbrl_dist.executors.pool import ActorPool
+from pbrl_dist.executors.protocols import ActorInfo
+from pbrl_dist.rlhf.rollouts import (
     Rollout,
     RolloutSource,
     RolloutSpec,
@@ -43,8 +45,6 @@ from pbrl_dist.algos.rollouts import (
     cat_envs,
     shard_sizes,
 )
-from pbrl_dist.executors.pool import ActorPool
-from pbrl_dist.executors.protocols import ActorInfo
 
 
 @ray.remote

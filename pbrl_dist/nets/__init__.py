@@ -3,8 +3,9 @@
 Two families with identical interfaces:
 
 * actor-critic: ``forward(obs) -> (logits_BA, value_B)``;
-* reward model: ``forward(obs, generator=None) -> r_BA`` (r_x(s, ·) for every action) and
-  ``reward(obs, actions, generator=None) -> r_B``; dropout is active in ``train()`` mode only.
+* reward model: ``forward(obs, generator=None) -> r_BA`` (r_x(s, ·) for every action); dropout is
+  active in ``train()`` mode only. ``reward(rm, obs, actions)`` picks r_x(s, a) of the taken actions
+  (one function for every family).
 
 ``kind`` = "atari" (uint8 (4, 84, 84) frames, conv nets), "grid" (channels-last (H, W, C) grids and
 images of gymnasium envs, conv nets sized from the shape) or "mlp" (float (D,) vectors).
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from pbrl_dist.nets.atari import AtariActorCritic, AtariRewardModel
@@ -57,6 +59,17 @@ def _with_compute_dtype(net: nn.Module, compute_dtype: str) -> nn.Module:
         )
     net.compute_dtype = COMPUTE_DTYPES[compute_dtype]  # type: ignore[assignment]
     return net
+
+
+def reward(
+    rm: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Return r_x(s, a) of the taken actions: (*B, *obs_shape), (*B,) → (*B,) (any reward model)."""
+    r_BA: torch.Tensor = rm(obs, generator)
+    return r_BA.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
 def make_actor_critic(
@@ -126,4 +139,5 @@ __all__ = [
     "make_actor_critic",
     "make_reward_model",
     "orthogonal_init_",
+    "reward",
 ]

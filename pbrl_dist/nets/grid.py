@@ -144,9 +144,3 @@ class GridRewardModel(nn.Module):
             h = dropout(h, self.dropout_p, training=self.training, generator=generator)
             out = self.out(h).reshape(*lead, self.num_actions)
         return as_output(out)
-
-    def reward(
-        self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Return r_x(s, a) for the taken actions: (*B, H, W, C), (*B,) → (*B,)."""
-        return self(obs, generator).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)

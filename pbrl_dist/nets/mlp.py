@@ -197,9 +197,3 @@ class MLPRewardModel(nn.Module):
                 )
             out = self.out(h).reshape(*lead, self.num_actions)
         return as_output(out)
-
-    def reward(
-        self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Return r_x(s, a) for the taken actions: (*B, D), (*B,) → (*B,)."""
-        return self(obs, generator).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)

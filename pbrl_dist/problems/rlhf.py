@@ -13,7 +13,7 @@ Three problems share one interface, ``RLHFProblem``:
 
 The lower MDP M_τ(x) = {S, A, r_x, P} has the env's dynamics P and the learned reward r_x; the problem
 owns P (the env), γ, and how many parallel envs and independently seeded env shards a trial uses. The
-learned reward r_x and the policy live in the algorithm (``algos/rlhf.py``).
+learned reward r_x and the policy live in the algorithm (``rlhf/loop.py``).
 
 Env shards: ``num_envs`` envs are split into ``env_shards`` groups, each with its own env object and
 seed. A rollout backend steps whole shards, so the numbers depend on ``env_shards`` but not on how

@@ -22,10 +22,10 @@ import torch
 
 from pbrl_dist.algos import pbrl
 from pbrl_dist.algos.base import MethodConfig
-from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.problems.rlhf import ToyRLHFConfig, build
 from pbrl_dist.problems.stackelberg import StackelbergProblem, make_game
+from pbrl_dist.rlhf.rollouts import RolloutSpec, ShardGroup
 
 pytestmark = [
     pytest.mark.ray,

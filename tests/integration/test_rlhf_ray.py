@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from pbrl_dist.algos import rlhf
-from pbrl_dist.algos.rollouts import RolloutSpec, ShardGroup
+from pbrl_dist import rlhf
 from pbrl_dist.cli import main
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
+from pbrl_dist.rlhf.rollouts import RolloutSpec, ShardGroup
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(600)]
 

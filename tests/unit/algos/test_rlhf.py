@@ -1,4 +1,4 @@
-"""Tests for the deep RLHF loop (``algos/rlhf.py``): smoke runs through the CLI, exact resume,
+"""Tests for the deep RLHF loop (``rlhf/loop.py``): smoke runs through the CLI, exact resume,
 DRLHF = PBRL with both couplings off, determinism, and one reward-model step.
 
 Runtimes on one shared core: toy runs ≈ 1 s each; the Atari smoke (BeamRider, 2 envs, 3 methods) ≈ 15 s.
@@ -17,14 +17,15 @@ import torch
 
 from pbrl_dist import cli
 from pbrl_dist.algos import ALGOS, METHOD_SCHEMAS
-from pbrl_dist.algos.rlhf import RLHFConfig, RLHFLearner, reward_model_step, run
 from pbrl_dist.config import load_sweep
 from pbrl_dist.config.loader import ConfigError
 from pbrl_dist.core.preference import bt_loss, sample_segment_pairs, teacher_labels
 from pbrl_dist.core.types import generator
 from pbrl_dist.metrics import METRICS, ListSink
+from pbrl_dist.nets import reward
 from pbrl_dist.problems import PROBLEMS
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
+from pbrl_dist.rlhf import RLHFConfig, RLHFLearner, reward_model_step, run
 from pbrl_dist.testing import MemoryCheckpointer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -190,10 +191,13 @@ def test_resume_after_crash_equals_uninterrupted(mode: str) -> None:
     for key in ("episode_returns", "episode_frames"):
         np.testing.assert_array_equal(res.final_state[key], ref.final_state[key])
     final, want = ck.saved["learner"], ref_ck.saved["learner"]
-    for net in ("agent", "oracle", "rm"):
-        if want[net] is not None:
-            for name, t in want[net].items():
-                assert torch.equal(final[net][name], t), (net, name)
+    nets = {"agent": (final["agent"], want["agent"]), "oracle": (final["oracle"], want["oracle"])}
+    if want["reward_model"] is not None:
+        nets["rm"] = (final["reward_model"]["rm"], want["reward_model"]["rm"])
+    for net, (got, ref_net) in nets.items():
+        if ref_net is not None:
+            for name, t in ref_net.items():
+                assert torch.equal(got[name], t), (net, name)
     assert final["counters"] == want["counters"]
 
 
@@ -250,7 +254,7 @@ def test_atari_resume_reseed_option_finishes() -> None:
 @pytest.mark.atari
 def test_atari_replay_detects_a_changed_emulator() -> None:
     """A replay that does not reproduce the saved observation fails loudly instead of drifting."""
-    from pbrl_dist.algos.rollouts import RolloutShard, RolloutSpec
+    from pbrl_dist.rlhf.rollouts import RolloutShard, RolloutSpec
 
     prob = build(AtariRLHFConfig(game="BeamRider", num_envs=2, env_threads=1))
     shard = RolloutShard(RolloutSpec(prob, "agent", 0, 5, {}), 0, 2)
@@ -291,21 +295,21 @@ def test_reward_model_step_decreases_bt_loss_on_a_fixed_batch() -> None:
     )
     y = teacher_labels(pairs.ret1_B, pairs.ret2_B)
     learner = RLHFLearner(build(TOY), TINY, seed=0, obs_shape=(7,), num_actions=5)
-    assert learner.buffer is not None and learner.rm is not None and learner.rm_opt is not None
-    learner.buffer.add(pairs, y)
-    batch = learner.buffer.all_pairs()
-    rm = learner.rm
+    assert learner.rm is not None
+    learner.rm.buffer.add(pairs, y)
+    batch = learner.rm.buffer.all_pairs()
+    rm = learner.rm.rm
 
     def eval_loss() -> float:
         rm.eval()
         with torch.no_grad():
-            r1 = rm.reward(batch.obs1_BH, batch.act1_BH)
-            r2 = rm.reward(batch.obs2_BH, batch.act2_BH)
+            r1 = reward(rm, batch.obs1_BH, batch.act1_BH)
+            r2 = reward(rm, batch.obs2_BH, batch.act2_BH)
         return float(bt_loss(r1, r2, batch.y_B))
 
     before = eval_loss()
     rm.train()
     for _ in range(30):
-        reward_model_step(rm, learner.rm_opt, batch, gen=gen)
+        reward_model_step(rm, learner.rm.opt, batch, gen=gen)
     after = eval_loss()
     assert after < 0.8 * before, (before, after)

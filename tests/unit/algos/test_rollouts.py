@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pbrl_dist.algos.rollouts import RolloutShard, RolloutSpec, ShardGroup, shard_sizes
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
+from pbrl_dist.rlhf.rollouts import RolloutShard, RolloutSpec, ShardGroup, shard_sizes
 
 
 def _spec(problem_cfg: object) -> RolloutSpec:

@@ -25,6 +25,17 @@ def test_fig1_expands_methods_games_seeds() -> None:
     assert {"problem", "method", "seed"} <= set(t.container)
 
 
+def test_trials_run_seed_major() -> None:
+    """Every method and grid point of a seed comes before the next seed: a sweep stopped part-way has
+    compared the methods on the same seeds."""
+    seeds = [t.cfg.seed for t in load_sweep(FIG1).trials]
+    assert seeds == sorted(seeds, key=[0, 1, 2].index) and seeds[:30] == [0] * 30
+    first = [t.name for t in load_sweep(FIG1).trials[:3]]
+    assert [n.split("__")[0] for n in first] == ["pbrl_value", "pbrl_value", "pbrl_value"]
+    methods = {t.name.split("__")[0] for t in load_sweep(FIG1).trials[:30]}
+    assert methods == {"pbrl_value", "pbrl_bellman", "indep_pg"}
+
+
 def test_smoke_and_overrides_apply_last() -> None:
     sw = load_sweep(
         FIG1, smoke=True, overrides=["method.lam=7", "method.num_iters=5", "sweep.seeds=[4]"]

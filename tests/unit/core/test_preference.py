@@ -1,4 +1,5 @@
-"""Tests for segments, the synthetic teacher, the FIFO buffer and the Bradley–Terry loss."""
+"""Tests for segments, the synthetic teacher, the Bradley–Terry loss (``core``) and the FIFO buffer and
+reward statistics (``rlhf.buffer``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ import pytest
 import torch
 
 from pbrl_dist.core.preference import (
-    PreferenceBuffer,
-    PreferenceSchedule,
-    RunningMeanStd,
     SegmentPairs,
     SyntheticTeacher,
     bt_loss,
@@ -22,6 +20,7 @@ from pbrl_dist.core.preference import (
     valid_segment_starts,
 )
 from pbrl_dist.core.types import generator
+from pbrl_dist.rlhf.buffer import PreferenceBuffer, RunningMeanStd
 
 # -------------------------------------------------------------------------------------------------
 # Bradley–Terry loss
@@ -316,19 +315,3 @@ def test_running_mean_std_and_normalisation() -> None:
     other.load_state_dict(rms.state_dict())
     assert other.count == rms.count
     assert torch.equal(other.mean, rms.mean)
-
-
-def test_schedule_defaults_and_validation() -> None:
-    s = PreferenceSchedule()
-    assert (s.initial_pairs, s.warmup_epochs, s.pairs_per_epoch, s.buffer_size) == (
-        576,
-        500,
-        16,
-        3000,
-    )
-    assert s.segment_length == 25
-    assert s.total_pairs_after(10) == 576 + 160
-    with pytest.raises(ValueError, match="pairs_per_epoch"):
-        PreferenceSchedule(pairs_per_epoch=-1)
-    with pytest.raises(ValueError, match="initial_pairs"):
-        PreferenceSchedule(initial_pairs=4000)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from pbrl_dist.algos.rlhf import RLHFConfig, run
 from pbrl_dist.envs.gym import GymVecEnv, UnsupportedEnv, describe_env
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.nets import make_actor_critic, make_reward_model
 from pbrl_dist.nets.grid import grid_conv_spec
 from pbrl_dist.problems.rlhf import GymRLHFConfig, build
+from pbrl_dist.rlhf import RLHFConfig, run
 from pbrl_dist.testing import MemoryCheckpointer
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -14,6 +14,7 @@ from pbrl_dist.nets import (
     MLPRewardModel,
     make_actor_critic,
     make_reward_model,
+    reward,
 )
 
 ATARI_SHAPE = (4, 84, 84)
@@ -77,7 +78,7 @@ def test_reward_model_per_action_output(kind: str) -> None:
     r_BHA = rm(obs)
     assert r_BHA.shape == (2, 3, 9)
     actions = torch.tensor([[0, 4, 8], [1, 1, 2]])
-    r_BH = rm.reward(obs, actions)
+    r_BH = reward(rm, obs, actions)
     assert r_BH.shape == (2, 3)
     torch.testing.assert_close(r_BH, r_BHA.gather(-1, actions.unsqueeze(-1)).squeeze(-1))
 

@@ -1,0 +1,253 @@
+"""The RLHF loop's config (``method.*`` of ``algo: rlhf``) and the switches derived from it.
+
+Hyperparameters: MATH.md §7.2 (K117 numbers where the paper gives them, else PROPOSED defaults).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pbrl_dist.core.preference import TEACHER_MODES
+from pbrl_dist.nets import COMPUTE_DTYPES
+
+MODES = ("a2c_oracle", "drlhf", "pbrl")
+
+
+@dataclass
+class RLHFConfig:
+    """Hyperparameters of the RLHF loop (MATH.md §7.2; K117 numbers, else PROPOSED defaults).
+
+    Attributes:
+        name: the method's label in results and figures.
+        algo: ``rlhf`` (this loop).
+        mode: ``a2c_oracle``, ``drlhf`` or ``pbrl``.
+        use_upper_in_policy: PBRL: add c·∇_θ f (segment score function) to the policy step.
+        use_penalty_in_reward: PBRL: add λ·∇_φ p̂ (value penalty, oracle π̂*) to the reward step.
+        total_env_steps: agent env steps in all (PROPOSAL 10M = 40M Atari frames); the initial
+            pair-collection rollout counts towards it.
+        lr: A2C learning rate (RMSprop; PROPOSAL 7e-4).
+        lr_by_game: per-game A2C learning rates that replace ``lr`` (PROPOSAL {BeamRider: 3e-4}); keys
+            match case- and underscore-insensitively ("BeamRider" = "beam_rider").
+        rms_alpha: RMSprop smoothing constant.
+        rms_eps: RMSprop ε.
+        ent_coef: entropy coefficient (PROPOSAL 0.01).
+        vf_coef: value-loss coefficient (0.5).
+        n_steps: A2C rollout length per env per update (5; batch = 5·num_envs).
+        max_grad_norm: gradient-norm clip of the A2C steps (0.5).
+        clip_true_reward: a2c_oracle trains on sign(r) instead of r (standard for Atari A2C).
+        ac_hidden: actor-critic trunk widths (MLP nets only; the Atari net is fixed).
+        continuing: A2C on a learned reward (the agent in drlhf/pbrl, the oracle) bootstraps across
+            episode ends, as in a continuing task. BT preferences fix r_φ only up to an additive
+            constant, and with episode ends that constant is not harmless: a negative offset pays the
+            agent to end episodes early, a positive one to drag them out. Treating episodes as one
+            continuing stream makes every policy's value shift by the same c/(1 − γ), so the policy
+            step is invariant to the constant (off by default; on for games that end on failure,
+            e.g. MinAtar). ``a2c_oracle`` on the true reward always stops at episode ends.
+        compute_dtype: ``float32``, or ``bfloat16`` to run the actor-critic and reward model (acting,
+            learning, reward labelling) under autocast: parameters, gradients and optimizer state
+            stay float32. About 1.6× faster network steps on a CPU with AVX512-BF16
+            (BENCHMARKS.md); results differ from float32 runs.
+        rm_lr: reward-model learning rate (Adam; PROPOSAL 2e-4).
+        rm_batch_size: pairs per reward-model minibatch (PROPOSAL 32).
+        rm_dropout: dropout between the reward model's FC layers (PROPOSAL 0.5).
+        rm_hidden: reward-model hidden widths (MLP nets only).
+        rm_every: A2C updates between reward-learning epochs (PROPOSAL 250; the paper's n is unknown).
+        rm_epoch_batches: minibatches per reward epoch; 0 = one full pass over the buffer.
+        reward_std: r̃_φ is normalised to zero mean and this std before A2C (Christiano: 0.05).
+        initial_pairs: pairs labelled before training (K117: 576).
+        initial_rollout_steps: steps per env of the initial policy to cut them from.
+        warmup_epochs: reward-model epochs on the initial pairs (K117: 500).
+        pairs_per_epoch: new pairs per reward-learning epoch (K117: 16).
+        buffer_size: only the last this many pairs are kept (K117: 3000).
+        segment_length: H, steps per segment (PROPOSAL 25).
+        pair_window_steps: new pairs are cut from the agent's last this many steps per env.
+        teacher_mode: ``deterministic`` (paper: prefer the higher true return) or ``bt``.
+        teacher_error_rate: probability that the teacher flips a label.
+        upper_coef: c0, initial upper-level coefficient c = 1/λ (PROPOSAL 1.0).
+        upper_coef_decay: c is multiplied by this every ``upper_coef_decay_every`` updates (PROPOSAL 0.5).
+        upper_coef_decay_every: A2C updates between decays (PROPOSAL 1e5).
+        oracle_steps: inner A2C steps of the oracle π̂* per agent update (PBRL with the penalty).
+        oracle_warm_start: π̂* continues from its own previous parameters (True) or restarts from
+            the agent's current parameters every iteration (False).
+        log_every_steps: a metrics row every this many agent env steps (and at the end).
+        return_window: ``rl/episode_return`` is the mean of the last this many finished episodes.
+    """
+
+    name: str = "pbrl"
+    algo: str = "rlhf"
+    mode: str = "pbrl"
+    use_upper_in_policy: bool = True
+    use_penalty_in_reward: bool = True
+    total_env_steps: int = 10_000_000
+    # --- A2C ---
+    lr: float = 7e-4
+    lr_by_game: dict[str, float] = field(default_factory=dict)
+    rms_alpha: float = 0.99
+    rms_eps: float = 1e-5
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    n_steps: int = 5
+    max_grad_norm: float = 0.5
+    clip_true_reward: bool = True
+    ac_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    continuing: bool = False
+    compute_dtype: str = "float32"
+    # --- reward model ---
+    rm_lr: float = 2e-4
+    rm_batch_size: int = 32
+    rm_dropout: float = 0.5
+    rm_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    rm_every: int = 250
+    rm_epoch_batches: int = 0
+    reward_std: float = 0.05
+    # --- preference schedule ---
+    initial_pairs: int = 576
+    initial_rollout_steps: int = 200
+    warmup_epochs: int = 500
+    pairs_per_epoch: int = 16
+    buffer_size: int = 3000
+    segment_length: int = 25
+    pair_window_steps: int = 50
+    teacher_mode: str = "deterministic"
+    teacher_error_rate: float = 0.0
+    # --- PBRL coupling ---
+    upper_coef: float = 1.0
+    upper_coef_decay: float = 0.5
+    upper_coef_decay_every: int = 100_000
+    oracle_steps: int = 1
+    oracle_warm_start: bool = True
+    # --- logging / evaluation ---
+    log_every_steps: int = 100_000
+    return_window: int = 100
+
+    def init_steps(self, num_envs: int) -> int:
+        """Return the agent env steps of the initial pair-collection rollout (0 for ``a2c_oracle``)."""
+        if self.mode == "a2c_oracle":
+            return 0
+        return math.ceil(self.initial_rollout_steps / self.n_steps) * self.n_steps * num_envs
+
+    def num_updates(self, num_envs: int) -> int:
+        """Return the A2C updates (outer iterations) that spend ``total_env_steps`` with ``num_envs`` envs."""
+        batch = self.n_steps * num_envs
+        return max(1, (self.total_env_steps - self.init_steps(num_envs)) // batch)
+
+    def outer_iters(self, problem_cfg: Any) -> int:
+        """Return ``num_updates`` for the problem's env count (progress totals, checkpoints, ASHA)."""
+        return self.num_updates(int(problem_cfg.num_envs))
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """Return (dotted key, ok, message) for every range rule of this config."""
+        m = "method."
+        out = [
+            (m + "mode", self.mode in MODES, f"must be one of {', '.join(MODES)}"),
+            (m + "algo", self.algo == "rlhf", "must be rlhf for this config"),
+            (m + "total_env_steps", self.total_env_steps >= 1, "must be ≥ 1"),
+            (m + "lr", self.lr > 0, "must be > 0"),
+            (m + "lr_by_game", all(v > 0 for v in self.lr_by_game.values()), "values must be > 0"),
+            (m + "rms_alpha", 0 < self.rms_alpha < 1, "must be in (0, 1)"),
+            (m + "rms_eps", self.rms_eps > 0, "must be > 0"),
+            (m + "ent_coef", self.ent_coef >= 0, "must be ≥ 0"),
+            (m + "vf_coef", self.vf_coef >= 0, "must be ≥ 0"),
+            (m + "n_steps", self.n_steps >= 1, "must be ≥ 1"),
+            (m + "max_grad_norm", self.max_grad_norm > 0, "must be > 0"),
+            (m + "ac_hidden", len(self.ac_hidden) >= 1 and min(self.ac_hidden) >= 1, "widths ≥ 1"),
+            (
+                m + "compute_dtype",
+                self.compute_dtype in COMPUTE_DTYPES,
+                f"must be one of {', '.join(COMPUTE_DTYPES)}",
+            ),
+            (m + "rm_lr", self.rm_lr > 0, "must be > 0"),
+            (m + "rm_batch_size", self.rm_batch_size >= 1, "must be ≥ 1"),
+            (m + "rm_dropout", 0 <= self.rm_dropout < 1, "must be in [0, 1)"),
+            (m + "rm_hidden", len(self.rm_hidden) >= 1 and min(self.rm_hidden) >= 1, "widths ≥ 1"),
+            (m + "rm_every", self.rm_every >= 1, "must be ≥ 1"),
+            (m + "rm_epoch_batches", self.rm_epoch_batches >= 0, "must be ≥ 0 (0 = full pass)"),
+            (m + "reward_std", self.reward_std > 0, "must be > 0"),
+            (m + "initial_pairs", self.initial_pairs >= 1, "must be ≥ 1"),
+            (m + "warmup_epochs", self.warmup_epochs >= 0, "must be ≥ 0"),
+            (m + "pairs_per_epoch", self.pairs_per_epoch >= 0, "must be ≥ 0"),
+            (m + "segment_length", self.segment_length >= 1, "must be ≥ 1"),
+            (
+                m + "buffer_size",
+                self.buffer_size >= self.initial_pairs,
+                f"must be ≥ method.initial_pairs={self.initial_pairs}",
+            ),
+            (
+                m + "initial_rollout_steps",
+                self.initial_rollout_steps >= self.segment_length,
+                f"must be ≥ method.segment_length={self.segment_length}",
+            ),
+            (
+                m + "pair_window_steps",
+                self.pair_window_steps >= self.segment_length,
+                f"must be ≥ method.segment_length={self.segment_length}",
+            ),
+            (
+                m + "teacher_mode",
+                self.teacher_mode in TEACHER_MODES,
+                f"must be one of {', '.join(TEACHER_MODES)}",
+            ),
+            (m + "teacher_error_rate", 0 <= self.teacher_error_rate < 1, "must be in [0, 1)"),
+            (m + "upper_coef", self.upper_coef > 0, "must be > 0 (c = 1/λ)"),
+            (m + "upper_coef_decay", 0 < self.upper_coef_decay <= 1, "must be in (0, 1]"),
+            (m + "upper_coef_decay_every", self.upper_coef_decay_every >= 1, "must be ≥ 1"),
+            (m + "oracle_steps", self.oracle_steps >= 1, "must be ≥ 1"),
+            (m + "log_every_steps", self.log_every_steps >= 1, "must be ≥ 1"),
+            (m + "return_window", self.return_window >= 1, "must be ≥ 1"),
+        ]
+        return out
+
+
+def couplings(cfg: RLHFConfig) -> tuple[bool, bool]:
+    """Return the effective (use_upper_in_policy, use_penalty_in_reward): both off unless mode=pbrl."""
+    if cfg.mode == "pbrl":
+        return bool(cfg.use_upper_in_policy), bool(cfg.use_penalty_in_reward)
+    return False, False
+
+
+def game_key(name: str) -> str:
+    """Return the key ``lr_by_game`` matches on: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def agent_lr(cfg: RLHFConfig, lr_key: str) -> float:
+    """Return the A2C learning rate for a problem: ``lr_by_game[lr_key]`` if given, else ``lr``."""
+    lrs = {game_key(k): v for k, v in cfg.lr_by_game.items()}
+    return float(lrs.get(game_key(lr_key), cfg.lr))
+
+
+# Which RLHFConfig fields each mode reads: a field set for a mode that does not read it is an error.
+_RLHF_COMMON = frozenset(
+    {
+        "mode", "total_env_steps", "lr", "lr_by_game", "rms_alpha", "rms_eps", "ent_coef", "vf_coef",
+        "n_steps", "max_grad_norm", "ac_hidden", "compute_dtype", "log_every_steps", "return_window",
+    }
+)  # fmt: skip
+_RLHF_REWARD_MODEL = frozenset(
+    {
+        "continuing", "rm_lr", "rm_batch_size", "rm_dropout", "rm_hidden", "rm_every",
+        "rm_epoch_batches", "reward_std", "initial_pairs", "initial_rollout_steps", "warmup_epochs",
+        "pairs_per_epoch", "buffer_size", "segment_length", "pair_window_steps", "teacher_mode",
+        "teacher_error_rate",
+    }
+)  # fmt: skip
+_RLHF_PBRL = frozenset(
+    {
+        "use_upper_in_policy", "use_penalty_in_reward", "upper_coef", "upper_coef_decay",
+        "upper_coef_decay_every", "oracle_steps", "oracle_warm_start",
+    }
+)  # fmt: skip
+RLHF_READS: dict[str, frozenset[str]] = {
+    "a2c_oracle": _RLHF_COMMON | {"clip_true_reward"},
+    "drlhf": _RLHF_COMMON | _RLHF_REWARD_MODEL,
+    "pbrl": _RLHF_COMMON | _RLHF_REWARD_MODEL | _RLHF_PBRL,
+}
+"""``method.mode`` → the ``RLHFConfig`` fields that mode reads."""
+
+
+def reads(cfg: Any) -> frozenset[str]:
+    """Return the ``method.*`` fields the config's mode reads (the unread-field check uses it)."""
+    return RLHF_READS.get(cfg.mode, RLHF_READS["pbrl"])

@@ -1,0 +1,237 @@
+"""The upper level's reward model r_φ: synthetic labels, Bradley–Terry epochs, the value penalty.
+
+``RewardModelTrainer`` holds r_φ, its Adam optimizer, the preference buffer, the synthetic teacher,
+the running statistics that normalise r_φ into the agent's reward r̃_φ, and the generators of the
+segment draws, the teacher and the dropout masks / minibatch order (each from the trial seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from copy import deepcopy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pbrl_dist.core.a2c import value_gap_surrogate
+from pbrl_dist.core.preference import (
+    PreferenceBatch,
+    SegmentPairs,
+    SyntheticTeacher,
+    bt_loss,
+    normalize_rewards,
+    sample_segment_pairs,
+    valid_segment_starts,
+)
+from pbrl_dist.core.types import generator
+from pbrl_dist.nets import make_reward_model, reward
+from pbrl_dist.rlhf.buffer import PreferenceBuffer, RunningMeanStd
+from pbrl_dist.rlhf.config import RLHFConfig
+from pbrl_dist.rlhf.rollouts import Rollout
+from pbrl_dist.rlhf.stats import RewardModelStats, load_into, state_of
+
+PenaltyFn = Callable[[nn.Module], torch.Tensor]
+
+
+def reward_model_step(
+    rm: nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: PreferenceBatch,
+    *,
+    gen: torch.Generator,
+    penalty: PenaltyFn | None = None,
+) -> float:
+    """Take one reward-model step on a minibatch: BT loss (+ λ·p̂ when ``penalty`` is given).
+
+    Args:
+        rm: reward model in train mode (dropout on).
+        opt: its optimizer.
+        batch: labelled segment pairs.
+        gen: generator of the dropout masks.
+        penalty: ``rm -> scalar`` λ·p̂(φ) added to the loss (PBRL), or None.
+
+    Returns:
+        The minibatch's BT loss before the step.
+    """
+    r1_BH = reward(rm, batch.obs1_BH, batch.act1_BH, generator=gen)
+    r2_BH = reward(rm, batch.obs2_BH, batch.act2_BH, generator=gen)
+    loss_bt = bt_loss(r1_BH, r2_BH, batch.y_B)
+    loss = loss_bt if penalty is None else loss_bt + penalty(rm)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss_bt.detach())
+
+
+class RewardModelTrainer:
+    """r_φ and everything that trains it (module docstring).
+
+    Args:
+        cfg: the loop's config.
+        net_kind: the problem's net family ("atari", "grid", "mlp").
+        obs_dtype: "uint8" (frames, grids: stored as bytes in the buffer) or "float32".
+        gamma: discount γ of the value penalty.
+        seed: the trial seed.
+        obs_shape: one observation's shape.
+        num_actions: |A|.
+        net_kwargs: extra constructor kwargs (compute dtype, MLP widths).
+    """
+
+    def __init__(
+        self,
+        cfg: RLHFConfig,
+        *,
+        net_kind: str,
+        obs_dtype: str,
+        gamma: float,
+        seed: int,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        net_kwargs: Mapping[str, Any],
+    ) -> None:
+        """Build r_φ (eval mode), its optimizer, the buffer and the generators from the seed."""
+        self.cfg, self.gamma = cfg, float(gamma)
+        self.rm = make_reward_model(
+            net_kind,
+            obs_shape,
+            num_actions,
+            dropout_p=cfg.rm_dropout,
+            generator=generator(seed, "init", "rm"),
+            **net_kwargs,
+        )
+        self.rm.eval()
+        self.opt = torch.optim.Adam(self.rm.parameters(), lr=cfg.rm_lr)
+        self.buffer = PreferenceBuffer(
+            cfg.segment_length,
+            obs_shape,
+            obs_dtype=torch.uint8 if obs_dtype == "uint8" else torch.float32,
+            capacity=cfg.buffer_size,
+            frame_stack=obs_shape[0] if net_kind == "atari" else 0,
+        )
+        self.teacher = SyntheticTeacher(mode=cfg.teacher_mode, error_rate=cfg.teacher_error_rate)
+        self.rms = RunningMeanStd()
+        self.gens = {
+            "pairs": generator(seed, "rlhf", "pairs"),
+            "teacher": generator(seed, "rlhf", "teacher"),
+            "rm": generator(seed, "rlhf", "rm"),
+        }
+        self.stats = RewardModelStats()
+
+    # --- the agent's reward ----------------------------------------------------------------------
+
+    def normalized(self, r: torch.Tensor) -> torch.Tensor:
+        """Return r̃ = reward_std·(r − μ)/σ with the running statistics (fixed here)."""
+        return normalize_rewards(
+            r, mean=self.rms.mean, std=self.rms.std, target_std=self.cfg.reward_std
+        )
+
+    @torch.no_grad()
+    def learned_reward(self, roll: Rollout, *, update_stats: bool) -> torch.Tensor:
+        """Return r̃_φ(s_t, a_t) (T, N) of a rollout (dropout off); fold r_φ into the statistics."""
+        r_TN = reward(self.rm, roll.obs_TN, roll.actions_TN)
+        if update_stats:
+            self.rms.update(r_TN)
+        return self.normalized(r_TN)
+
+    # --- labels ----------------------------------------------------------------------------------
+
+    def label_pairs(
+        self, roll: Rollout, num_pairs: int
+    ) -> tuple[SegmentPairs, torch.Tensor] | None:
+        """Cut ``num_pairs`` segment pairs from a rollout, label them, add them to the buffer.
+
+        Returns:
+            (pairs, labels y_B), or None when no segment fits inside one episode of the rollout.
+        """
+        H = self.cfg.segment_length
+        if roll.dones_TN.shape[0] < H or not valid_segment_starts(roll.dones_TN, H).any():
+            return None
+        pairs = sample_segment_pairs(
+            obs_TN=roll.obs_TN,
+            actions_TN=roll.actions_TN,
+            true_rewards_TN=roll.rewards_TN,
+            done_TN=roll.dones_TN,
+            num_pairs=num_pairs,
+            H=H,
+            generator=self.gens["pairs"],
+        )
+        y_B = self.teacher(pairs.ret1_B, pairs.ret2_B, generator=self.gens["teacher"])
+        self.buffer.add(pairs, y_B)
+        self.stats.labels_used += num_pairs
+        return pairs, y_B
+
+    @torch.no_grad()
+    def heldout_eval(self, pairs: SegmentPairs, y_B: torch.Tensor) -> torch.Tensor:
+        """Score fresh pairs with r_φ before training on them; return the per-pair BT losses ℓ_B."""
+        r1_BH = reward(self.rm, pairs.obs1_BH, pairs.act1_BH)
+        r2_BH = reward(self.rm, pairs.obs2_BH, pairs.act2_BH)
+        pred1, pred2 = r1_BH.sum(1), r2_BH.sum(1)
+        self.stats.add_heldout(
+            pred1 - pred2,
+            y_B,
+            torch.cat([pred1, pred2]),
+            torch.cat([pairs.ret1_B, pairs.ret2_B]),
+        )
+        return bt_loss(r1_BH, r2_BH, y_B, reduction="none")
+
+    # --- training --------------------------------------------------------------------------------
+
+    def epoch(self, penalty: PenaltyFn | None) -> None:
+        """One reward-learning epoch over the buffer (capped at ``rm_epoch_batches`` minibatches)."""
+        cfg = self.cfg
+        self.rm.train()
+        losses = []
+        for i, batch in enumerate(self.buffer.epoch(cfg.rm_batch_size, self.gens["rm"])):
+            if cfg.rm_epoch_batches and i >= cfg.rm_epoch_batches:
+                break
+            losses.append(
+                reward_model_step(self.rm, self.opt, batch, gen=self.gens["rm"], penalty=penalty)
+            )
+        self.rm.eval()
+        self.stats.epochs += 1
+        self.stats.bt_loss = float(np.mean(losses))
+
+    def penalty_fn(self, oracle_roll: Rollout, agent_roll: Rollout, lam: float) -> PenaltyFn:
+        """Return rm ↦ λ·(1 − γ)·max(p̂(φ), 0) on the latest oracle and agent samples.
+
+        p̂ = V_φ(π̂*) − V_φ(π_θ) estimated from the two windows (``core.a2c.value_gap_surrogate``),
+        with the normalisation statistics held fixed; per-step units, like the A2C loss. When the
+        oracle looks worse than the agent, the agent is the better best-response estimate and the
+        penalty (≥ 0 by definition) has no gradient.
+        """
+        gamma, g = self.gamma, self.gens["rm"]
+
+        def penalty(rm: nn.Module) -> torch.Tensor:
+            r_hat = reward(rm, oracle_roll.obs_TN, oracle_roll.actions_TN, generator=g).reshape(-1)
+            r_agent = reward(rm, agent_roll.obs_TN, agent_roll.actions_TN, generator=g).reshape(-1)
+            p_hat = value_gap_surrogate(
+                self.normalized(r_hat), self.normalized(r_agent), gamma=gamma
+            ).clamp(min=0.0)
+            return lam * (1.0 - gamma) * p_hat
+
+        return penalty
+
+    # --- checkpoint ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return a deep snapshot (net, optimizer, buffer, statistics, generators, counters)."""
+        return {
+            "rm": {k: v.detach().clone() for k, v in self.rm.state_dict().items()},
+            "rm_opt": deepcopy(self.opt.state_dict()),
+            "buffer": self.buffer.state_dict(),
+            "rms": self.rms.state_dict(),
+            "gens": {k: g.get_state() for k, g in self.gens.items()},
+            "stats": state_of(self.stats),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from ``state_dict()``."""
+        self.rm.load_state_dict(state["rm"])
+        self.opt.load_state_dict(deepcopy(state["rm_opt"]))
+        self.buffer.load_state_dict(state["buffer"])
+        self.rms.load_state_dict(state["rms"])
+        for k, g in self.gens.items():
+            g.set_state(state["gens"][k])
+        self.stats = load_into(RewardModelStats, state["stats"])

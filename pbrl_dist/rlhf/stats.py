@@ -1,0 +1,122 @@
+"""Typed counters and metric accumulators of the RLHF loop (what a checkpoint must hold besides nets).
+
+Each accumulator is emptied only by its own ``take()``, which the metrics row calls; nothing else
+resets it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Progress:
+    """Where the loop is.
+
+    Attributes:
+        agent_steps: the agent's env steps so far (initial pair-collection rollout included).
+        oracle_steps: PBRL's oracle π̂*'s env steps so far.
+        oracle_version: version number of the oracle's weights (rollout workers reload on change).
+        next_log: the agent step count at which the next metrics row is due.
+    """
+
+    agent_steps: int = 0
+    oracle_steps: int = 0
+    oracle_version: int = 0
+    next_log: int = 0
+
+
+@dataclass
+class EpisodeLog:
+    """The agent's finished games: true return and the agent frame count when each ended."""
+
+    returns: list[float] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+
+    def add(self, returns: list[float], frames: int) -> None:
+        """Record the games that ended in a fragment (all at the fragment's frame count)."""
+        self.returns.extend(returns)
+        self.frames.extend([frames] * len(returns))
+
+
+@dataclass
+class RewardModelStats:
+    """Reward-model counters and the held-out scores of fresh pairs since the last row.
+
+    Attributes:
+        labels_used: pairs the teacher has labelled.
+        epochs: reward-learning epochs run (warm-up included).
+        bt_loss: mean BT loss of the last epoch (None before the first).
+        correct, count: fresh pairs with a strict label that r_φ ranked right, and their count.
+        pred, true: predicted and true returns of the fresh segments.
+        last: the last computed accuracy / correlation (kept in rows until new pairs arrive).
+    """
+
+    labels_used: int = 0
+    epochs: int = 0
+    bt_loss: float | None = None
+    correct: int = 0
+    count: int = 0
+    pred: list[float] = field(default_factory=list)
+    true: list[float] = field(default_factory=list)
+    last: dict[str, float] = field(default_factory=dict)
+
+    def add_heldout(
+        self, z_B: torch.Tensor, y_B: torch.Tensor, pred: torch.Tensor, true: torch.Tensor
+    ) -> None:
+        """Fold in fresh pairs: score differences z, labels y, predicted and true segment returns."""
+        strict = y_B != 0.5
+        self.correct += int(((z_B > 0) == (y_B > 0.5))[strict].sum())
+        self.count += int(strict.sum())
+        self.pred.extend(pred.tolist())
+        self.true.extend(true.tolist())
+
+    def take(self) -> dict[str, Any]:
+        """Return the row's ``rm/*`` metrics and empty the held-out accumulators."""
+        if self.count:
+            self.last["rm/accuracy"] = self.correct / self.count
+        pred, true = np.array(self.pred), np.array(self.true)
+        if len(pred) > 2 and pred.std() > 0 and true.std() > 0:
+            self.last["rm/return_corr"] = float(np.corrcoef(pred, true)[0, 1])
+        self.correct = self.count = 0
+        self.pred, self.true = [], []
+        return {
+            **self.last,
+            "rm/labels_used": self.labels_used,
+            "rm/epochs": self.epochs,
+            "rm/bt_loss": self.bt_loss,
+        }
+
+
+@dataclass
+class PenaltyStats:
+    """Sum and count of the value-penalty estimates p̂ since the last row."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float) -> None:
+        """Fold in one estimate."""
+        self.total += value
+        self.count += 1
+
+    def take(self) -> dict[str, float]:
+        """Return ``penalty/value`` (the mean since the last row, if any) and reset."""
+        out = {"penalty/value": self.total / self.count} if self.count else {}
+        self.total, self.count = 0.0, 0
+        return out
+
+
+def state_of(obj: Any) -> dict[str, Any]:
+    """Return a deep copy of a stats dataclass as a plain dict (checkpoints)."""
+    return dataclasses.asdict(obj)
+
+
+def load_into(cls: type, state: dict[str, Any]) -> Any:
+    """Rebuild a stats dataclass from ``state_of``'s dict (copied)."""
+    return cls(**dataclasses.asdict(cls(**state)))
