@@ -150,5 +150,6 @@ SPEC = ProblemSpec(
     higher_is_better=("upper/principal_return",),
     progress=("upper/principal_return", "lower/gap"),
     figure=("tax_design.png", "pbrl_dist.report.figures:progress_figure"),
+    estimators=("exact",),
 )
 """What ``problem.target: tax_design.py:SPEC`` names (registered when the sweep is loaded)."""

@@ -373,6 +373,21 @@ def validate(cfg: TrialConfig) -> None:
                 f"does not run on problem {cfg.problem.name}; use {', '.join(allowed)}",
             )
         )
+    estimator = getattr(cfg.method, "estimator", None)
+    if spec is not None and spec.estimators is not None and estimator not in spec.estimators:
+        reads = (
+            algo_specs()[cfg.method.algo].fields_read(cfg.method)
+            if cfg.method.algo in algo_specs()
+            else set()
+        )
+        if "estimator" in reads:
+            checks.append(
+                (
+                    "method.estimator",
+                    False,
+                    f"problem {cfg.problem.name} supports {', '.join(spec.estimators)} only",
+                )
+            )
     if isinstance(cfg.method, MethodConfig):
         checks += _tabular_checks(cfg)
     checks += _shard_checks(cfg)

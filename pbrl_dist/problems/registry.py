@@ -43,6 +43,9 @@ class ProblemSpec:
             default metric of ``pbrl report --confirm-seeds``.
         figure: ``(file name, draw)`` with ``draw(curves, path) -> path`` or ``"module:function"`` naming
             it; None draws ``progress`` against the iteration (``report.figures.progress_figure``).
+        estimators: the ``method.estimator`` values the problem supports (e.g. ``("exact",)`` for a
+            problem without Monte Carlo rollouts); None = every value the loop knows. Checked with the
+            rest of the config, before anything runs.
     """
 
     name: str
@@ -53,6 +56,7 @@ class ProblemSpec:
     higher_is_better: tuple[str, ...] = ()
     progress: tuple[str, ...] = ()
     figure: tuple[str, Callable[..., Any] | str] | None = None
+    estimators: tuple[str, ...] | None = None
     source: str = field(default="", compare=False)
 
     def validate(self) -> None:

@@ -188,6 +188,7 @@ SPEC = register_problem(
             "upper/retrain_sparse_return",
         ),
         progress=("upper/task_return", "lower/gap"),
+        estimators=("exact",),
         figure=("shaping_chain.png", "pbrl_dist.report.figures:shaping"),
     )
 )

@@ -77,8 +77,18 @@ def test_a_bad_target_is_one_line_exit_2_nothing_written(
 @pytest.mark.timeout(300)
 def test_example_runs_through_pbrl_sweep_on_tune(tmp_path: Path) -> None:
     """Tune trials run in Ray worker processes: they re-import the target from the trial config."""
-    out = tmp_path / "tune"
-    assert main(["sweep", str(EXAMPLE), "--smoke", "--out", str(out)]) == 0
+    out, ref = tmp_path / "tune", tmp_path / "local"
+    ray_backend = [
+        *("dist.backend=ray", "dist.num_rollout_workers=1", "dist.num_oracles=1"),
+        *("dist.cpus_per_worker=0.25", "dist.cpus_per_trial=0.5"),
+    ]
+    # the Ray backend too: its oracle actors are other processes that must re-import the target
+    assert main(["sweep", str(EXAMPLE), "--smoke", "--out", str(out), *ray_backend]) == 0
     _check_results(out)
+    assert main(["run", str(EXAMPLE), "--smoke", "--out", str(ref)]) == 0
+    for name in SMOKE_TRIALS:
+        got = json.loads((out / name / "result.json").read_text())["final"]
+        want = json.loads((ref / name / "result.json").read_text())["final"]
+        assert got["upper/principal_return"] == want["upper/principal_return"], name
     rec = yaml.safe_load((out / "sweep.yaml").read_text())
     assert rec["runner"] == "tune" and sorted(rec["trials"]) == sorted(SMOKE_TRIALS)

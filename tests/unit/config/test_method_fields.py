@@ -98,3 +98,18 @@ def test_allowed_values_come_from_the_registries() -> None:
 def test_every_sweep_file_still_loads(path: Path) -> None:
     load_sweep(path)
     load_sweep(path, smoke=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [SWEEPS / "shaping_chain.yaml", ROOT / "examples" / "tax_design.yaml"],
+    ids=lambda p: p.stem,
+)
+def test_an_estimator_the_problem_cannot_run_is_refused_before_anything_runs(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--smoke", "--out", str(out), "method.estimator=mc"]) == 2
+    err = capsys.readouterr().err
+    assert "method.estimator: problem" in err and "supports exact only (got mc)" in err
+    assert not out.exists()
