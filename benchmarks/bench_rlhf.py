@@ -37,11 +37,27 @@ NUM_ENVS, N_STEPS = 16, 5
 
 
 def ours(
-    game: str, mode: str, updates: int, env_shards: int, dtype: str = "float32"
+    game: str,
+    mode: str,
+    updates: int,
+    env_shards: int,
+    dtype: str = "float32",
+    *,
+    reuse: bool = False,
+    warmup: bool = True,
 ) -> dict[str, float]:
-    """Train ``updates`` A2C updates in ``mode``; return loop frames/s (and warm-up s/epoch)."""
+    """Train ``updates`` A2C updates in ``mode``; return loop frames/s (and warm-up s/epoch).
+
+    ``reuse``: ``method.reuse_acting_graph`` (the A2C step differentiates the acting passes).
+    """
     problem = build(AtariRLHFConfig(game=game, num_envs=NUM_ENVS, env_shards=env_shards))
-    cfg = rlhf.RLHFConfig(mode=mode, warmup_epochs=0, log_every_steps=10**12, compute_dtype=dtype)
+    cfg = rlhf.RLHFConfig(
+        mode=mode,
+        warmup_epochs=0,
+        log_every_steps=10**12,
+        compute_dtype=dtype,
+        reuse_acting_graph=reuse,
+    )
     batch = N_STEPS * NUM_ENVS
     cfg.total_env_steps = cfg.init_steps(NUM_ENVS) + updates * batch
     sink = ListSink()
@@ -53,7 +69,7 @@ def ours(
     oracle = row.get("perf/oracle_env_frames", 0) // 4
     loop_s = (agent_loop + oracle) / row["perf/env_steps_per_s"]
     out = {"frames_per_s": agent_loop * 4 / loop_s, "loop_s": loop_s, "wall_s": wall}
-    if mode != "a2c_oracle":
+    if mode != "a2c_oracle" and warmup:
         out["warmup_s_per_epoch"] = warmup_epoch_seconds(problem, cfg)
     return out
 
@@ -133,9 +149,17 @@ def main() -> None:
     ap.add_argument("--game", default="BeamRider")
     ap.add_argument("--updates", type=int, default=250)
     ap.add_argument("--skip-sb3", action="store_true")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="only the rows of method.reuse_acting_graph: SB3, then each mode without and with it",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     res: dict[str, dict[str, float]] = {}
+    if args.reuse:
+        reuse_table(args.game, args.updates)
+        return
     if not args.skip_sb3:
         res["sb3 A2C"] = sb3(args.game, args.updates)
         res["sb3 A2C, channels-last"] = sb3(args.game, args.updates, channels_last=True)
@@ -163,6 +187,33 @@ def main() -> None:
         print(f"a2c_oracle (2 shards) / SB3 A2C: {base / sb3_fps:.2f}x  (goal ≥ 2)")
         bf16 = res["a2c_oracle, 2 shards, bf16"]["frames_per_s"]
         print(f"a2c_oracle (2 shards, bf16) / SB3 A2C (float32): {bf16 / sb3_fps:.2f}x")
+
+
+def reuse_table(game: str, updates: int) -> None:
+    """SB3 A2C and our three modes with and without ``reuse_acting_graph``, taking turns (2 rounds)."""
+    rows: dict[str, list[float]] = {}
+    for _ in range(2):
+        rows.setdefault("sb3 A2C", []).append(sb3(game, updates)["frames_per_s"])
+        for mode in ("a2c_oracle", "drlhf", "pbrl"):
+            for reuse in (False, True):
+                name = f"{mode}{', reuse graph' if reuse else ''}"
+                r = ours(game, mode, updates, 2, reuse=reuse, warmup=False)
+                rows.setdefault(name, []).append(r["frames_per_s"])
+    best = {k: max(v) for k, v in rows.items()}
+    print(
+        f"{game}, {NUM_ENVS} envs x {N_STEPS} steps, {updates} A2C updates, 1 torch thread, best of 2"
+    )
+    for name, v in rows.items():
+        print(f"{name:28s} {best[name]:9.0f} frames/s   rounds: {', '.join(f'{x:.0f}' for x in v)}")
+    sb3_fps = best["sb3 A2C"]
+    for reuse in ("", ", reuse graph"):
+        print(
+            f"a2c_oracle{reuse} / SB3 A2C: {best['a2c_oracle' + reuse] / sb3_fps:.2f}x  (goal >= 1.8)"
+        )
+        print(
+            f"pbrl{reuse}: {best['drlhf' + reuse] / best['pbrl' + reuse]:.2f}x the time per agent frame "
+            f"of drlhf{reuse} (goal <= 1.5)"
+        )
 
 
 if __name__ == "__main__":

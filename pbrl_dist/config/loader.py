@@ -316,6 +316,15 @@ def _shard_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
     shards = getattr(cfg.problem, "env_shards", None)
     if shards is None or cfg.dist.backend != "ray":
         return []
+    if getattr(cfg.method, "reuse_acting_graph", False):
+        return [
+            (
+                "method.reuse_acting_graph",
+                False,
+                "needs dist.backend=local (Ray rollout workers act in other processes, so there "
+                "is no acting graph to reuse)",
+            )
+        ]
     workers = (
         ("dist.num_rollout_workers", max(1, cfg.dist.num_rollout_workers)),
         ("dist.num_oracles", cfg.dist.num_oracles),

@@ -76,13 +76,19 @@ class A2CTrainer:
             ``A2CStats``.
         """
         net, cfg = self.net, self.cfg
-        obs = torch.cat([roll.obs_TN, roll.last_obs_N.unsqueeze(0)])
-        logits, values = net(obs)
+        if roll.graph is not None:  # the acting passes' outputs, graph kept (``ShardGroup.bind``)
+            logits_TNA, values_TN = roll.graph
+            with torch.no_grad():
+                _, bootstrap_N = net(roll.last_obs_N)
+        else:
+            obs = torch.cat([roll.obs_TN, roll.last_obs_N.unsqueeze(0)])
+            logits, values = net(obs)
+            logits_TNA, values_TN, bootstrap_N = logits[:-1], values[:-1], values[-1].detach()
         dones_TN = torch.zeros_like(roll.dones_TN) if continuing else roll.dones_TN
-        returns_TN = nstep_returns(rewards_TN, dones_TN, values[-1].detach(), gamma=self.gamma)
+        returns_TN = nstep_returns(rewards_TN, dones_TN, bootstrap_N, gamma=self.gamma)
         out = a2c_loss(
-            logits[:-1],
-            values[:-1],
+            logits_TNA,
+            values_TN,
             roll.actions_TN,
             returns_TN,
             vf_coef=cfg.vf_coef,

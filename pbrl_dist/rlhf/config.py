@@ -46,6 +46,11 @@ class RLHFConfig:
             continuing stream makes every policy's value shift by the same c/(1 − γ), so the policy
             step is invariant to the constant (off by default; on for games that end on failure,
             e.g. MinAtar). ``a2c_oracle`` on the true reward always stops at episode ends.
+        reuse_acting_graph: local backend only: the env shards act with the learner's own nets (the
+            agent's, and the oracle's) with autograd on, and the A2C step differentiates those acting
+            outputs instead of running the net again on the whole fragment (exact: the weights do not
+            change within a fragment; the last bits differ from the batched forward pass, so a run with
+            it is not bitwise one without, and it is refused on the Ray backend).
         compute_dtype: ``float32``, or ``bfloat16`` to run the actor-critic and reward model (acting,
             learning, reward labelling) under autocast: parameters, gradients and optimizer state
             stay float32. About 1.6× faster network steps on a CPU with AVX512-BF16
@@ -94,6 +99,7 @@ class RLHFConfig:
     clip_true_reward: bool = True
     ac_hidden: list[int] = field(default_factory=lambda: [64, 64])
     continuing: bool = False
+    reuse_acting_graph: bool = False
     compute_dtype: str = "float32"
     # --- reward model ---
     rm_lr: float = 2e-4
@@ -224,6 +230,7 @@ _RLHF_COMMON = frozenset(
     {
         "mode", "total_env_steps", "lr", "lr_by_game", "rms_alpha", "rms_eps", "ent_coef", "vf_coef",
         "n_steps", "max_grad_norm", "ac_hidden", "compute_dtype", "log_every_steps", "return_window",
+        "reuse_acting_graph",
     }
 )  # fmt: skip
 _RLHF_REWARD_MODEL = frozenset(

@@ -178,6 +178,7 @@ class RLHFLearner:
 
     def push_window(self, roll: Rollout, *, oracle: bool = False) -> None:
         """Append a rollout to the agent's (or oracle's) window of the last ``pair_window_steps``."""
+        roll = roll.without_graph()  # windows are checkpointed and outlive the A2C step
         if oracle:
             self.oracle_window = [*self.oracle_window, roll][-self.window_chunks :]
         else:
@@ -311,11 +312,24 @@ def run(
             obs_shape=tuple(agent_src.obs_shape),
             num_actions=agent_src.num_actions,
         )
+        if cfg.reuse_acting_graph:
+            _bind(agent_src, L.agent.net)
+            if oracle_src is not None and L.oracle is not None:
+                _bind(oracle_src, L.oracle.net)
         return _train(L, agent_src, oracle_src, sink=sink, ckpt=ckpt)
     finally:
         agent_src.close()
         if oracle_src is not None:
             oracle_src.close()
+
+
+def _bind(source: RolloutSource, net: nn.Module) -> None:
+    """Let a local source act with the learner's ``net`` (``method.reuse_acting_graph``)."""
+    if not isinstance(source, LocalRollouts):
+        raise ValueError(
+            "method.reuse_acting_graph: needs dist.backend=local (the rollouts run elsewhere)"
+        )
+    source.bind(net)
 
 
 def _train(

@@ -23,6 +23,7 @@ running episodes are lost and the trajectory differs from an uninterrupted run f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
@@ -47,6 +48,9 @@ class Rollout:
         dones_TN: (T, N) bool, transition t ended an episode (terminated or truncated).
         last_obs_N: (N, *obs_shape) observation after the last step (for bootstrapping).
         episode_returns: true returns of the whole episodes (games) that ended during the fragment.
+        graph: (logits (T, N, A), values (T, N)) of the acting forward passes *with* their autograd
+            graph, when the shards acted with the learner's own net (``ShardGroup.bind``); the A2C
+            step then needs no second forward. Never stored in windows or checkpoints.
     """
 
     obs_TN: torch.Tensor
@@ -55,6 +59,11 @@ class Rollout:
     dones_TN: torch.Tensor
     last_obs_N: torch.Tensor
     episode_returns: list[float]
+    graph: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def without_graph(self) -> Rollout:
+        """Return the fragment without its acting graph (what windows and checkpoints keep)."""
+        return self if self.graph is None else dataclasses.replace(self, graph=None)
 
     @property
     def num_steps(self) -> int:
@@ -71,9 +80,18 @@ def cat_envs(parts: Sequence[Rollout]) -> Rollout:
             [getattr(p, f.name) for p in parts], dim=1 if f.name != "last_obs_N" else 0
         )
         for f in fields(Rollout)
-        if f.name != "episode_returns"
+        if f.name not in ("episode_returns", "graph")
     }
-    return Rollout(**tensors, episode_returns=[r for p in parts for r in p.episode_returns])
+    graphs = [p.graph for p in parts]
+    graph = None
+    if all(g is not None for g in graphs):
+        graph = (
+            torch.cat([g[0] for g in graphs if g is not None], dim=1),
+            torch.cat([g[1] for g in graphs if g is not None], dim=1),
+        )
+    return Rollout(
+        **tensors, episode_returns=[r for p in parts for r in p.episode_returns], graph=graph
+    )
 
 
 def cat_time(parts: Sequence[Rollout]) -> Rollout:
@@ -178,6 +196,7 @@ class RolloutShard:
             **spec.net_kwargs,
         )
         self.policy.eval()
+        self.live: nn.Module | None = None  # the learner's own net (``ShardGroup.bind``), or None
         self.version = -1
         self.num_collects = 0
         self.obs = self.env.reset()
@@ -196,15 +215,22 @@ class RolloutShard:
 
     def begin(self, policy_state: Mapping[str, torch.Tensor], version: int) -> None:
         """Load the weights if ``version`` is new and open an empty fragment."""
-        if version != self.version:
+        if version != self.version and self.live is None:
             self.policy.load_state_dict(policy_state)
-            self.version = version
-        self._frag: tuple[list[Any], ...] = ([], [], [], [])
+        self.version = version
+        self._frag: tuple[list[Any], ...] = ([], [], [], [], [], [])
 
     @torch.no_grad()
     def act(self) -> None:
         """Sample actions for the current observations and start the env step (``env.send``)."""
-        logits_NA, _ = self.policy(torch.from_numpy(self.obs))
+        if self.live is None:
+            logits_NA, _ = self.policy(torch.from_numpy(self.obs))
+        else:  # keep the graph: the A2C step differentiates these very outputs
+            with torch.enable_grad():
+                logits_NA, values_N = self.live(torch.from_numpy(self.obs))
+            self._frag[4].append(logits_NA)
+            self._frag[5].append(values_N)
+            logits_NA = logits_NA.detach()
         a_N = torch.multinomial(torch.softmax(logits_NA, -1), 1, generator=self.gen).squeeze(1)
         self._frag[0].append(self.obs)
         self._frag[1].append(a_N)
@@ -221,8 +247,9 @@ class RolloutShard:
 
     def end(self) -> Rollout:
         """Close the fragment and return it."""
-        obs_l, act_l, rew_l, done_l = self._frag
+        obs_l, act_l, rew_l, done_l, logits_l, values_l = self._frag
         self.num_collects += 1
+        graph = (torch.stack(logits_l), torch.stack(values_l)) if logits_l else None
         return Rollout(
             obs_TN=torch.from_numpy(np.stack(obs_l)),
             actions_TN=torch.stack(act_l).to(torch.int64),
@@ -230,6 +257,7 @@ class RolloutShard:
             dones_TN=torch.from_numpy(np.stack(done_l)),
             last_obs_N=torch.from_numpy(np.array(self.obs, copy=True)),
             episode_returns=[float(r) for r in self.env.pop_finished_episode_returns()],
+            graph=graph,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -369,6 +397,16 @@ class ShardGroup:
     ) -> Callable[[], Rollout]:
         """Defer the collection to the wait (same numbers as ``collect``)."""
         return lambda: self.collect(policy_state, version)
+
+    def bind(self, net: nn.Module) -> None:
+        """Act with the learner's own ``net`` (with autograd) instead of a copy of its weights.
+
+        Exact where it is allowed: the weights do not change within a fragment, so the acting outputs
+        are the learner's outputs on the same observations (computed per step, so the last bits differ
+        from one batched forward pass: a bound run is not bitwise an unbound one).
+        """
+        for s in self.shards:
+            s.live = net
 
     def state_dict(self) -> dict[str, Any]:
         """Return every shard's state."""

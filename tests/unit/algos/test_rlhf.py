@@ -22,7 +22,7 @@ from pbrl_dist.config.loader import ConfigError
 from pbrl_dist.core.preference import bt_loss, sample_segment_pairs, teacher_labels
 from pbrl_dist.core.types import generator
 from pbrl_dist.metrics import METRICS, ListSink
-from pbrl_dist.nets import reward
+from pbrl_dist.nets import make_actor_critic, reward
 from pbrl_dist.problems import PROBLEMS
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
 from pbrl_dist.rlhf import RLHFConfig, RLHFLearner, reward_model_step, run
@@ -313,3 +313,63 @@ def test_reward_model_step_decreases_bt_loss_on_a_fixed_batch() -> None:
         reward_model_step(rm, learner.rm.opt, batch, gen=gen)
     after = eval_loss()
     assert after < 0.8 * before, (before, after)
+
+
+# --- method.reuse_acting_graph --------------------------------------------------------------------
+
+
+def test_reusing_the_acting_graph_gives_the_same_a2c_step() -> None:
+    """The A2C step on the acting passes' own outputs equals the step that runs the net again."""
+    from pbrl_dist.rlhf import A2CTrainer
+    from pbrl_dist.rlhf.rollouts import RolloutSpec, ShardGroup
+
+    prob = build(ToyRLHFConfig(num_envs=4, env_shards=2, episode_length=12))
+    kw = {"compute_dtype": "float32", "hidden": (16, 16)}
+    trainers, rolls = [], []
+    for bound in (False, True):
+        net = make_actor_critic("mlp", (7,), 5, generator=generator(0, "init"), hidden=(16, 16))
+        tr = A2CTrainer(net, TINY, lr=1e-2, gamma=0.9)
+        src = ShardGroup(RolloutSpec(prob, "agent", 0, 6, kw))
+        if bound:
+            src.bind(net)
+        roll = src.collect(net.state_dict(), 0)
+        assert (roll.graph is not None) == bound
+        stats = tr.step(roll, roll.rewards_TN)
+        trainers.append((tr, stats))
+        rolls.append(roll)
+    (a, sa), (b, sb) = trainers
+    torch.testing.assert_close(rolls[0].actions_TN, rolls[1].actions_TN, rtol=0, atol=0)
+    for (name, pa), pb in zip(a.net.named_parameters(), b.net.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
+    assert sa.policy_loss == pytest.approx(sb.policy_loss, rel=1e-5, abs=1e-7)
+    assert sa.value_loss == pytest.approx(sb.value_loss, rel=1e-5)
+    assert rolls[1].without_graph().graph is None
+
+
+def test_reuse_acting_graph_runs_every_mode_and_resumes(tmp_path: Path) -> None:
+    for mode in ("a2c_oracle", "drlhf", "pbrl"):
+        cfg = dataclasses.replace(TINY, mode=mode, reuse_acting_graph=True)
+        rows, res = _run(cfg)
+        plain, _ = _run(dataclasses.replace(TINY, mode=mode))
+        assert rows[-1]["iter"] == plain[-1]["iter"] and res.metrics["env_frames"] == 1600
+        # close to the unbound run, not bitwise: per-step vs batched forward passes
+        assert abs(rows[0]["lower/entropy"] - plain[0]["lower/entropy"]) < 0.05, mode
+    cfg = dataclasses.replace(TINY, mode="pbrl", reuse_acting_graph=True)
+    ck = MemoryCheckpointer(every=30, crash_after=30)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(cfg, ckpt=ck)
+    rows, _ = _run(cfg, ckpt=ck)  # the checkpoint holds no graph, and the run finishes
+    assert rows and rows[0]["iter"] > 30
+
+
+def test_reuse_acting_graph_is_refused_on_the_ray_backend() -> None:
+    with pytest.raises(ConfigError, match=r"method.reuse_acting_graph: needs dist.backend=local"):
+        load_sweep(
+            TOY_SWEEP,
+            smoke=True,
+            overrides=[
+                "method.reuse_acting_graph=true",
+                "dist.backend=ray",
+                "dist.num_rollout_workers=1",
+            ],
+        )
