@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -87,6 +88,23 @@ def job_paths(sweep_file: str, out: str, working_dir: str = ".") -> tuple[str, s
     return path.relative_to(root).as_posix(), out
 
 
+def _check_targets_travel(sweep: Any, working_dir: str) -> None:
+    """A user's problem file (``problem.target: file.py:SPEC``) must be inside the shipped directory.
+
+    The job re-reads the sweep file in its copy of ``working_dir``; a target file outside it does not
+    exist on the cluster. Module targets (``pkg.module:SPEC``) must be installed there, as pbrl is.
+    """
+    root = Path(working_dir).resolve()
+    for t in sweep.trials:
+        target = (t.container.get("problem") or {}).get("target")
+        mod = str(target or "").partition(":")[0]
+        if mod.endswith(".py") and not Path(mod).resolve().is_relative_to(root):
+            raise ConfigError(
+                f"problem.target: {mod} is outside {root}, the only folder the job ships "
+                "(runtime_env.working_dir); move it next to the sweep file or install it as a module"
+            )
+
+
 def _client(address: str) -> JobSubmissionClient:
     try:
         return JobSubmissionClient(address)
@@ -112,6 +130,7 @@ def submit(
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
     out = out or f"/results/{sweep.name}" + ("_smoke" if smoke else "")
     rel_file, out = job_paths(sweep_file, out, working_dir)
+    _check_targets_travel(sweep, working_dir)
     addr = resolve_address(address)
     cmd = entrypoint(rel_file, smoke=smoke, out=out, overrides=overrides, resume=resume)
     runtime_env: dict = {"working_dir": working_dir, "excludes": EXCLUDES}

@@ -150,6 +150,31 @@ def test_sweep_file_outside_the_shipped_directory_or_relative_out_is_refused(
     assert ".env" in kw["runtime_env"]["excludes"]  # compose's secrets never travel
 
 
+def test_a_problem_file_outside_the_shipped_directory_is_refused(
+    fake: type[FakeClient],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The job ships the working directory only: a ``problem.target`` file elsewhere would be missing."""
+    work = tmp_path / "work"
+    work.mkdir()
+    sweep = work / "tax.yaml"
+    text = (ROOT / "examples" / "tax_design.yaml").read_text()
+    sweep.write_text(
+        text.replace("tax_design.py:SPEC", f"{ROOT / 'examples' / 'tax_design.py'}:SPEC")
+    )
+    monkeypatch.chdir(work)
+    assert main(["submit", "tax.yaml", "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "problem.target:" in err and "outside" in err and not fake.instances
+    # next to the sweep file it travels with the job
+    (work / "tax_design.py").write_text((ROOT / "examples" / "tax_design.py").read_text())
+    sweep.write_text(text)
+    assert main(["submit", "tax.yaml", "--smoke"]) == 0
+    assert fake.instances
+
+
 def test_missing_pbrl_on_the_head_gets_a_hint(
     fake: type[FakeClient], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
