@@ -97,6 +97,12 @@ def test_yaml_bombs_huge_grids_folders_and_binary_files_are_refused_fast(tmp_pat
     assert time.perf_counter() - t0 < 5
     with pytest.raises(ConfigError, match="is not a file"):
         load_sweep(tmp_path)
+    huge = tmp_path / "huge.yaml"  # a valid YAML file just over the 1 MiB cap: refused unread
+    huge.write_text(TINY + "# " + "x" * (1 << 20) + "\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="larger than 1 MiB; not a sweep file"):
+        load_sweep(huge)
+    assert time.perf_counter() - t0 < 1
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="UTF-8"):
