@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -316,3 +317,26 @@ def test_sigterm_then_a_sigkill_during_the_resume_still_ends_bitwise(
     name = "pbrl_value__s0"
     assert (out / name / "metrics.jsonl").read_text() == (ref / name / "metrics.jsonl").read_text()
     assert not state.exists()  # a complete trial keeps no checkpoint
+
+
+def test_an_unfinished_trial_whose_folder_was_deleted_starts_over(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Tune trial keeps its checkpoint outside its folder: when the folder (metrics) is deleted, the
+    rows before the checkpoint are gone, so the trial runs from scratch instead of resuming with a hole;
+    its files then equal an undisturbed run's."""
+    from pbrl_dist.launch.trial import run_trial
+    from pbrl_dist.testing import MemoryCheckpointer
+
+    spec = load_sweep(tiny).trials[0]
+    ref_dir, dir_ = tmp_path / "ref", tmp_path / "trial"
+    run_trial(spec, ref_dir, progress=False)
+    ck = MemoryCheckpointer(every=10, crash_after=20)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_trial(spec, dir_, progress=False, ckpt=ck)
+    assert ck.saved is not None and ck.saved["k"] == 20
+    shutil.rmtree(dir_)  # the unfinished trial's folder goes; its checkpoint (elsewhere) stays
+    run_trial(spec, dir_, progress=False, ckpt=ck)
+    assert "metrics.jsonl is gone" in capsys.readouterr().out
+    assert (dir_ / "metrics.jsonl").read_text() == (ref_dir / "metrics.jsonl").read_text()
+    assert ck.saved["k"] == 40  # it ran all 40 iterations again and saved as it went
