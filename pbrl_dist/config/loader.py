@@ -542,7 +542,7 @@ def _check_unread(
     """A method field set in the sweep that the trial's algo/mode does not read is an error.
 
     ``set_by[trial] = (fields set in the method's own methods.<name> entry, fields set for every
-    method: the shared method: block, smoke method:, method.* overrides and grid axes)``. An own field
+    method: the shared method: block, smoke method:, method.* overrides, grid and search axes)``. An own field
     is an error when the trial does not read it; a shared one only when no trial of the sweep reads it.
     """
     specs = algo_specs()
@@ -632,6 +632,7 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
                     k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}
                 }
                 shared |= {k.split(".", 1)[1] for k in point if k.startswith("method.")}
+                shared |= {k.split(".", 1)[1] for k in block.search if k.startswith("method.")}
                 set_by[name] = (set(mcfg), shared)
     _check_unread(trials, set_by, path)
     # Seed-major order: every method and grid point of the first seed, then of the next, so a sweep

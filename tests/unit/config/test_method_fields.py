@@ -113,3 +113,16 @@ def test_an_estimator_the_problem_cannot_run_is_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert "method.estimator: problem" in err and "supports exact only (got mc)" in err
     assert not out.exists()
+
+
+def test_a_search_axis_no_method_reads_is_an_error(tmp_path: Path) -> None:
+    """``sweep.search`` axes count like grid axes: searching a field no method reads does nothing."""
+    with pytest.raises(ConfigError, match=r"method\.penalty: not read by algo metagrad, pbrl_ni"):
+        load_sweep(
+            SWEEPS / "fig3_incentive.yaml",
+            smoke=True,
+            overrides=["sweep.search={method.penalty: {choice: [value, bellman]}}"],
+        )
+    # a searched field some method reads is fine (fig1_search searches lam and lr_x of PBRL)
+    assert load_sweep(SWEEPS / "fig1_search.yaml", smoke=True).trials
+
