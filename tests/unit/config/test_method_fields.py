@@ -125,4 +125,3 @@ def test_a_search_axis_no_method_reads_is_an_error(tmp_path: Path) -> None:
         )
     # a searched field some method reads is fine (fig1_search searches lam and lr_x of PBRL)
     assert load_sweep(SWEEPS / "fig1_search.yaml", smoke=True).trials
-
