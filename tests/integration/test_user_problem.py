@@ -4,6 +4,9 @@ with no change to the package: ``problem.target`` names it, by file or by module
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,29 @@ def test_example_runs_through_pbrl_sweep_on_tune(tmp_path: Path) -> None:
         assert got["upper/principal_return"] == want["upper/principal_return"], name
     rec = yaml.safe_load((out / "sweep.yaml").read_text())
     assert rec["runner"] == "tune" and sorted(rec["trials"]) == sorted(SMOKE_TRIALS)
+
+
+def test_an_installed_entry_point_registers_the_problem(tmp_path: Path) -> None:
+    """A package that declares ``[project.entry-points."pbrl_dist.problems"]`` needs no problem.target:
+    ``problem.name`` alone finds it (a fresh process, so the registry starts empty)."""
+    site = tmp_path / "site"
+    dist = site / "tax_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tax-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pbrl_dist.problems]\ntax_design = tax_design:SPEC\n")
+    sweep = tmp_path / "tax_ep.yaml"
+    sweep.write_text(
+        EXAMPLE.read_text().replace("  target: tax_design.py:SPEC", "  name: tax_design", 1)
+    )
+    assert "target:" not in sweep.read_text().split("method")[0]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "examples")])}
+    out = tmp_path / "ep"
+    p = subprocess.run(
+        [sys.executable, "-m", "pbrl_dist.cli", "run", str(sweep), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**env, "WANDB_MODE": "disabled"},
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    _check_results(out)
