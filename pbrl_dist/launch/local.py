@@ -8,10 +8,13 @@ how many trials finished and the exact resume command.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from pbrl_dist.config.loader import ConfigError, Sweep
 from pbrl_dist.launch.checkpoints import FileCheckpointer
@@ -55,10 +58,75 @@ def check_local_sweep(sweep: Sweep) -> None:
         )
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _default_of(cfg: Any, key: str) -> Any:
+    """The schema default of a dotted config key (``method.lr``), or a sentinel when it has none."""
+    *path, leaf = key.split(".")
+    obj = cfg
+    for part in path:
+        obj = getattr(obj, part, None)
+    for f in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
+        if f.name == leaf:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return _NO_DEFAULT
+
+
+_NO_DEFAULT = object()
+
+
+def _same_but_new_defaults(sweep: Sweep, out: Path, record: dict[str, Any]) -> list[str] | None:
+    """Settings a newer pbrl added at their defaults, if that is all that differs from the recorded
+    run (same trial names; every started trial's config.yaml equal but for them); else None."""
+    if list(record.get("trials") or []) != [t.name for t in sweep.trials]:
+        return None
+    added: set[str] = set()
+    for t in sweep.trials:
+        path = out / t.name / "config.yaml"
+        if not path.exists():
+            continue
+        old = _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        new = _flat(yaml.safe_load(t.to_yaml()) or {})
+        for key in set(old) | set(new):
+            if old.get(key, _NO_DEFAULT) == new.get(key, _NO_DEFAULT):
+                continue
+            if key in old or new[key] != _default_of(t.cfg, key):
+                return None
+            added.add(key)
+    return sorted(added)
+
+
 def check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
-    """Return ``out``'s record if ``--resume`` may continue it with these trials, else ``ConfigError``."""
+    """Return ``out``'s record if ``--resume`` may continue it with these trials, else ``ConfigError``.
+
+    A run recorded by an older pbrl resumes when the only difference is settings added since, at their
+    defaults (they change nothing in what was run); this is said in one line.
+    """
     record = read_record(out)
-    if record.get("fingerprint") not in (None, fingerprint(sweep.trials)):
+    fp = record.get("fingerprint")
+    if (
+        fp is not None
+        and fp != fingerprint(sweep.trials)
+        and (added := _same_but_new_defaults(sweep, out, record))
+    ):
+        print(
+            f"--resume: the run in {out} predates {', '.join(added)}; resuming with "
+            f"{'it' if len(added) == 1 else 'them'} at the default",
+            flush=True,
+        )
+        return record
+    if fp not in (None, fingerprint(sweep.trials)):
         raise ConfigError(
             f"--resume: the trials differ from the run in {out} (sweep file, --smoke or key=value "
             "overrides changed); pass the same ones as the first run (or none: the recorded ones "

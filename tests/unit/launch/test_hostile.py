@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pbrl_dist.cli import main
 from pbrl_dist.config.loader import ConfigError, load_sweep
@@ -340,3 +341,27 @@ def test_an_unfinished_trial_whose_folder_was_deleted_starts_over(
     assert "metrics.jsonl is gone" in capsys.readouterr().out
     assert (dir_ / "metrics.jsonl").read_text() == (ref_dir / "metrics.jsonl").read_text()
     assert ck.saved["k"] == 40  # it ran all 40 iterations again and saved as it went
+
+
+def test_resume_across_a_pbrl_upgrade_that_added_a_setting_at_its_default(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep started by an older pbrl (its configs lack a setting added since) resumes when the new
+    setting is at its default; a real change of what runs is still refused."""
+    out = tmp_path / "out"
+    assert main(["run", str(tiny), "--out", str(out)]) == 0
+    # Make the folder look as if an older pbrl wrote it: no method.warm_start in the trial configs,
+    # and a fingerprint over those configs.
+    record = yaml.safe_load((out / "sweep.yaml").read_text())
+    record["fingerprint"] = "0123456789abcdef"
+    (out / "sweep.yaml").write_text(yaml.safe_dump(record))
+    for cfg_path in out.glob("*/config.yaml"):
+        cfg = yaml.safe_load(cfg_path.read_text())
+        del cfg["method"]["warm_start"]
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    assert "predates method.warm_start; resuming with it at the default" in capsys.readouterr().out
+    # a setting the old run had, now different: refused, nothing runs
+    assert main(["run", "--resume", "--out", str(out), "method.lr_x=0.2"]) == 2
+    assert "the trials differ" in capsys.readouterr().err
