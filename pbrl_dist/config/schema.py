@@ -102,6 +102,8 @@ class SweepBlock:
             ``{method.lr_x: {loguniform: [0.01, 0.5]}, method.lam: {choice: [5, 20]}}``; the kinds are
             ``choice`` (list of values), ``uniform`` / ``loguniform`` ([low, high]), ``randint`` ([low, high)).
         num_samples: samples of the ``search`` axes per grid trial (needs ``search``).
+        search_seed: seed of the ``search`` sampler: the same sweep file draws the same settings on
+            every launch (change it for a fresh draw).
         scheduler: early stopping (``fifo`` or ``asha``).
         max_failures: Tune retries a failed trial this many times from its last checkpoint.
         max_concurrent_trials: cap on trials running at once (0 = as many as the resources allow).
@@ -113,6 +115,7 @@ class SweepBlock:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     search: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     num_samples: int = 1
+    search_seed: int = 0
     scheduler: SchedulerBlock = field(default_factory=SchedulerBlock)
     max_failures: int = 2
     max_concurrent_trials: int = 0

@@ -31,6 +31,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.search import BasicVariantGenerator
 
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
 from pbrl_dist.config.schema import SweepBlock
@@ -318,7 +319,10 @@ def _fit(
             tune_config=tune.TuneConfig(
                 num_samples=block.num_samples,
                 scheduler=_scheduler(sweep, block),
-                max_concurrent_trials=block.max_concurrent_trials or None,
+                # Seeded: a sweep file draws the same search samples on every launch.
+                search_alg=BasicVariantGenerator(
+                    max_concurrent=block.max_concurrent_trials, random_state=block.search_seed
+                ),
                 trial_dirname_creator=_dirname,
                 reuse_actors=os.environ.get("PBRL_TUNE_REUSE_ACTORS", "1") == "1",
             ),

@@ -190,6 +190,25 @@ def test_search_and_asha_report_right(cluster: str, tmp_path: Path) -> None:
     for t in stopped:  # a stopped trial really stopped early
         last = _rows(out / t)[-1]["iter"]
         assert last < 80
+    # The search is seeded (sweep.search_seed): a second launch draws the same six settings, and
+    # a different seed draws others.
+    again, other = tmp_path / "again", tmp_path / "other"
+    for dest, extra in ((again, []), (other, ["sweep.search_seed=1"])):
+        proc = _pbrl(
+            "sweep",
+            str(SWEEPS / "fig1_search.yaml"),
+            "--smoke",
+            "--address",
+            cluster,
+            "--out",
+            str(dest),
+            "--no-report",
+            *extra,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    strip = lambda names: sorted(n.rsplit("__", 1)[0] for n in names)  # noqa: E731 (less the trial id)
+    assert strip(_trials(again)) == strip(trials)
+    assert set(strip(_trials(other))).isdisjoint(strip(trials))
 
 
 def test_wandb_runs_are_offline_one_per_trial_and_differ_between_launches(
