@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -137,17 +138,51 @@ def _scheduler(sweep: Sweep, block: SweepBlock) -> Any:
     )
 
 
+class _CtrlC:
+    """Whether Tune's own Ctrl-C handler has fired during ``fit``.
+
+    For the length of a run Tune puts in a SIGINT handler of its own; the first Ctrl-C sets Tune's
+    stop event and puts back the handler that was there before. So once Tune's handler has been seen
+    in place, finding the earlier one back means Ctrl-C came (a normal end leaves Tune's in place).
+    """
+
+    def __init__(self) -> None:
+        self.before = signal.getsignal(signal.SIGINT)
+        self.tune_handler: Any = None
+
+    def seen(self) -> bool:
+        """True once Ctrl-C has reached Tune's handler."""
+        now = signal.getsignal(signal.SIGINT)
+        if now is not self.before:
+            self.tune_handler = now
+            return False
+        return self.tune_handler is not None
+
+    def close(self) -> None:
+        """Put back the handler Tune left in place after a normal end."""
+        if self.tune_handler is not None and signal.getsignal(signal.SIGINT) is self.tune_handler:
+            signal.signal(signal.SIGINT, self.before)
+
+
 class _Progress(tune.Callback):
     """One line per finished, stopped or failed trial (Tune's tables are off unless PBRL_TUNE_VERBOSE>0).
 
-    A trial that ends without its ``result.json`` was stopped by the scheduler (ASHA): it gets a
-    ``stopped.json`` so that ``pbrl report`` never counts it as complete.
+    A trial that ends without its ``result.json`` was stopped by the scheduler when there is one
+    (ASHA) and Ctrl-C has not come: it gets a ``stopped.json`` so that ``pbrl report`` never counts
+    it as complete. Otherwise (Ctrl-C reached the trial while it was finishing, e.g. during W&B's
+    final upload) it is unfinished: ``--resume`` runs it again.
     """
 
-    def __init__(self, total: int, specs: dict[str, TrialSpec], out: Path) -> None:
+    def __init__(
+        self, total: int, specs: dict[str, TrialSpec], out: Path, *, scheduler: bool, ctrl_c: _CtrlC
+    ) -> None:
         self.total, self.specs, self.out = total, specs, out
-        self.done = self.stopped = self.errored = 0
+        self.scheduler, self.ctrl_c = scheduler, ctrl_c
+        self.done = self.stopped = self.errored = self.unfinished = 0
         self.t0 = time.perf_counter()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ctrl_c.seen()  # notes Tune's handler in place
 
     def _name(self, trial: Any) -> str:
         try:
@@ -162,6 +197,9 @@ class _Progress(tune.Callback):
         if (tdir / RESULT).exists():
             self.done += 1
             what = "done"
+        elif self.ctrl_c.seen() or not self.scheduler:
+            self.unfinished += 1
+            what = "ended without its result (interrupted); --resume runs it again"
         else:
             self.stopped += 1
             k = res.get("iter")
@@ -197,8 +235,8 @@ class _Progress(tune.Callback):
 
     @property
     def ended(self) -> int:
-        """Trials that reached an end: complete, stopped by the scheduler, or failed for good."""
-        return self.done + self.stopped + self.errored
+        """Trials that reached an end: complete, stopped by the scheduler, failed for good, or cut."""
+        return self.done + self.stopped + self.errored + self.unfinished
 
 
 def _dirname(trial: Any) -> str:
@@ -301,7 +339,14 @@ def _fit(
     )
     path = tune_path(out, sweep)
     n = len(sweep.trials) * block.num_samples
-    progress = _Progress(n, {t.name: t for t in sweep.trials}, out.resolve())
+    ctrl_c = _CtrlC()
+    progress = _Progress(
+        n,
+        {t.name: t for t in sweep.trials},
+        out.resolve(),
+        scheduler=block.scheduler.name == "asha",
+        ctrl_c=ctrl_c,
+    )
     if resume:
         if not tune.Tuner.can_restore(str(path)):
             raise ConfigError(f"--resume: {path} is not a restorable Tune experiment")
@@ -340,6 +385,9 @@ def _fit(
         results = tuner.fit()
     except KeyboardInterrupt:
         raise Interrupted(_count_complete(specs, out), n) from None
+    if ctrl_c.seen():  # Tune stopped gracefully: nothing is repaired or reported, exit 130
+        raise Interrupted(_count_complete(specs, out), n)
+    ctrl_c.close()
     if resume:
         _repair(results, specs, out, launch_id=str(record.get("launch_id", "")))
     tally = _tally(results, specs, out)

@@ -33,16 +33,19 @@ def _env() -> dict[str, str]:
 @pytest.mark.chaos
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
-    "sig",
+    ("sig", "group"),
     [
-        pytest.param(signal.SIGINT, id="ctrl-c"),
+        # A terminal's Ctrl-C goes to the whole foreground process group: pbrl, Ray's processes it
+        # started and the trials' W&B writers (offline here) all get it. A trial caught finishing
+        # must not be taken for one stopped by a scheduler (there is none): it is run again.
+        pytest.param(signal.SIGINT, True, id="ctrl-c"),
         # A scheduler's preemption; ray.init's own C++ handler would abort (134) if pbrl did not
         # put its Python one back.
-        pytest.param(signal.SIGTERM, id="sigterm", marks=pytest.mark.slow),
+        pytest.param(signal.SIGTERM, False, id="sigterm", marks=pytest.mark.slow),
     ],
 )
 def test_ctrl_c_on_pbrl_sweep_exits_130_and_the_printed_command_resumes_it(
-    tmp_path: Path, sig: signal.Signals
+    tmp_path: Path, sig: signal.Signals, group: bool
 ) -> None:
     out = tmp_path / "demo"
     overrides = ["method.num_iters=400", "dist.checkpoint_every=100"]
@@ -52,8 +55,9 @@ def test_ctrl_c_on_pbrl_sweep_exits_130_and_the_printed_command_resumes_it(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env={**_env(), "WANDB_MODE": "offline"} if group else _env(),
         cwd=tmp_path,
+        start_new_session=group,  # its own group, as a shell gives a foreground job
     )
     assert proc.stdout is not None
     t0 = time.time()
@@ -61,9 +65,13 @@ def test_ctrl_c_on_pbrl_sweep_exits_130_and_the_printed_command_resumes_it(
         if line.startswith("[1/6]"):
             break
         assert time.time() - t0 < 300, "no trial finished"
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest[-2000:] + err[-2000:]
+    assert not list(out.glob("*/stopped.json")), "a trial cut by Ctrl-C was marked stopped"
     assert "trials finished (" not in rest  # no "all done" summary, no report
     assert not (out / "report").exists()
     (msg,) = [x for x in err.splitlines() if "interrupted:" in x]

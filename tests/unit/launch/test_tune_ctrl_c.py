@@ -1,0 +1,155 @@
+"""A trial that ends without its ``result.json`` is "stopped by the scheduler" only when there is a
+scheduler and Ctrl-C has not come; otherwise it is unfinished and ``--resume`` runs it again.
+
+Ctrl-C from a terminal reaches the trial processes too; one caught while finishing (W&B's last upload
+raised MailboxClosedError) was marked ``stopped.json`` by the scheduler rule, so no later resume ran it.
+The end-to-end journey is tests/integration/test_interrupt.py; these pin the decision itself.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pbrl_dist.config.loader import load_sweep
+from pbrl_dist.launch import tune_sweep
+from pbrl_dist.launch.trial import RESULT
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def specs() -> dict[str, Any]:
+    sweep = load_sweep(str(ROOT / "sweeps" / "demo_fig1.yaml"), smoke=True)
+    return {t.name: t for t in sweep.trials}
+
+
+@pytest.fixture
+def handler() -> Any:
+    """Restore SIGINT's handler after a test that plays Tune's part."""
+    before = signal.getsignal(signal.SIGINT)
+    yield before
+    signal.signal(signal.SIGINT, before)
+
+
+def _tune_runs(ctrl_c: tune_sweep._CtrlC) -> Any:
+    """Do what Tune does at the start of a run: put in its own SIGINT handler, restoring on Ctrl-C."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def tune_handler(sig: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, tune_handler)
+    return tune_handler
+
+
+def _end(progress: Any, name: str) -> None:
+    trial = SimpleNamespace(config={"trial": name}, trial_id="x_00000", last_result={"iter": 40})
+    progress.on_trial_start(0, [], trial)
+    progress.on_trial_complete(0, [], trial)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "ctrl_c", "stopped"),
+    [(True, False, True), (True, True, False), (False, False, False), (False, True, False)],
+    ids=["asha", "asha+ctrl-c", "fifo", "fifo+ctrl-c"],
+)
+def test_only_the_scheduler_marks_a_trial_stopped(
+    tmp_path: Path,
+    specs: dict[str, Any],
+    handler: Any,
+    capsys: pytest.CaptureFixture[str],
+    scheduler: bool,
+    ctrl_c: bool,
+    stopped: bool,
+) -> None:
+    name = next(iter(specs))
+    watch = tune_sweep._CtrlC()
+    progress = tune_sweep._Progress(len(specs), specs, tmp_path, scheduler=scheduler, ctrl_c=watch)
+    tune_handler = _tune_runs(watch)
+    watch.seen()
+    if ctrl_c:
+        tune_handler(signal.SIGINT, None)  # the first Ctrl-C, as Tune handles it
+    _end(progress, name)
+    line = capsys.readouterr().out
+    assert (tmp_path / name / tune_sweep.STOPPED).exists() is stopped
+    assert not (tmp_path / name / RESULT).exists()
+    if stopped:
+        assert "stopped by the scheduler at iteration 40" in line and progress.stopped == 1
+    else:
+        assert "ended without its result (interrupted); --resume runs it again" in line
+        assert progress.unfinished == 1 and progress.stopped == 0
+    assert progress.ended == 1
+
+
+def test_ctrl_c_is_seen_after_tune_restored_the_handler_and_not_after_a_normal_end(
+    handler: Any,
+) -> None:
+    watch = tune_sweep._CtrlC()
+    assert not watch.seen()  # Tune has not started
+    tune_handler = _tune_runs(watch)
+    assert not watch.seen()  # running, no Ctrl-C
+    watch.close()  # a normal end: pbrl's handler is put back
+    assert signal.getsignal(signal.SIGINT) is handler
+
+    watch = tune_sweep._CtrlC()
+    tune_handler = _tune_runs(watch)
+    assert not watch.seen()
+    tune_handler(signal.SIGINT, None)
+    assert watch.seen()
+    assert signal.getsignal(signal.SIGINT) is handler  # a second Ctrl-C is Python's own
+
+
+def test_a_sweep_interrupted_inside_fit_exits_without_repairing(
+    tmp_path: Path, specs: dict[str, Any], handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tune returns normally after a graceful Ctrl-C; a resume must not then re-run trials inline."""
+    repaired: list[Any] = []
+    monkeypatch.setattr(tune_sweep, "_repair", lambda *a, **k: repaired.append(a))
+
+    class FakeTuner:
+        def __init__(self, *a: Any, **k: Any) -> None:
+            pass
+
+        @staticmethod
+        def can_restore(path: str) -> bool:
+            return True
+
+        @classmethod
+        def restore(cls, *a: Any, **k: Any) -> FakeTuner:
+            return cls()
+
+        def fit(self) -> list[Any]:
+            tune_handler = _tune_runs(watch[0])
+            watch[0].seen()
+            tune_handler(signal.SIGINT, None)
+            return []
+
+    watch: list[Any] = []
+    real = tune_sweep._CtrlC
+
+    def make() -> Any:
+        watch.append(real())
+        return watch[0]
+
+    monkeypatch.setattr(tune_sweep, "_CtrlC", make)
+    monkeypatch.setattr(tune_sweep.tune, "Tuner", FakeTuner)
+    monkeypatch.setattr(tune_sweep, "make_trainable", lambda *a, **k: None)
+    sweep = load_sweep(str(ROOT / "sweeps" / "demo_fig1.yaml"), smoke=True)
+    block = tune_sweep.typed_block(sweep)
+    with pytest.raises(tune_sweep.Interrupted):
+        tune_sweep._fit(
+            sweep,
+            block,
+            tmp_path,
+            resume=True,
+            overwrite=False,
+            record={},
+            restart_corrupt=False,
+            extra={},
+        )
+    assert repaired == []
