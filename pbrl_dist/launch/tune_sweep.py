@@ -339,10 +339,11 @@ def _fit(
     )
     path = tune_path(out, sweep)
     n = len(sweep.trials) * block.num_samples
+    specs = {t.name: t for t in sweep.trials}
     ctrl_c = _CtrlC()
     progress = _Progress(
         n,
-        {t.name: t for t in sweep.trials},
+        specs,
         out.resolve(),
         scheduler=block.scheduler.name == "asha",
         ctrl_c=ctrl_c,
@@ -354,6 +355,10 @@ def _fit(
         tuner = tune.Tuner.restore(
             str(path), trainable=trainable, resume_errored=True, param_space=None
         )
+        # The restored run config carries the callbacks pickled at the first launch (an older
+        # pbrl's, counting from zero): this launch's progress replaces them.
+        progress.done = _count_complete(specs, out)
+        tuner._local_tuner.get_run_config().callbacks = [progress]
     else:
         prepare_out_dir(out, overwrite=overwrite)
         write_record(sweep, out, runner="tune", **record, tune_path=str(path), **extra)
@@ -380,7 +385,6 @@ def _fit(
                 callbacks=[progress],
             ),
         )
-    specs = {t.name: t for t in sweep.trials}
     try:
         results = tuner.fit()
     except KeyboardInterrupt:
