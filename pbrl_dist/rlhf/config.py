@@ -75,6 +75,9 @@ class RLHFConfig:
         upper_coef_decay: c is multiplied by this every ``upper_coef_decay_every`` updates (PROPOSAL 0.5).
         upper_coef_decay_every: A2C updates between decays (PROPOSAL 1e5).
         oracle_steps: inner A2C steps of the oracle π̂* per agent update (PBRL with the penalty).
+        oracle_every: the oracle takes its ``oracle_steps`` every this many agent updates (1: every
+            update, Algorithm 1). r_φ moves only every ``rm_every`` updates, so a slower oracle still
+            tracks argmax V_φ; 2 halves the oracle's env steps and updates (BENCHMARKS.md, RESULTS.md).
         oracle_warm_start: π̂* continues from its own previous parameters (True) or restarts from
             the agent's current parameters every iteration (False).
         log_every_steps: a metrics row every this many agent env steps (and at the end).
@@ -124,6 +127,7 @@ class RLHFConfig:
     upper_coef_decay: float = 0.5
     upper_coef_decay_every: int = 100_000
     oracle_steps: int = 1
+    oracle_every: int = 1
     oracle_warm_start: bool = True
     # --- logging / evaluation ---
     log_every_steps: int = 100_000
@@ -201,6 +205,7 @@ class RLHFConfig:
             (m + "upper_coef_decay", 0 < self.upper_coef_decay <= 1, "must be in (0, 1]"),
             (m + "upper_coef_decay_every", self.upper_coef_decay_every >= 1, "must be ≥ 1"),
             (m + "oracle_steps", self.oracle_steps >= 1, "must be ≥ 1"),
+            (m + "oracle_every", self.oracle_every >= 1, "must be ≥ 1"),
             (m + "log_every_steps", self.log_every_steps >= 1, "must be ≥ 1"),
             (m + "return_window", self.return_window >= 1, "must be ≥ 1"),
         ]
@@ -244,7 +249,7 @@ _RLHF_REWARD_MODEL = frozenset(
 _RLHF_PBRL = frozenset(
     {
         "use_upper_in_policy", "use_penalty_in_reward", "upper_coef", "upper_coef_decay",
-        "upper_coef_decay_every", "oracle_steps", "oracle_warm_start",
+        "upper_coef_decay_every", "oracle_steps", "oracle_every", "oracle_warm_start",
     }
 )  # fmt: skip
 RLHF_READS: dict[str, frozenset[str]] = {

@@ -19,7 +19,8 @@ Modes (``method.mode``):
 One A2C update = one ``iter``. Every iteration k:
     1. lower level: the agent collects ``n_steps`` steps in each of the ``num_envs`` envs;
     2. its rewards: r̃_φk(s, a) normalised to std ``reward_std`` (or the true reward for the oracle);
-    3. PBRL: the oracle π̂* takes ``oracle_steps`` A2C steps on r̃_φk with its own envs;
+    3. PBRL: the oracle π̂* takes ``oracle_steps`` A2C steps on r̃_φk with its own envs (every
+       ``oracle_every`` iterations);
     4. upper level, every ``rm_every`` iterations: label ``pairs_per_epoch`` new pairs from the last
        ``pair_window_steps`` agent steps, then one reward-model epoch on BT (+ λ·p̂);
     5. policy step: A2C on r̃_φk (+ c·score term).
@@ -367,7 +368,7 @@ def _train(
         # The agent's and the oracle's first fragment are independent: on Ray both are collected at
         # once on their own actors (locally ``collect_async`` defers the work to the wait, same numbers).
         wait_agent = agent_src.collect_async(L.agent.weights(), k)
-        wait_oracle = _start_oracle(L, oracle_src)
+        wait_oracle = _start_oracle(L, oracle_src) if k % cfg.oracle_every == 0 else None
         roll = wait_agent()
         if agent_src.restarted:
             L.break_window()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,31 @@ def test_resume_after_crash_equals_uninterrupted(mode: str) -> None:
             for name, t in ref_net.items():
                 assert torch.equal(got[name], t), (net, name)
     assert final["counters"] == want["counters"]
+
+
+def test_oracle_every_steps_the_oracle_on_every_kth_update_and_resumes_off_phase() -> None:
+    cfg = dataclasses.replace(TINY, mode="pbrl", oracle_every=4)
+    ref_rows, ref = _run(cfg)
+    every, _ = _run(dataclasses.replace(cfg, oracle_every=1))
+    updates = cfg.num_updates(TOY.num_envs)  # of 20 agent steps each
+    assert ref.metrics["perf/oracle_env_frames"] == math.ceil(updates / 4) * 20
+    assert every[-1]["perf/oracle_env_frames"] == updates * 20
+    assert _strip_perf(ref_rows) != _strip_perf(every)
+    # A crash at update 30 (not a multiple of 4) resumes into the same schedule.
+    ck = MemoryCheckpointer(every=30, crash_after=30)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(cfg, ckpt=ck)
+    rows, res = _run(cfg, ckpt=ck)
+    assert _strip_perf(rows) == [r for r in _strip_perf(ref_rows) if r["iter"] > 30]
+    assert res.metrics["perf/oracle_env_frames"] == ref.metrics["perf/oracle_env_frames"]
+
+
+def test_oracle_every_is_read_by_pbrl_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="method.oracle_every: must be ≥ 1"):
+        load_sweep(str(TOY_SWEEP), smoke=True, overrides=["method.oracle_every=0"])
+    with pytest.raises(ConfigError, match=r"method.oracle_every: not read by .* mode drlhf"):
+        load_sweep(str(TOY_SWEEP), smoke=True, overrides=["methods.drlhf.oracle_every=2"])
+    load_sweep(str(TOY_SWEEP), smoke=True, overrides=["method.oracle_every=2"])  # pbrl reads it
 
 
 ATARI_TINY = dataclasses.replace(
