@@ -45,6 +45,7 @@ def ours(
     *,
     reuse: bool = False,
     warmup: bool = True,
+    oracle_every: int = 1,
 ) -> dict[str, float]:
     """Train ``updates`` A2C updates in ``mode``; return loop frames/s (and warm-up s/epoch).
 
@@ -57,6 +58,7 @@ def ours(
         log_every_steps=10**12,
         compute_dtype=dtype,
         reuse_acting_graph=reuse,
+        oracle_every=oracle_every,
     )
     batch = N_STEPS * NUM_ENVS
     cfg.total_env_steps = cfg.init_steps(NUM_ENVS) + updates * batch
@@ -154,11 +156,19 @@ def main() -> None:
         action="store_true",
         help="only the rows of method.reuse_acting_graph: SB3, then each mode without and with it",
     )
+    ap.add_argument(
+        "--oracle",
+        action="store_true",
+        help="only PBRL's cost over DRLHF: drlhf, then pbrl with method.oracle_every 1 and 2",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     res: dict[str, dict[str, float]] = {}
     if args.reuse:
         reuse_table(args.game, args.updates)
+        return
+    if args.oracle:
+        oracle_table(args.game, args.updates)
         return
     if not args.skip_sb3:
         res["sb3 A2C"] = sb3(args.game, args.updates)
@@ -213,6 +223,33 @@ def reuse_table(game: str, updates: int) -> None:
         print(
             f"pbrl{reuse}: {best['drlhf' + reuse] / best['pbrl' + reuse]:.2f}x the time per agent frame "
             f"of drlhf{reuse} (goal <= 1.5)"
+        )
+
+
+def oracle_table(game: str, updates: int) -> None:
+    """DRLHF and PBRL with the oracle stepping every 1 and 2 agent updates, taking turns (2 rounds)."""
+    runs = {
+        "drlhf": {"mode": "drlhf"},
+        "pbrl, oracle_every 1": {"mode": "pbrl"},
+        "pbrl, oracle_every 2": {"mode": "pbrl", "oracle_every": 2},
+    }
+    rows: dict[str, list[float]] = {}
+    for _ in range(2):
+        for name, kw in runs.items():
+            r = ours(
+                game, kw["mode"], updates, 2, warmup=False, oracle_every=kw.get("oracle_every", 1)
+            )
+            rows.setdefault(name, []).append(r["frames_per_s"])
+    best = {k: max(v) for k, v in rows.items()}
+    print(
+        f"{game}, {NUM_ENVS} envs x {N_STEPS} steps, {updates} A2C updates, 1 torch thread, best of 2"
+    )
+    for name, v in rows.items():
+        print(f"{name:28s} {best[name]:9.0f} frames/s   rounds: {', '.join(f'{x:.0f}' for x in v)}")
+    for k in (1, 2):
+        print(
+            f"pbrl, oracle_every {k}: {best['drlhf'] / best[f'pbrl, oracle_every {k}']:.2f}x the time "
+            "per agent frame of drlhf (goal <= 1.5)"
         )
 
 
