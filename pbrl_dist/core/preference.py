@@ -141,6 +141,22 @@ def sample_segment_indices(
     return chosen // N, chosen % N
 
 
+def absorbing_steps(done_BH: torch.Tensor) -> torch.Tensor:
+    """Mark the steps of each segment that come after its first episode end.
+
+    Math:
+        absorbing[b, t] = 1{∃ t' < t: done[b, t']}
+
+    Args:
+        done_BH: (B, H) bool episode-end flags of the segments' transitions.
+
+    Returns:
+        (B, H) bool; the step that ends the episode is itself not absorbing.
+    """
+    d = done_BH.to(torch.int64)
+    return (d.cumsum(1) - d) > 0
+
+
 def gather_segments(
     x_TN: torch.Tensor, t0_B: torch.Tensor, n_B: torch.Tensor, H: int
 ) -> torch.Tensor:
@@ -168,11 +184,18 @@ def sample_segment_pairs(
     num_pairs: int,
     H: int,
     generator: torch.Generator,
+    absorb_action: int | None = None,
 ) -> SegmentPairs:
-    """Sample ``num_pairs`` pairs of length-H segments from one rollout (no episode crossing).
+    """Sample ``num_pairs`` pairs of length-H segments from one rollout.
+
+    Without ``absorb_action`` a segment never crosses an episode end (it may end on one). With it, a
+    segment may start at any step and contain an episode end: the steps after the first end are the
+    absorbing state (Kostrikov et al. 2019), stored as observation zeros, action ``absorb_action``
+    and true reward 0, so the teacher sees a game that ends early and r_φ learns what ending is worth.
 
     Math:
-        ret_b = Σ_{t=0}^{H−1} r(s_{t0_b + t}, a_{t0_b + t}) with the true game reward r.
+        ret_b = Σ_{t=0}^{H−1} r(s_{t0_b + t}, a_{t0_b + t}) with the true game reward r
+        (r = 0 on absorbing steps).
 
     Args:
         obs_TN: (T, N, *obs_shape) observations s_t (the observation the action a_t was taken in).
@@ -182,6 +205,7 @@ def sample_segment_pairs(
         num_pairs: number of pairs B.
         H: segment length.
         generator: CPU torch generator.
+        absorb_action: the action index that marks absorbing steps (|A|), or None.
 
     Returns:
         ``SegmentPairs`` on the device of ``obs_TN``; 2B distinct windows when the rollout has them.
@@ -190,10 +214,17 @@ def sample_segment_pairs(
     for name, t in (("obs_TN", obs_TN), ("true_rewards_TN", true_rewards_TN), ("done_TN", done_TN)):
         if tuple(t.shape[:2]) != (T, N):
             raise ValueError(f"{name}: leading shape {tuple(t.shape[:2])} != actions_TN's {(T, N)}")
-    t0, n = sample_segment_indices(done_TN, H=H, num=2 * num_pairs, generator=generator)
+    starts_from = done_TN if absorb_action is None else torch.zeros_like(done_TN)
+    t0, n = sample_segment_indices(starts_from, H=H, num=2 * num_pairs, generator=generator)
     obs = gather_segments(obs_TN, t0, n, H)
     act = gather_segments(actions_TN, t0, n, H).to(torch.int64)
-    ret = gather_segments(true_rewards_TN, t0, n, H).to(torch.float32).sum(1)
+    rew = gather_segments(true_rewards_TN, t0, n, H).to(torch.float32)
+    if absorb_action is not None:
+        absorbing = absorbing_steps(gather_segments(done_TN, t0, n, H))
+        obs = obs.masked_fill(absorbing.reshape(*absorbing.shape, *[1] * (obs.dim() - 2)), 0)
+        act = act.masked_fill(absorbing, absorb_action)
+        rew = rew.masked_fill(absorbing, 0.0)
+    ret = rew.sum(1)
     B = num_pairs
     return SegmentPairs(obs[:B], act[:B], obs[B:], act[B:], ret[:B], ret[B:])
 

@@ -44,8 +44,16 @@ class RLHFConfig:
             constant, and with episode ends that constant is not harmless: a negative offset pays the
             agent to end episodes early, a positive one to drag them out. Treating episodes as one
             continuing stream makes every policy's value shift by the same c/(1 − γ), so the policy
-            step is invariant to the constant (off by default; on for games that end on failure,
-            e.g. MinAtar). ``a2c_oracle`` on the true reward always stops at episode ends.
+            step is invariant to the constant, but it also removes what losing costs (off by
+            default; it halved DRLHF on MinAtar Breakout in a seed-0 probe, RESULTS.md; see
+            ``absorbing``). ``a2c_oracle`` on the true reward always stops at episode ends.
+        absorbing: an episode end leads to an absorbing state whose reward r_φ(absorbing) is learned
+            from the preferences (Kostrikov et al. 2019): segments may contain an episode end
+            (padded with absorbing steps, true reward 0), and the A2C steps on r̃_φ count
+            γ/(1 − γ)·r̃_φ(absorbing) after every end. Without it an end is worth 0 of the zero-mean
+            r̃_φ, which can pay the agent to end games early, and segments cut inside games never
+            show the teacher a game that ended early (MinAtar Breakout: RESULTS.md). Not with
+            ``continuing``.
         reuse_acting_graph: local backend only: the env shards act with the learner's own nets (the
             agent's, and the oracle's) with autograd on, and the A2C step differentiates those acting
             outputs instead of running the net again on the whole fragment (exact: the weights do not
@@ -102,6 +110,7 @@ class RLHFConfig:
     clip_true_reward: bool = True
     ac_hidden: list[int] = field(default_factory=lambda: [64, 64])
     continuing: bool = False
+    absorbing: bool = False
     reuse_acting_graph: bool = False
     compute_dtype: str = "float32"
     # --- reward model ---
@@ -206,6 +215,11 @@ class RLHFConfig:
             (m + "upper_coef_decay_every", self.upper_coef_decay_every >= 1, "must be ≥ 1"),
             (m + "oracle_steps", self.oracle_steps >= 1, "must be ≥ 1"),
             (m + "oracle_every", self.oracle_every >= 1, "must be ≥ 1"),
+            (
+                m + "absorbing",
+                not (self.absorbing and self.continuing),
+                "needs method.continuing false (a continuing stream has no absorbing state)",
+            ),
             (m + "log_every_steps", self.log_every_steps >= 1, "must be ≥ 1"),
             (m + "return_window", self.return_window >= 1, "must be ≥ 1"),
         ]
@@ -240,7 +254,7 @@ _RLHF_COMMON = frozenset(
 )  # fmt: skip
 _RLHF_REWARD_MODEL = frozenset(
     {
-        "continuing", "rm_lr", "rm_batch_size", "rm_dropout", "rm_hidden", "rm_every",
+        "continuing", "absorbing", "rm_lr", "rm_batch_size", "rm_dropout", "rm_hidden", "rm_every",
         "rm_epoch_batches", "reward_std", "initial_pairs", "initial_rollout_steps", "warmup_epochs",
         "pairs_per_epoch", "buffer_size", "segment_length", "pair_window_steps", "teacher_mode",
         "teacher_error_rate",

@@ -497,10 +497,19 @@ def _score_term(pairs: SegmentPairs, ell_B: torch.Tensor, c: float) -> PenaltyFn
     """Return net ↦ c·L_score(θ) on the freshly labelled pairs (see ``core.a2c.segment_score_loss``)."""
 
     def term(net: nn.Module) -> torch.Tensor:
-        logits1, _ = net(pairs.obs1_BH)
-        logits2, _ = net(pairs.obs2_BH)
-        logp1 = torch.log_softmax(logits1, -1).gather(-1, pairs.act1_BH.unsqueeze(-1)).squeeze(-1)
-        logp2 = torch.log_softmax(logits2, -1).gather(-1, pairs.act2_BH.unsqueeze(-1)).squeeze(-1)
+        logp1 = _segment_logp(net, pairs.obs1_BH, pairs.act1_BH)
+        logp2 = _segment_logp(net, pairs.obs2_BH, pairs.act2_BH)
         return c * segment_score_loss(logp1, logp2, ell_B)
 
     return term
+
+
+def _segment_logp(net: nn.Module, obs_BH: torch.Tensor, act_BH: torch.Tensor) -> torch.Tensor:
+    """Return log π_θ(a_t | s_t) (B, H) of a segment's steps; 0 on absorbing steps (action |A|:
+    after the episode ended, the policy took no action)."""
+    logits, _ = net(obs_BH)
+    num_actions = logits.shape[-1]
+    taken = act_BH < num_actions
+    logp = torch.log_softmax(logits, -1)
+    logp = logp.gather(-1, act_BH.clamp(max=num_actions - 1).unsqueeze(-1)).squeeze(-1)
+    return torch.where(taken, logp, torch.zeros_like(logp))

@@ -35,6 +35,27 @@ from pbrl_dist.rlhf.stats import RewardModelStats, load_into, state_of
 PenaltyFn = Callable[[nn.Module], torch.Tensor]
 
 
+class WithAbsorbing(nn.Module):
+    """r_φ extended by the absorbing state that follows an episode end (``method.absorbing``).
+
+    ``forward(obs) -> (*B, |A| + 1)``: the net's r_φ(s, ·) and, as one more action column, the learned
+    scalar r_φ(absorbing), the same for every s; so ``nets.reward(rm, obs, actions)`` reads absorbing
+    steps (action |A|) like any other step. Kostrikov et al. 2019 (DAC): without it, episode ends are
+    worth 0 to the agent, a value the preferences never set.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        """Wrap ``net``; r_φ(absorbing) starts at 0."""
+        super().__init__()
+        self.net = net
+        self.absorbing = nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return (*B, |A| + 1) rewards."""
+        r = self.net(obs, generator)
+        return torch.cat([r, self.absorbing.to(r.dtype).expand(*r.shape[:-1], 1)], -1)
+
+
 def reward_model_step(
     rm: nn.Module,
     opt: torch.optim.Optimizer,
@@ -93,7 +114,7 @@ class RewardModelTrainer:
     ) -> None:
         """Build r_φ (eval mode), its optimizer, the buffer and the generators from the seed."""
         self.cfg, self.gamma = cfg, float(gamma)
-        self.rm = make_reward_model(
+        self.rm: nn.Module = make_reward_model(
             net_kind,
             obs_shape,
             num_actions,
@@ -101,6 +122,10 @@ class RewardModelTrainer:
             generator=generator(seed, "init", "rm"),
             **net_kwargs,
         )
+        # absorbing steps of a segment carry the action index |A| (see ``WithAbsorbing``)
+        self.absorb_action = num_actions if cfg.absorbing else None
+        if cfg.absorbing:
+            self.rm = WithAbsorbing(self.rm)
         self.rm.eval()
         self.opt = torch.optim.Adam(self.rm.parameters(), lr=cfg.rm_lr)
         self.buffer = PreferenceBuffer(
@@ -127,13 +152,31 @@ class RewardModelTrainer:
             r, mean=self.rms.mean, std=self.rms.std, target_std=self.cfg.reward_std
         )
 
+    def with_end_value(
+        self, rm: nn.Module, r_tilde: torch.Tensor, dones: torch.Tensor
+    ) -> torch.Tensor:
+        """Add, on each step that ends an episode, what the absorbing state after it is worth.
+
+        Math:
+            r̃'_t = r̃_φ(s_t, a_t) + 1{done_t}·γ/(1 − γ)·r̃_φ(absorbing)
+        so that Σ_t γ^t r̃'_t is the return of the episode followed by the absorbing state forever
+        (the A2C step does not bootstrap past an episode end). Unchanged without ``method.absorbing``.
+        """
+        if self.absorb_action is None:
+            return r_tilde
+        end = self.gamma / (1.0 - self.gamma) * self.normalized(rm.absorbing)
+        return r_tilde + dones.to(r_tilde.dtype) * end
+
     @torch.no_grad()
     def learned_reward(self, roll: Rollout, *, update_stats: bool) -> torch.Tensor:
-        """Return r̃_φ(s_t, a_t) (T, N) of a rollout (dropout off); fold r_φ into the statistics."""
+        """Return r̃_φ(s_t, a_t) (T, N) of a rollout (dropout off); fold r_φ into the statistics.
+
+        With ``method.absorbing``, episode-ending steps also carry the absorbing state's value.
+        """
         r_TN = reward(self.rm, roll.obs_TN, roll.actions_TN)
         if update_stats:
             self.rms.update(r_TN)
-        return self.normalized(r_TN)
+        return self.with_end_value(self.rm, self.normalized(r_TN), roll.dones_TN)
 
     # --- labels ----------------------------------------------------------------------------------
 
@@ -143,10 +186,13 @@ class RewardModelTrainer:
         """Cut ``num_pairs`` segment pairs from a rollout, label them, add them to the buffer.
 
         Returns:
-            (pairs, labels y_B), or None when no segment fits inside one episode of the rollout.
+            (pairs, labels y_B), or None when no segment fits inside one episode of the rollout
+            (with ``method.absorbing``: only when the rollout is shorter than a segment).
         """
         H = self.cfg.segment_length
-        if roll.dones_TN.shape[0] < H or not valid_segment_starts(roll.dones_TN, H).any():
+        if roll.dones_TN.shape[0] < H:
+            return None
+        if self.absorb_action is None and not valid_segment_starts(roll.dones_TN, H).any():
             return None
         pairs = sample_segment_pairs(
             obs_TN=roll.obs_TN,
@@ -156,6 +202,7 @@ class RewardModelTrainer:
             num_pairs=num_pairs,
             H=H,
             generator=self.gens["pairs"],
+            absorb_action=self.absorb_action,
         )
         y_B = self.teacher(pairs.ret1_B, pairs.ret2_B, generator=self.gens["teacher"])
         self.buffer.add(pairs, y_B)
@@ -204,11 +251,15 @@ class RewardModelTrainer:
         gamma, g = self.gamma, self.gens["rm"]
 
         def penalty(rm: nn.Module) -> torch.Tensor:
-            r_hat = reward(rm, oracle_roll.obs_TN, oracle_roll.actions_TN, generator=g).reshape(-1)
-            r_agent = reward(rm, agent_roll.obs_TN, agent_roll.actions_TN, generator=g).reshape(-1)
-            p_hat = value_gap_surrogate(
-                self.normalized(r_hat), self.normalized(r_agent), gamma=gamma
-            ).clamp(min=0.0)
+            r_hat, r_agent = (
+                self.with_end_value(
+                    rm,
+                    self.normalized(reward(rm, r.obs_TN, r.actions_TN, generator=g)),
+                    r.dones_TN,
+                ).reshape(-1)
+                for r in (oracle_roll, agent_roll)
+            )
+            p_hat = value_gap_surrogate(r_hat, r_agent, gamma=gamma).clamp(min=0.0)
             return lam * (1.0 - gamma) * p_hat
 
         return penalty

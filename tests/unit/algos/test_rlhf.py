@@ -220,7 +220,7 @@ def test_oracle_every_steps_the_oracle_on_every_kth_update_and_resumes_off_phase
 
 
 def test_oracle_every_is_read_by_pbrl_only(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="method.oracle_every: must be ≥ 1"):
+    with pytest.raises(ConfigError, match=r"method\.oracle_every: must be ≥ 1"):
         load_sweep(str(TOY_SWEEP), smoke=True, overrides=["method.oracle_every=0"])
     with pytest.raises(ConfigError, match=r"method.oracle_every: not read by .* mode drlhf"):
         load_sweep(str(TOY_SWEEP), smoke=True, overrides=["methods.drlhf.oracle_every=2"])
@@ -399,3 +399,126 @@ def test_reuse_acting_graph_is_refused_on_the_ray_backend() -> None:
                 "dist.num_rollout_workers=1",
             ],
         )
+
+
+# --- method.absorbing: episode ends lead to an absorbing state whose reward r_φ learns -----------
+
+
+def test_absorbing_runs_resumes_and_labels_games_shorter_than_a_segment() -> None:
+    """Games of 6 steps and 10-step segments: without the absorbing state no segment fits inside a
+    game (the loop refuses at the start, and a collapsed agent would get no new labels at all); with
+    it every window yields pairs, and a crash at update 30 resumes to the uninterrupted numbers."""
+    short = ToyRLHFConfig(num_envs=4, episode_length=6)
+    cfg = dataclasses.replace(TINY, mode="pbrl")
+    with pytest.raises(ValueError, match=r"no segment of method\.segment_length steps fits"):
+        run(build(short), cfg, seed=3, sink=ListSink())
+    cfg = dataclasses.replace(cfg, absorbing=True)
+    sink = ListSink()
+    res = run(build(short), cfg, seed=3, sink=sink)
+    labelling_events = cfg.num_updates(short.num_envs) // cfg.rm_every
+    assert (
+        res.metrics["rm/labels_used"] == cfg.initial_pairs + labelling_events * cfg.pairs_per_epoch
+    )
+    ck = MemoryCheckpointer(every=30, crash_after=30)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(build(short), cfg, seed=3, sink=ListSink(), ckpt=ck)
+    again = ListSink()
+    run(build(short), cfg, seed=3, sink=again, ckpt=ck)
+    assert _strip_perf(again.rows) == [r for r in _strip_perf(sink.rows) if r["iter"] > 30]
+    # drlhf reads it too, and it changes the numbers of the default toy (episodes of 30 steps)
+    plain, _ = _run(dataclasses.replace(TINY, mode="drlhf"))
+    absorbing, _ = _run(dataclasses.replace(TINY, mode="drlhf", absorbing=True))
+    assert _strip_perf(plain) != _strip_perf(absorbing)
+
+
+def test_absorbing_is_refused_with_continuing() -> None:
+    with pytest.raises(ConfigError, match=r"method\.absorbing: needs method\.continuing false"):
+        load_sweep(
+            str(TOY_SWEEP),
+            smoke=True,
+            overrides=["method.absorbing=true", "method.continuing=true"],
+        )
+
+
+def _absorbing_trainer(gamma: float = 0.9) -> Any:
+    from pbrl_dist.rlhf.reward_model import RewardModelTrainer
+
+    cfg = dataclasses.replace(TINY, absorbing=True, reward_std=0.5)
+    t = RewardModelTrainer(
+        cfg,
+        net_kind="mlp",
+        obs_dtype="float32",
+        gamma=gamma,
+        seed=0,
+        obs_shape=(3,),
+        num_actions=2,
+        net_kwargs={"hidden": (4,)},
+    )
+    t.rms.update(torch.tensor([0.3, -1.0, 2.0, 0.5]))  # a non-trivial normalisation
+    return t
+
+
+def test_end_value_makes_the_return_that_of_the_episode_then_the_absorbing_state_forever() -> None:
+    gamma = 0.9
+    t = _absorbing_trainer(gamma)
+    with torch.no_grad():
+        t.rm.absorbing.fill_(-0.7)
+    r = torch.tensor([0.2, -0.1, 0.4, 0.3], dtype=torch.float64)
+    dones = torch.tensor([False, False, True, False])  # the episode is steps 0-2
+    shaped = t.with_end_value(t.rm, r, dones).detach()
+    got = sum(gamma**k * shaped[k] for k in range(3))
+    r_abs = float(t.normalized(torch.tensor(-0.7)))
+    want = sum(gamma**k * r[k] for k in range(3)) + sum(gamma**k * r_abs for k in range(3, 3000))
+    assert float(got) == pytest.approx(float(want), rel=1e-6)  # r_φ(absorbing) is float32
+
+
+def test_absorbing_reward_gradients_match_finite_differences_in_float64() -> None:
+    """d/d r_φ(absorbing) of the BT loss (segments with absorbing steps) and of the value penalty."""
+    from pbrl_dist.rlhf.reward_model import WithAbsorbing
+    from pbrl_dist.rlhf.rollouts import Rollout
+
+    class Linear(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(3, 2, dtype=torch.float64, generator=g))
+
+        def forward(self, obs: torch.Tensor, generator: Any = None) -> torch.Tensor:
+            return obs @ self.w
+
+    g = generator(0, "fd")
+    rm = WithAbsorbing(Linear())
+    rm.absorbing.data = torch.tensor(3.0, dtype=torch.float64)  # oracle's ends: p̂ > 0, not clamped
+    obs1, obs2 = (torch.randn(5, 4, 3, dtype=torch.float64, generator=g) for _ in range(2))
+    act1 = torch.tensor([[0, 1, 2, 2]] * 5)  # two absorbing steps (action |A| = 2)
+    act2 = torch.tensor([[1, 0, 1, 2]] * 5)  # one
+    y = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0], dtype=torch.float64)
+    t = _absorbing_trainer()
+    obs_TN = torch.randn(6, 2, 3, dtype=torch.float64, generator=g)
+    dones = torch.zeros(6, 2, dtype=torch.bool)
+    dones[2, 0] = dones[4, 1] = True
+    oracle = Rollout(
+        obs_TN=obs_TN,
+        actions_TN=torch.zeros(6, 2, dtype=torch.int64),
+        rewards_TN=torch.zeros(6, 2),
+        dones_TN=dones,
+        last_obs_N=obs_TN[-1],
+        episode_returns=[],
+    )
+    agent = Rollout(**{**vars(oracle), "dones_TN": torch.zeros(6, 2, dtype=torch.bool)})
+    penalty = t.penalty_fn(oracle, agent, lam=2.0)
+
+    def losses() -> list[torch.Tensor]:
+        bt = bt_loss(reward(rm, obs1, act1), reward(rm, obs2, act2), y)
+        return [bt, penalty(rm)]
+
+    for i in range(2):
+        (grad,) = torch.autograd.grad(losses()[i], rm.absorbing)
+        eps = 1e-6
+        with torch.no_grad():
+            rm.absorbing += eps
+            up = float(losses()[i])
+            rm.absorbing -= 2 * eps
+            down = float(losses()[i])
+            rm.absorbing += eps
+        assert float(grad) == pytest.approx((up - down) / (2 * eps), rel=1e-6, abs=1e-9), i
+        assert float(grad) != 0.0

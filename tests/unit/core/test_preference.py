@@ -11,6 +11,7 @@ import torch
 from pbrl_dist.core.preference import (
     SegmentPairs,
     SyntheticTeacher,
+    absorbing_steps,
     bt_loss,
     gather_segments,
     normalize_rewards,
@@ -315,3 +316,50 @@ def test_running_mean_std_and_normalisation() -> None:
     other.load_state_dict(rms.state_dict())
     assert other.count == rms.count
     assert torch.equal(other.mean, rms.mean)
+
+
+def test_absorbing_steps_follow_the_first_episode_end() -> None:
+    g = generator(4, "absorb")
+    done = torch.rand(40, 7, generator=g) < 0.2
+    got = absorbing_steps(done)
+    for b in range(40):
+        for t in range(7):
+            assert bool(got[b, t]) == bool(done[b, :t].any())
+
+
+def test_segments_with_an_absorbing_state_pad_after_the_end() -> None:
+    """With ``absorb_action``, segments may hold an episode end: the steps after it are the absorbing
+    state (observation zeros, action |A|, true reward 0); the steps up to it are the rollout's own."""
+    g = generator(5, "seg")
+    T, N, H, A = 40, 3, 8, 3
+    done = torch.rand(T, N, generator=g) < 0.25  # episodes of ≈ 4 steps: few fit a segment
+    obs = torch.stack(torch.meshgrid(torch.arange(T), torch.arange(N), indexing="ij"), -1).float()
+    obs = obs + 1.0  # (t + 1, n + 1): zeros only where absorbing
+    rew = torch.rand(T, N, generator=g)
+    act = torch.randint(0, A, (T, N), generator=g)
+    pairs = sample_segment_pairs(
+        obs_TN=obs,
+        actions_TN=act,
+        true_rewards_TN=rew,
+        done_TN=done,
+        num_pairs=40,
+        H=H,
+        generator=g,
+        absorb_action=A,
+    )
+    padded = 0
+    for o_BH, a_BH, ret_B in (
+        (pairs.obs1_BH, pairs.act1_BH, pairs.ret1_B),
+        (pairs.obs2_BH, pairs.act2_BH, pairs.ret2_B),
+    ):
+        for o, a, ret in zip(o_BH, a_BH, ret_B, strict=True):
+            t0, n = int(o[0, 0]) - 1, int(o[0, 1]) - 1
+            t = t0 + torch.arange(H)
+            ends = done[t, n].nonzero().squeeze(1)
+            real = H if ends.numel() == 0 else int(ends[0]) + 1  # the ending step is real
+            padded += H - real
+            assert torch.equal(o[:real, 0].long() - 1, t[:real])
+            assert torch.equal(a[:real], act[t[:real], n])
+            assert (o[real:] == 0).all() and (a[real:] == A).all()
+            assert ret.item() == pytest.approx(rew[t[:real], n].sum().item(), rel=1e-6)
+    assert padded > 0  # the draw did include episode ends
