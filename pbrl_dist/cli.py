@@ -105,14 +105,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _interrupted("run", e, out)
     except TrialsFailed as e:
         print(f"pbrl run: {e}; the rest finished", file=sys.stderr, flush=True)
-        with contextlib.suppress(ConfigError):
-            report_folder(out)
+        if not args.no_report:
+            with contextlib.suppress(ConfigError):
+                report_folder(out)
         print(f"retry the failed ones with: {_resume_hint('run', out)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # between trials' own handlers (e.g. while starting Ray)
         print(f"\npbrl run: interrupted\nresume with: {_resume_hint('run', out)}", file=sys.stderr)
         return 130
-    report_folder(out)
+    if not args.no_report:
+        report_folder(out)
     return 0
 
 
@@ -213,6 +215,9 @@ def _launch_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --resume: start trials whose checkpoint is corrupt from scratch",
     )
+    p.add_argument(
+        "--no-report", action="store_true", help="skip the report at the end (run pbrl report)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,9 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="join a running cluster (auto, or HOST:6379); default: start Ray here with all CPUs",
     )
     _launch_flags(sw)
-    sw.add_argument(
-        "--no-report", action="store_true", help="skip the report at the end (run pbrl report)"
-    )
     sw.add_argument("overrides", nargs="*", help="key=value config overrides")
     sw.set_defaults(fn=cmd_sweep)
 

@@ -156,3 +156,11 @@ def test_a_results_folder_records_its_provenance(tmp_path: Path, tiny_sweep: Pat
     assert {"python", "pbrl_dist", "ray", "torch", "wandb"} <= set(rec["versions"])
     assert "command" in rec and "git_commit" in rec and rec["host"]
     assert (out / ".pbrl_results").exists()
+
+
+def test_run_no_report_leaves_the_report_to_pbrl_report(tmp_path: Path, tiny_sweep: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(tiny_sweep), "--out", str(out), "--no-report"]) == 0
+    assert list(out.glob("*/result.json")) and not (out / "report").exists()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report" / "summary.csv").exists()
