@@ -46,6 +46,7 @@ METRICS.update(
         "rm/labels_used": "preference labels requested from the synthetic teacher so far (initial + new)",
         "rm/epochs": "reward-learning epochs so far (warm-up included)",
         "rm/bt_loss": "mean Bradley–Terry loss over the minibatches of the last reward epoch (dropout on)",
+        "rm/absorbing_reward": "r̃_φ(absorbing), normalised like the agent's reward (method.absorbing); the agent counts γ/(1−γ) of it after each game end",
         "lower/policy_loss": "A2C policy loss −mean(Â·log π(a|s)) of the last agent update",
         "lower/value_loss": "A2C value loss mean((R − V)²) of the last agent update",
         "lower/entropy": "mean policy entropy in the last agent update",

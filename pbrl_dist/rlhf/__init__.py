@@ -20,7 +20,7 @@ register_algo(
         metrics=(
             "env_frames", "perf/env_frames", "perf/env_steps_per_s", "perf/oracle_env_frames",
             "rl/episode_return", "rl/best_episode_return", "rl/episodes", "rm/accuracy",
-            "rm/return_corr", "rm/labels_used", "rm/epochs", "rm/bt_loss", "lower/policy_loss",
+            "rm/return_corr", "rm/labels_used", "rm/epochs", "rm/bt_loss", "rm/absorbing_reward", "lower/policy_loss",
             "lower/value_loss", "lower/entropy", "upper/coef", "upper/score_loss", "penalty/value",
         ),
     )

@@ -28,6 +28,7 @@ class PreferenceBuffer:
         obs_dtype: observation dtype (torch.uint8 for Atari, torch.float32 for the toy env).
         capacity: maximum number of pairs kept (K117: 3000).
         frame_stack: 0 to store observations as they are, or k (= obs_shape[0]) to store frames.
+        absorb_action: the action index of absorbing steps (``method.absorbing``), or None.
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class PreferenceBuffer:
         obs_dtype: torch.dtype = torch.float32,
         capacity: int = 3000,
         frame_stack: int = 0,
+        absorb_action: int | None = None,
     ) -> None:
         """Preallocate all storage."""
         if capacity <= 0 or H <= 0:
@@ -47,6 +49,7 @@ class PreferenceBuffer:
         self.obs_dtype = obs_dtype
         self.capacity = int(capacity)
         self.frame_stack = int(frame_stack)
+        self.absorb_action = absorb_action
         if self.frame_stack:
             if len(self.obs_shape) < 2 or self.obs_shape[0] != self.frame_stack:
                 raise ValueError(
@@ -76,10 +79,12 @@ class PreferenceBuffer:
 
     # --- write ---------------------------------------------------------------------------------
 
-    def _pack(self, obs_BH: torch.Tensor) -> torch.Tensor:
+    def _pack(self, obs_BH: torch.Tensor, act_BH: torch.Tensor) -> torch.Tensor:
         if not self.frame_stack:
             return obs_BH
         k = self.frame_stack
+        if self.absorb_action is not None:
+            obs_BH = _blank_frames_after_the_end(obs_BH, act_BH == self.absorb_action)
         if not torch.equal(obs_BH[:, 1:, : k - 1], obs_BH[:, :-1, 1:]):
             raise ValueError(
                 "obs: frame_stack storage needs stacks that shift by one frame per step "
@@ -115,8 +120,8 @@ class PreferenceBuffer:
             B = self.capacity
         slots = (self.num_added + torch.arange(B)) % self.capacity
         cpu = torch.device("cpu")
-        self._obs1[slots] = self._pack(pairs.obs1_BH.to(cpu, self.obs_dtype))
-        self._obs2[slots] = self._pack(pairs.obs2_BH.to(cpu, self.obs_dtype))
+        self._obs1[slots] = self._pack(pairs.obs1_BH.to(cpu, self.obs_dtype), pairs.act1_BH.cpu())
+        self._obs2[slots] = self._pack(pairs.obs2_BH.to(cpu, self.obs_dtype), pairs.act2_BH.cpu())
         self._act1[slots] = pairs.act1_BH.to(cpu, torch.int64)
         self._act2[slots] = pairs.act2_BH.to(cpu, torch.int64)
         self._y[slots] = y_B.to(cpu, torch.float32)
@@ -257,3 +262,19 @@ class RunningMeanStd:
         self.mean = state["mean"].clone().to(torch.float64)
         self.var = state["var"].clone().to(torch.float64)
         self.count = float(state["count"])
+
+
+def _blank_frames_after_the_end(obs_BH: torch.Tensor, absorbing_BH: torch.Tensor) -> torch.Tensor:
+    """Frame-stacked segments: each absorbing step's stack is the previous stack shifted by one blank
+    frame, so stacks still shift by one frame per step and the frame storage holds them. r_φ reads no
+    observation on absorbing steps (``WithAbsorbing``), so what they hold does not matter; stored as
+    all zeros they would break the storage."""
+    if not bool(absorbing_BH[:, 1:].any()):
+        return obs_BH
+    out = obs_BH.clone()
+    for t in range(1, obs_BH.shape[1]):
+        m = absorbing_BH[:, t]
+        if bool(m.any()):
+            prev = out[m, t - 1]
+            out[m, t] = torch.cat([prev[:, 1:], torch.zeros_like(prev[:, :1])], 1)
+    return out

@@ -53,7 +53,9 @@ class RLHFConfig:
             γ/(1 − γ)·r̃_φ(absorbing) after every end. Without it an end is worth 0 of the zero-mean
             r̃_φ, which can pay the agent to end games early, and segments cut inside games never
             show the teacher a game that ended early (MinAtar Breakout: RESULTS.md). Not with
-            ``continuing``.
+            ``continuing``. An "end" is every step the env reports done, as the A2C step already
+            treats it: terminations, but also time-limit truncations and, on Atari with episodic
+            lives, a lost life; there the padding is the agent's MDP, not the game's.
         reuse_acting_graph: local backend only: the env shards act with the learner's own nets (the
             agent's, and the oracle's) with autograd on, and the A2C step differentiates those acting
             outputs instead of running the net again on the whole fragment (exact: the weights do not

@@ -187,8 +187,15 @@ class RLHFLearner:
 
     def break_window(self) -> None:
         """Mark an episode end after the window's last step: the next fragment does not continue it
-        (re-seeded envs after an Atari resume or a replaced rollout worker), so no segment crosses."""
+        (re-seeded envs after an Atari resume or a replaced rollout worker), so no segment crosses.
+
+        With ``method.absorbing`` segments may contain episode ends (and would read this seam as the
+        game ending), so the window is emptied instead: new pairs wait for fresh steps.
+        """
         if not self.window:
+            return
+        if self.cfg.absorbing and self.learns_reward:
+            self.window = []
             return
         last = self.window[-1]
         dones_TN = last.dones_TN.clone()
@@ -250,6 +257,9 @@ class RLHFLearner:
         row["lower/entropy"] = a2c.entropy
         if self.rm is not None:
             row.update(self.rm.stats.take())
+            if self.rm.absorb_action is not None:
+                with torch.no_grad():
+                    row["rm/absorbing_reward"] = float(self.rm.normalized(self.rm.rm.absorbing))
         if self.use_penalty:
             row.update(self.penalty.take())
             row["perf/oracle_env_frames"] = p.oracle_steps * self.problem.frames_per_step

@@ -134,6 +134,7 @@ class RewardModelTrainer:
             obs_dtype=torch.uint8 if obs_dtype == "uint8" else torch.float32,
             capacity=cfg.buffer_size,
             frame_stack=obs_shape[0] if net_kind == "atari" else 0,
+            absorb_action=self.absorb_action,
         )
         self.teacher = SyntheticTeacher(mode=cfg.teacher_mode, error_rate=cfg.teacher_error_rate)
         self.rms = RunningMeanStd()

@@ -77,7 +77,9 @@ def test_registered() -> None:
 
 def test_logged_keys_are_documented() -> None:
     rows, _ = _run(TINY)
-    keys = {k for r in rows for k in r}
+    absorbing, _ = _run(dataclasses.replace(TINY, absorbing=True))
+    keys = {k for r in rows + absorbing for k in r}
+    assert "rm/absorbing_reward" in keys
     assert {"iter", "env_frames", "perf/env_frames", "rl/episode_return", "penalty/value"} <= keys
     assert keys <= set(METRICS), sorted(keys - set(METRICS))
 
@@ -429,6 +431,31 @@ def test_absorbing_runs_resumes_and_labels_games_shorter_than_a_segment() -> Non
     plain, _ = _run(dataclasses.replace(TINY, mode="drlhf"))
     absorbing, _ = _run(dataclasses.replace(TINY, mode="drlhf", absorbing=True))
     assert _strip_perf(plain) != _strip_perf(absorbing)
+
+
+def test_a_seam_in_the_window_is_not_read_as_a_game_end_with_absorbing() -> None:
+    """After a re-seed (Atari resume, replaced rollout worker) the window is emptied, not cut: an
+    absorbing segment would take the seam for the game ending."""
+    from pbrl_dist.rlhf.rollouts import Rollout
+
+    roll = Rollout(
+        obs_TN=torch.zeros(5, 4, 7),
+        actions_TN=torch.zeros(5, 4, dtype=torch.int64),
+        rewards_TN=torch.zeros(5, 4),
+        dones_TN=torch.zeros(5, 4, dtype=torch.bool),
+        last_obs_N=torch.zeros(4, 7),
+        episode_returns=[],
+    )
+    for absorbing in (False, True):
+        cfg = dataclasses.replace(TINY, mode="pbrl", absorbing=absorbing)
+        L = RLHFLearner(build(TOY), cfg, seed=0, obs_shape=(7,), num_actions=5)
+        L.push_window(roll)
+        L.break_window()
+        if absorbing:
+            assert L.window == []
+        else:
+            (cut,) = L.window
+            assert cut.dones_TN[-1].all() and not cut.dones_TN[:-1].any()
 
 
 def test_absorbing_is_refused_with_continuing() -> None:

@@ -295,6 +295,52 @@ def test_buffer_frame_stack_storage_round_trip() -> None:
         buf.add(SegmentPairs(broken, act, obs, act, torch.zeros(B), torch.zeros(B)), torch.ones(B))
 
 
+def test_buffer_frame_stack_storage_holds_segments_with_an_absorbing_end() -> None:
+    """Atari stacks: a segment that contains a game end (absorbing steps after it, from
+    ``sample_segment_pairs``) is stored and its real steps come back exactly, its actions too."""
+    T, N, k, A, H = 30, 3, 4, 5, 8
+    g = generator(9, "stacks")
+    raw = torch.randint(1, 256, (T + k, N, 6, 6), generator=g, dtype=torch.uint8)
+    done = torch.zeros(T, N, dtype=torch.bool)
+    done[10, 0] = done[17, 1] = done[5, 2] = done[20, 2] = True
+    obs = torch.zeros(T, N, k, 6, 6, dtype=torch.uint8)
+    for n in range(
+        N
+    ):  # each step's stack: the episode's last k frames (first frame repeated at reset)
+        start = 0
+        for t in range(T):
+            idx = [max(start, t - k + 1 + j) for j in range(k)]
+            obs[t, n] = raw[idx, n]
+            if done[t, n]:
+                start = t + 1
+    pairs = sample_segment_pairs(
+        obs_TN=obs,
+        actions_TN=torch.randint(0, A, (T, N), generator=g),
+        true_rewards_TN=torch.rand(T, N, generator=g),
+        done_TN=done,
+        num_pairs=24,
+        H=H,
+        generator=g,
+        absorb_action=A,
+    )
+    absorbing = pairs.act1_BH == A
+    assert absorbing.any()
+    buf = PreferenceBuffer(
+        H, (k, 6, 6), obs_dtype=torch.uint8, capacity=32, frame_stack=k, absorb_action=A
+    )
+    buf.add(pairs, torch.ones(24))
+    got = buf.all_pairs()
+    assert torch.equal(got.act1_BH, pairs.act1_BH) and torch.equal(got.act2_BH, pairs.act2_BH)
+    real = ~absorbing
+    assert torch.equal(got.obs1_BH[real], pairs.obs1_BH[real])
+    real2 = pairs.act2_BH != A
+    assert torch.equal(got.obs2_BH[real2], pairs.obs2_BH[real2])
+    # without the absorbing action the same segments cannot be stored as frames
+    plain = PreferenceBuffer(H, (k, 6, 6), obs_dtype=torch.uint8, capacity=32, frame_stack=k)
+    with pytest.raises(ValueError, match="frame_stack"):
+        plain.add(pairs, torch.ones(24))
+
+
 # ------------------------------------------------------------------------------------------------
 # Normalisation and schedule
 # --------------------------------------------------------------------------------------------------
