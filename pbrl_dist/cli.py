@@ -23,11 +23,11 @@ def _version() -> str:
         return "unknown"
 
 
-def report_folder(out: Path) -> None:
+def report_folder(out: Path, versus: list[tuple[str, str]] | None = None) -> None:
     """Lazy import: pandas and matplotlib load only when a report is drawn."""
     from pbrl_dist.report.command import report_folder as draw
 
-    draw(out)
+    draw(out, versus=versus or ())
 
 
 def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[str], Path]:
@@ -123,7 +123,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise ConfigError(f"{out}: no such results folder")
-    report_folder(out)
+    versus = []
+    for v in args.versus or []:
+        x, sep, y = v.partition(":")
+        if not (sep and x and y):
+            raise ConfigError(f"--versus {v}: expected METHOD:METHOD, e.g. pbrl_oracle2:pbrl")
+        versus.append((x, y))
+    report_folder(out, versus=versus)
     if args.confirm_seeds:
         from pbrl_dist.launch.confirm import confirm_best
 
@@ -259,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. upper/leader_return for stackelberg)",
     )
     rep.add_argument("--mode", choices=("max", "min"), help="maximize or minimize --metric")
+    rep.add_argument(
+        "--versus",
+        action="append",
+        metavar="X:Y",
+        help="RLHF results: also P(X > Y) for methods X and Y (repeatable), e.g. an ablation "
+        "against its base: --versus drlhf_absorbing:drlhf",
+    )
     rep.add_argument("--overwrite", action="store_true", help="replace an existing DIR/confirm")
     rep.set_defaults(fn=cmd_report)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,16 @@ def config_labels(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:
     return label
 
 
-def report_folder(out: Path, *, reps: int | None = None, seed: int = 0) -> None:
+def report_folder(
+    out: Path, *, reps: int | None = None, seed: int = 0, versus: Sequence[tuple[str, str]] = ()
+) -> None:
     """`pbrl report DIR`: print the cross-seed table, write summary.csv/parquet and the figures.
 
     The final metrics use complete trials only; one line says how many trials were left out and why.
     Folders whose problems log ``rl/episode_return`` (RLHF) also get the rliable statistics of
     ``report.rl_stats`` (IQM and P(X > Y) with stratified bootstrap CIs over ``reps`` replications
-    seeded by ``seed``): printed, written to ``report/rl_stats.csv`` and ``report/rl_curves.csv``,
-    and drawn as ``figures/rl_learning_curves.png``.
+    seeded by ``seed``; ``versus`` adds P(X > Y) pairs): printed, written to ``report/rl_stats.csv``
+    and ``report/rl_curves.csv``, and drawn as ``figures/rl_learning_curves.png``.
     Raises ``ConfigError`` (and writes nothing) when no trial is complete.
     """
     from pbrl_dist.report import draw_figures, final_summary, format_table, load_results
@@ -67,6 +70,13 @@ def report_folder(out: Path, *, reps: int | None = None, seed: int = 0) -> None:
             f"{out}: none of the {len(trials)} trials is complete ({why}); nothing to report"
             " (resume the sweep, or wait until a trial finishes)"
         )
+    methods = set(trials["method.name"].astype(str))
+    for x, y in versus:  # before anything is written
+        for m in (x, y):
+            if m not in methods:
+                raise ConfigError(
+                    f"--versus {x}:{y}: no method {m!r} in {out} (methods: {', '.join(sorted(methods))})"
+                )
     note = left_out_message(trials)
     by = ("method.name", *_report_axes(out, trials))
     summary = final_summary(trials, by=by)
@@ -78,7 +88,7 @@ def report_folder(out: Path, *, reps: int | None = None, seed: int = 0) -> None:
         print(f"\n{note}")
     print("\nfinal metrics of the complete trials over games and seeds: mean ± std (max)")
     print(format_table(summary, by=by))
-    rl_paths = _report_rl_stats(out, curves, reps=reps, seed=seed)
+    rl_paths = _report_rl_stats(out, curves, reps=reps, seed=seed, versus=versus)
     if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
         curves = curves.assign(**{"method.name": config_labels(curves, by)})
     for p in draw_figures(curves, out / "figures"):
@@ -88,12 +98,24 @@ def report_folder(out: Path, *, reps: int | None = None, seed: int = 0) -> None:
     print(f"summary: {report_dir / 'summary.csv'} (and summary.parquet)")
 
 
-def _report_rl_stats(out: Path, curves: pd.DataFrame, *, reps: int | None, seed: int) -> list[Path]:
+def _report_rl_stats(
+    out: Path,
+    curves: pd.DataFrame,
+    *,
+    reps: int | None,
+    seed: int,
+    versus: Sequence[tuple[str, str]] = (),
+) -> list[Path]:
     """Print the rliable statistics of the RL problems in ``curves`` and write their files (none
     when no problem logs ``rl/episode_return``)."""
     from pbrl_dist.report.rl_stats import DEFAULT_REPS, format_rl_stats, rl_stats, write_rl_stats
 
-    stats = rl_stats(curves, sweep_axes(out), reps=reps or DEFAULT_REPS, seed=seed)
+    try:
+        stats = rl_stats(
+            curves, sweep_axes(out), reps=reps or DEFAULT_REPS, seed=seed, versus=versus
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if stats is None:
         return []
     print(f"\n{format_rl_stats(stats)}")

@@ -648,6 +648,7 @@ def rl_stats(
     seed: int = 0,
     level: float = 0.95,
     baselines: Mapping[str, tuple[float, float]] | None = None,
+    versus: Sequence[tuple[str, str]] = (),
 ) -> RLStats | None:
     """All RLHF statistics of the ``curves`` of ``load_results``; None when no problem logs a return.
 
@@ -658,15 +659,30 @@ def rl_stats(
         seed: seed of ``np.random`` for every bootstrap (reports are reproducible).
         level: coverage of the intervals.
         baselines: {task: (low, high)} to normalise returns per task (see the module docstring).
+        versus: extra (X, Y) method pairs for P(X > Y), e.g. an ablation against its base method
+            (the default pairs rank modes: pbrl over drlhf, each over the oracle).
+
+    Raises:
+        ValueError: a ``versus`` method that is not among the results (naming it and the known ones).
     """
     scores = final_scores(curves, axes)
     if scores.empty:
         return None
+    modes = dict(zip(scores["method"], scores["mode"], strict=True))
+    for x, y in versus:
+        for m in (x, y):
+            if m not in modes:
+                raise ValueError(
+                    f"--versus {x}:{y}: no method {m!r} in these results "
+                    f"(methods: {', '.join(sorted(modes))})"
+                )
+    pairs = improvement_pairs(modes)
+    pairs += [p for p in versus if p not in pairs]
     kw: dict[str, Any] = {"reps": reps, "seed": seed, "level": level}
     return RLStats(
         scores=scores,
         returns=return_table(scores, baselines=baselines, **kw),
-        improvement=improvement_table(scores, **kw),
+        improvement=improvement_table(scores, pairs=pairs, **kw),
         reward_model=reward_model_table(scores, **kw),
         curves=learning_curves(curves, axes, **kw),
         **kw,

@@ -265,11 +265,7 @@ def _write_trial(
         (d / "result.json").write_text(json.dumps(res), encoding="utf-8")
 
 
-def test_pbrl_report_prints_and_writes_the_rlhf_statistics(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from pbrl_dist.cli import main
-
+def _toy_results(tmp_path: Path) -> Path:
     sweep = load_sweep(
         REPO / "sweeps" / "rlhf_toy.yaml", smoke=True, overrides=["sweep.seeds=[0,1,2,3,4]"]
     )
@@ -284,7 +280,36 @@ def test_pbrl_report_prints_and_writes_the_rlhf_statistics(
         _write_trial(
             out, spec.name, spec.container, _rows(mode, TRUE_FINALS[mode][seed], seed), True
         )
+    return out
 
+
+def test_report_versus_adds_the_pairs_asked_for_and_refuses_unknown_methods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pbrl_dist.cli import main
+
+    out = _toy_results(tmp_path)
+    assert main(["report", str(out), "--versus", "drlhf:nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--versus drlhf:nope: no method 'nope' in" in err and "a2c_oracle, drlhf, pbrl" in err
+    assert main(["report", str(out), "--versus", "drlhf"]) == 2
+    assert "--versus drlhf: expected METHOD:METHOD" in capsys.readouterr().err
+    assert not (out / "report").exists()  # bad input writes nothing
+    # P(drlhf > pbrl) is not a default pair (pbrl is ranked over drlhf); asked for, it is 1 − 9/16.
+    assert main(["report", str(out), "--versus", "drlhf:pbrl"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("P(drlhf > pbrl)")]
+    assert line.startswith("P(drlhf > pbrl) = 0.44 [") and "4 vs 4 seeds" in line
+    stats = pd.read_csv(out / "report" / "rl_stats.csv")
+    row = stats[(stats["method"] == "drlhf") & (stats["versus"] == "pbrl")]
+    assert row["estimate"].tolist() == [pytest.approx(7 / 16)]
+
+
+def test_pbrl_report_prints_and_writes_the_rlhf_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pbrl_dist.cli import main
+
+    out = _toy_results(tmp_path)
     assert main(["report", str(out)]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
