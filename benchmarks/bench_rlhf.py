@@ -199,6 +199,17 @@ def main() -> None:
         print(f"a2c_oracle (2 shards, bf16) / SB3 A2C (float32): {bf16 / sb3_fps:.2f}x")
 
 
+def _print_rounds(game: str, updates: int, rows: dict[str, list[float]]) -> dict[str, float]:
+    """Print each run's best frames/s and its rounds; return the bests."""
+    best = {k: max(v) for k, v in rows.items()}
+    print(
+        f"{game}, {NUM_ENVS} envs x {N_STEPS} steps, {updates} A2C updates, 1 torch thread, best of 2"
+    )
+    for name, v in rows.items():
+        print(f"{name:28s} {best[name]:9.0f} frames/s   rounds: {', '.join(f'{x:.0f}' for x in v)}")
+    return best
+
+
 def reuse_table(game: str, updates: int) -> None:
     """SB3 A2C and our three modes with and without ``reuse_acting_graph``, taking turns (2 rounds)."""
     rows: dict[str, list[float]] = {}
@@ -209,12 +220,7 @@ def reuse_table(game: str, updates: int) -> None:
                 name = f"{mode}{', reuse graph' if reuse else ''}"
                 r = ours(game, mode, updates, 2, reuse=reuse, warmup=False)
                 rows.setdefault(name, []).append(r["frames_per_s"])
-    best = {k: max(v) for k, v in rows.items()}
-    print(
-        f"{game}, {NUM_ENVS} envs x {N_STEPS} steps, {updates} A2C updates, 1 torch thread, best of 2"
-    )
-    for name, v in rows.items():
-        print(f"{name:28s} {best[name]:9.0f} frames/s   rounds: {', '.join(f'{x:.0f}' for x in v)}")
+    best = _print_rounds(game, updates, rows)
     sb3_fps = best["sb3 A2C"]
     for reuse in ("", ", reuse graph"):
         print(
@@ -240,12 +246,7 @@ def oracle_table(game: str, updates: int) -> None:
                 game, kw["mode"], updates, 2, warmup=False, oracle_every=kw.get("oracle_every", 1)
             )
             rows.setdefault(name, []).append(r["frames_per_s"])
-    best = {k: max(v) for k, v in rows.items()}
-    print(
-        f"{game}, {NUM_ENVS} envs x {N_STEPS} steps, {updates} A2C updates, 1 torch thread, best of 2"
-    )
-    for name, v in rows.items():
-        print(f"{name:28s} {best[name]:9.0f} frames/s   rounds: {', '.join(f'{x:.0f}' for x in v)}")
+    best = _print_rounds(game, updates, rows)
     for k in (1, 2):
         print(
             f"pbrl, oracle_every {k}: {best['drlhf'] / best[f'pbrl, oracle_every {k}']:.2f}x the time "
