@@ -8,13 +8,10 @@ how many trials finished and the exact resume command.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pbrl_dist.config.loader import ConfigError, Sweep
 from pbrl_dist.launch.checkpoints import FileCheckpointer
@@ -27,7 +24,13 @@ from pbrl_dist.launch.results import (
     write_record,
 )
 from pbrl_dist.launch.specs import check_bounds, fingerprint
-from pbrl_dist.launch.trial import RESULT, completed_result, damage, run_trial
+from pbrl_dist.launch.trial import (
+    RESULT,
+    completed_result,
+    damage,
+    new_defaults_only,
+    run_trial,
+)
 
 
 class TrialsFailed(Exception):
@@ -58,34 +61,6 @@ def check_local_sweep(sweep: Sweep) -> None:
         )
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _default_of(cfg: Any, key: str) -> Any:
-    """The schema default of a dotted config key (``method.lr``), or a sentinel when it has none."""
-    *path, leaf = key.split(".")
-    obj = cfg
-    for part in path:
-        obj = getattr(obj, part, None)
-    for f in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
-        if f.name == leaf:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            if f.default_factory is not dataclasses.MISSING:
-                return f.default_factory()
-    return _NO_DEFAULT
-
-
-_NO_DEFAULT = object()
-
-
 def _same_but_new_defaults(sweep: Sweep, out: Path, record: dict[str, Any]) -> list[str] | None:
     """Settings a newer pbrl added at their defaults, if that is all that differs from the recorded
     run (same trial names; every started trial's config.yaml equal but for them); else None."""
@@ -96,14 +71,10 @@ def _same_but_new_defaults(sweep: Sweep, out: Path, record: dict[str, Any]) -> l
         path = out / t.name / "config.yaml"
         if not path.exists():
             continue
-        old = _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-        new = _flat(yaml.safe_load(t.to_yaml()) or {})
-        for key in set(old) | set(new):
-            if old.get(key, _NO_DEFAULT) == new.get(key, _NO_DEFAULT):
-                continue
-            if key in old or new[key] != _default_of(t.cfg, key):
-                return None
-            added.add(key)
+        keys = new_defaults_only(path.read_text(encoding="utf-8"), t)
+        if keys is None:
+            return None
+        added.update(keys)
     return sorted(added)
 
 

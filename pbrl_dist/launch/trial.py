@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from pbrl_dist.algos import ALGOS
 from pbrl_dist.algos.base import Checkpointer, Result, outer_iters
@@ -133,15 +135,63 @@ def run_trial(
 
 
 def completed_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
-    """The trial's ``result.json`` if it finished with this very config, else None."""
+    """The trial's ``result.json`` if it finished with this very config, else None.
+
+    A config written by an older pbrl counts as this very config when all it lacks is settings added
+    since, at their defaults (they change nothing in what ran; ``new_defaults_only``).
+    """
     res, cfg = trial_dir / RESULT, trial_dir / "config.yaml"
     try:
-        if cfg.read_text(encoding="utf-8") != spec.to_yaml():
+        text = cfg.read_text(encoding="utf-8")
+        if text != spec.to_yaml() and new_defaults_only(text, spec) is None:
             return None
         done = json.loads(res.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return done if isinstance(done, dict) and "final" in done else None
+
+
+_NO_DEFAULT = object()
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _default_of(cfg: Any, key: str) -> Any:
+    """The schema default of a dotted config key (``method.lr``), or a sentinel when it has none."""
+    *path, leaf = key.split(".")
+    obj = cfg
+    for part in path:
+        obj = getattr(obj, part, None)
+    for f in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
+        if f.name == leaf:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return _NO_DEFAULT
+
+
+def new_defaults_only(old_yaml: str, spec: TrialSpec) -> list[str] | None:
+    """The settings ``spec`` has that a config written by an older pbrl lacks, if each is at its
+    default and nothing else differs; else None (an empty list: the same config)."""
+    old = _flat(yaml.safe_load(old_yaml) or {})
+    new = _flat(yaml.safe_load(spec.to_yaml()) or {})
+    added = []
+    for key in set(old) | set(new):
+        if old.get(key, _NO_DEFAULT) == new.get(key, _NO_DEFAULT):
+            continue
+        if key in old or new[key] != _default_of(spec.cfg, key):
+            return None
+        added.append(key)
+    return sorted(added)
 
 
 class _FreshStart:

@@ -360,8 +360,12 @@ def test_resume_across_a_pbrl_upgrade_that_added_a_setting_at_its_default(
         del cfg["method"]["warm_start"]
         cfg_path.write_text(yaml.safe_dump(cfg))
     capsys.readouterr()
+    before = {p: (p.stat().st_mtime_ns, p.read_text()) for p in out.glob("*/result.json")}
     assert main(["run", "--resume", "--out", str(out)]) == 0
     assert "predates method.warm_start; resuming with it at the default" in capsys.readouterr().out
+    # ... and its finished trials count as finished: none is run again (the configs stay the old ones).
+    assert before and {p: (p.stat().st_mtime_ns, p.read_text()) for p in before} == before
+    assert all("warm_start" not in p.read_text() for p in out.glob("*/config.yaml"))
     # a setting the old run had, now different: refused, nothing runs
     assert main(["run", "--resume", "--out", str(out), "method.lr_x=0.2"]) == 2
     assert "the trials differ" in capsys.readouterr().err
