@@ -74,11 +74,13 @@ def draw(mine: pd.DataFrame, published: pd.DataFrame, out: Path) -> None:
         pub = published[published["game"] == game]
         for col, colour in (("AC(0.8)", "tab:green"), ("AC(0)", "tab:orange")):
             ax.plot(pub["frames_M"], pub[col], "--", color=colour, label=f"Young & Tian {col}")
+        ours_colours = iter(["tab:blue", "tab:purple", "tab:brown", "tab:gray"])
         for run, c in mine[mine["game"] == game].groupby("run"):
             x = c["env_frames"] / 1e6
             n = int(c["n"].max())
-            (line,) = ax.plot(x, c["iqm"], label=f"ours, A2C ({run}, IQM of {n} seeds)")
-            ax.fill_between(x, c["lo"], c["hi"], color=line.get_color(), alpha=0.25)
+            colour = next(ours_colours)
+            ax.plot(x, c["iqm"], color=colour, label=f"ours, A2C ({run}, IQM of {n} seeds)")
+            ax.fill_between(x, c["lo"], c["hi"], color=colour, alpha=0.25)
         ax.set_title(f"MinAtar {game}")
         ax.set_xlabel("frames (millions)")
         ax.set_ylabel("mean return, last 100 episodes")
