@@ -358,7 +358,9 @@ def _fit(
         # The restored run config carries the callbacks pickled at the first launch (an older
         # pbrl's, counting from zero): this launch's progress replaces them.
         progress.done = _count_complete(specs, out)
-        tuner._local_tuner.get_run_config().callbacks = [progress]
+        local = tuner._local_tuner
+        if local is not None:  # None only with Ray Client, which pbrl does not use
+            local.get_run_config().callbacks = [progress]
     else:
         prepare_out_dir(out, overwrite=overwrite)
         write_record(sweep, out, runner="tune", **record, tune_path=str(path), **extra)

@@ -72,7 +72,7 @@ from pbrl_dist.nets import make_actor_critic
 from pbrl_dist.problems.rlhf import RLHFProblem
 from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
 from pbrl_dist.rlhf.config import RLHFConfig, agent_lr, couplings
-from pbrl_dist.rlhf.reward_model import PenaltyFn, RewardModelTrainer
+from pbrl_dist.rlhf.reward_model import PenaltyFn, RewardModelTrainer, absorbing_reward
 from pbrl_dist.rlhf.rollouts import (
     LocalRollouts,
     Rollout,
@@ -259,7 +259,9 @@ class RLHFLearner:
             row.update(self.rm.stats.take())
             if self.rm.absorb_action is not None:
                 with torch.no_grad():
-                    row["rm/absorbing_reward"] = float(self.rm.normalized(self.rm.rm.absorbing))
+                    row["rm/absorbing_reward"] = float(
+                        self.rm.normalized(absorbing_reward(self.rm.rm))
+                    )
         if self.use_penalty:
             row.update(self.penalty.take())
             row["perf/oracle_env_frames"] = p.oracle_steps * self.problem.frames_per_step

@@ -86,6 +86,13 @@ def reward_model_step(
     return float(loss_bt.detach())
 
 
+def absorbing_reward(rm: nn.Module) -> torch.Tensor:
+    """r_φ(absorbing) of a ``WithAbsorbing`` reward model (raw, before normalisation)."""
+    if not isinstance(rm, WithAbsorbing):
+        raise TypeError(f"rm: expected a WithAbsorbing reward model, got {type(rm).__name__}")
+    return rm.absorbing
+
+
 class RewardModelTrainer:
     """r_φ and everything that trains it (module docstring).
 
@@ -165,7 +172,7 @@ class RewardModelTrainer:
         """
         if self.absorb_action is None:
             return r_tilde
-        end = self.gamma / (1.0 - self.gamma) * self.normalized(rm.absorbing)
+        end = self.gamma / (1.0 - self.gamma) * self.normalized(absorbing_reward(rm))
         return r_tilde + dones.to(r_tilde.dtype) * end
 
     @torch.no_grad()
