@@ -67,6 +67,19 @@ MATRIX: dict[str, tuple[list[str], list[str]]] = {
         ["problem.env_shards=2", "sweep.grid.problem.env_id=[MinAtar/SpaceInvaders-v1]"],
         RLHF_RAY,
     ),
+    # minatar_rlhf's ablations and its A2C-only file: method.absorbing, oracle_every, a2c alone.
+    "minatar_absorbing": (
+        ["problem.env_shards=2", "sweep.grid.problem.env_id=[MinAtar/Breakout-v1]"],
+        RLHF_RAY,
+    ),
+    "minatar_oracle_every": (
+        ["problem.env_shards=2", "sweep.grid.problem.env_id=[MinAtar/Breakout-v1]"],
+        RLHF_RAY,
+    ),
+    "minatar_a2c": (
+        ["problem.env_shards=2", "sweep.grid.problem.env_id=[MinAtar/SpaceInvaders-v1]"],
+        RLHF_RAY,
+    ),
 }
 
 

@@ -112,6 +112,8 @@ def test_a_sweep_interrupted_inside_fit_exits_without_repairing(
     monkeypatch.setattr(tune_sweep, "_repair", lambda *a, **k: repaired.append(a))
 
     class FakeTuner:
+        _local_tuner = None  # as with Ray Client: the restore keeps its pickled callbacks
+
         def __init__(self, *a: Any, **k: Any) -> None:
             pass
 
