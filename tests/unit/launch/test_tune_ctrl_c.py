@@ -115,7 +115,7 @@ def test_a_sweep_interrupted_inside_fit_exits_without_repairing(
         _local_tuner = None  # as with Ray Client: the restore keeps its pickled callbacks
 
         def __init__(self, *a: Any, **k: Any) -> None:
-            pass
+            """Take Tuner's arguments and ignore them."""
 
         @staticmethod
         def can_restore(path: str) -> bool:
