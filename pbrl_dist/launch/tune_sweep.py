@@ -179,7 +179,17 @@ class _Progress(tune.Callback):
         self.total, self.specs, self.out = total, specs, out
         self.scheduler, self.ctrl_c = scheduler, ctrl_c
         self.done = self.stopped = self.errored = self.unfinished = 0
+        self.counted: set[str] = set()  # complete before this launch (--resume)
         self.t0 = time.perf_counter()
+
+    def count_on(self) -> None:
+        """On ``--resume``: count the trials already complete, so this launch's lines count on.
+
+        Ctrl-C can catch a trial after its ``result.json`` was written but before Tune marked it
+        terminated; Tune runs it again (it returns its stored result at once) and it is not counted twice.
+        """
+        self.counted = {p.parent.name for p in self.out.glob(f"*/{RESULT}")}
+        self.done = len(self.counted)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ctrl_c.seen()  # notes Tune's handler in place
@@ -194,6 +204,10 @@ class _Progress(tune.Callback):
         res = trial.last_result or {}
         name = self._name(trial)
         tdir = self.out / name
+        if name in self.counted and (tdir / RESULT).exists():
+            self.counted.discard(name)
+            print(f"    {name} was already finished before the interruption", flush=True)
+            return
         if (tdir / RESULT).exists():
             self.done += 1
             what = "done"
@@ -357,7 +371,7 @@ def _fit(
         )
         # The restored run config carries the callbacks pickled at the first launch (an older
         # pbrl's, counting from zero): this launch's progress replaces them.
-        progress.done = _count_complete(specs, out)
+        progress.count_on()
         local = tuner._local_tuner
         if local is not None:  # None only with Ray Client, which pbrl does not use
             local.get_run_config().callbacks = [progress]

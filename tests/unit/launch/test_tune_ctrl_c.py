@@ -155,3 +155,30 @@ def test_a_sweep_interrupted_inside_fit_exits_without_repairing(
             extra={},
         )
     assert repaired == []
+
+
+def test_a_resumed_sweep_counts_a_trial_finished_at_the_interruption_once(
+    tmp_path: Path, specs: dict[str, Any], handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C caught one trial after its result.json but before Tune marked it terminated.
+
+    The resume counts it among the finished trials and Tune runs it again (it returns its stored
+    result at once): it must not be counted a second time ([7/6] in a CI run).
+    """
+    first, second, *rest = specs
+    for name in (first, second):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RESULT).write_text("{}", encoding="utf-8")
+    watch = tune_sweep._CtrlC()
+    progress = tune_sweep._Progress(len(specs), specs, tmp_path, scheduler=False, ctrl_c=watch)
+    progress.count_on()
+    assert progress.done == 2
+    _tune_runs(watch)
+    _end(progress, second)  # run again by Tune: already counted
+    for name in rest:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RESULT).write_text("{}", encoding="utf-8")
+        _end(progress, name)
+    counts = [x.split("]")[0] for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
+    assert counts == [f"[{k}/{len(specs)}" for k in range(3, len(specs) + 1)]
+    assert progress.ended == len(specs)
