@@ -10,44 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _tiny import tiny_sweep_file
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 ROOT = Path(__file__).resolve().parents[2]
-
-TINY = """\
-name: tiny
-problem:
-  name: stackelberg
-  num_states: 4
-  num_leader_actions: 3
-  num_follower_actions: 3
-  sparsity: 0.5
-  gamma: 0.8
-  tau: 0.2
-method:
-  name: pbrl_value
-  algo: pbrl
-  penalty: value
-  estimator: exact
-  oracle: exact
-  lam: 20.0
-  lr_x: 0.1
-  lr_y: 0.1
-  num_iters: 40
-  log_every: 10
-  mc_batch: 32
-  mc_chunk: 16
-  mc_horizon: 8
-dist:
-  checkpoint_every: 10
-logging:
-  wandb: disabled
-  progress_every_s: 1000
-sweep:
-  seeds: [0]
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -58,9 +26,7 @@ def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def tiny_sweep(tmp_path: Path) -> Path:
     """A one-trial sweep file on a 4-state Stackelberg game (40 exact iterations)."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY, encoding="utf-8")
-    return path
+    return tiny_sweep_file(tmp_path)
 
 
 @pytest.fixture(scope="session")

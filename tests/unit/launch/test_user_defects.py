@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _tiny import tiny_sweep_file
 
 from pbrl_dist.cli import main
 from pbrl_dist.config.loader import ConfigError
@@ -35,39 +36,6 @@ BIN = Path(sys.executable).parent
 PBRL = str(BIN / "pbrl")
 TRIAL = "pbrl_value__s0"
 
-TINY = """\
-name: tiny
-problem:
-  name: stackelberg
-  num_states: 4
-  num_leader_actions: 3
-  num_follower_actions: 3
-  sparsity: 0.5
-  gamma: 0.8
-  tau: 0.2
-method:
-  name: pbrl_value
-  algo: pbrl
-  penalty: value
-  estimator: exact
-  oracle: exact
-  lam: 20.0
-  lr_x: 0.1
-  lr_y: 0.1
-  num_iters: 40
-  log_every: 10
-  mc_batch: 32
-  mc_chunk: 16
-  mc_horizon: 8
-dist:
-  checkpoint_every: 10
-logging:
-  wandb: disabled
-  progress_every_s: 1000
-sweep:
-  seeds: [0]
-"""
-
 
 @pytest.fixture(autouse=True)
 def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,9 +43,7 @@ def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _sweep_file(where: Path, seeds: str = "[0]") -> Path:
-    path = where / "tiny.yaml"
-    path.write_text(TINY.replace("seeds: [0]", f"seeds: {seeds}"), encoding="utf-8")
-    return path
+    return tiny_sweep_file(where, seeds=seeds)
 
 
 def _err_of(capsys: pytest.CaptureFixture[str]) -> str:

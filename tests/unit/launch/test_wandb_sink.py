@@ -14,41 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _tiny import tiny_sweep_file
 
 from pbrl_dist.config.loader import TrialSpec, load_sweep
 from pbrl_dist.launch import wandb_sink
 from pbrl_dist.launch.wandb_sink import decide_mode, new_launch_id, open_wandb, run_id
-
-TINY = """\
-name: tiny
-problem:
-  name: stackelberg
-  num_states: 4
-  num_leader_actions: 3
-  num_follower_actions: 3
-  sparsity: 0.5
-  gamma: 0.8
-  tau: 0.2
-method:
-  name: pbrl_value
-  algo: pbrl
-  penalty: value
-  estimator: exact
-  oracle: exact
-  lam: 20.0
-  lr_x: 0.1
-  lr_y: 0.1
-  num_iters: 40
-  log_every: 10
-  mc_batch: 32
-  mc_chunk: 16
-  mc_horizon: 8
-logging:
-  wandb: offline
-  progress_every_s: 1000
-sweep:
-  seeds: [0]
-"""
 
 ID_CHARS = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KEY = "k" * 40
@@ -80,9 +50,7 @@ def listening_port() -> Iterator[int]:
 
 @pytest.fixture
 def spec(tmp_path: Path) -> TrialSpec:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY, encoding="utf-8")
-    return load_sweep(path).trials[0]
+    return load_sweep(tiny_sweep_file(tmp_path, wandb="offline")).trials[0]
 
 
 # ---- run ids -------------------------------------------------------------------------------------
