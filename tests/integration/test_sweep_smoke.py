@@ -13,6 +13,16 @@ from pbrl_dist.report import load_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+# Other method settings (ablations, budgets) of a file the journey matrix drives on every backend
+# (test_journeys.py): each keeps its base file's problem and runs here through `pbrl run`.
+VARIANTS = {
+    "minatar_absorbing": "minatar_rlhf",
+    "minatar_oracle_every": "minatar_rlhf",
+    "minatar_a2c": "minatar_rlhf",
+    "minatar_pbrl_terms": "minatar_rlhf",
+}
+VARIANT_FILES = sorted((ROOT / "sweeps" / "variants").glob("*.yaml"))
+SWEEPS += VARIANT_FILES
 
 
 def _tabular(path: Path) -> bool:
@@ -49,3 +59,26 @@ def test_smoke_block_runs_through_the_cli(path: Path, tmp_path: Path) -> None:
             p.name for p in (out / name).iterdir()
         }
     assert any((out / "figures").glob("*.png"))
+
+
+def test_every_variant_names_its_base() -> None:
+    assert {p.stem for p in VARIANT_FILES} == set(VARIANTS), "add the new variant to VARIANTS"
+
+
+@pytest.mark.parametrize("path", VARIANT_FILES, ids=lambda p: p.stem)
+def test_a_variant_keeps_its_base_problem_and_runs_through_the_cli(
+    path: Path, tmp_path: Path
+) -> None:
+    """A variant changes method settings only: its base's journeys cover its problem on every backend."""
+    base = load_sweep(ROOT / "sweeps" / f"{VARIANTS[path.stem]}.yaml")
+    problems = {repr(t.cfg.problem) for t in base.trials}
+    variant = load_sweep(path)
+    assert all(repr(t.cfg.problem) in problems for t in variant.trials)
+
+    out = tmp_path / "out"
+    first = variant.trials[0].cfg.problem
+    grid = [f"sweep.grid.problem.env_id=[{first.env_id}]"] if "grid" in variant.block else []
+    assert main(["run", str(path), "--smoke", "--out", str(out), *grid]) == 0
+    _, trials = load_results(out)
+    assert len(trials) == len(load_sweep(path, smoke=True, overrides=grid).trials)
+    assert trials["complete"].all()
