@@ -23,11 +23,13 @@ def _version() -> str:
         return "unknown"
 
 
-def report_folder(out: Path, versus: list[tuple[str, str]] | None = None) -> None:
+def report_folder(
+    out: Path, versus: list[tuple[str, str]] | None = None, others: list[Path] | None = None
+) -> None:
     """Lazy import: pandas and matplotlib load only when a report is drawn."""
     from pbrl_dist.report.command import report_folder as draw
 
-    draw(out, versus=versus or ())
+    draw(out, versus=versus or (), others=others or ())
 
 
 def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[str], Path]:
@@ -129,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (sep and x and y):
             raise ConfigError(f"--versus {v}: expected METHOD:METHOD, e.g. pbrl_oracle2:pbrl")
         versus.append((x, y))
-    report_folder(out, versus=versus)
+    report_folder(out, versus=versus, others=[Path(p) for p in args.with_ or []])
     if args.confirm_seeds:
         from pbrl_dist.launch.confirm import confirm_best
 
@@ -271,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X:Y",
         help="RLHF results: also P(X > Y) for methods X and Y (repeatable), e.g. an ablation "
         "against its base: --versus drlhf_absorbing:drlhf",
+    )
+    rep.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        metavar="DIR2",
+        help="also the trials of results folder DIR2 on DIR's seeds and problem settings "
+        "(repeatable), e.g. an ablation with its base sweep: pbrl report results/ablation "
+        "--with results/base --versus pbrl_no_penalty:pbrl; the report is written under DIR",
     )
     rep.add_argument("--overwrite", action="store_true", help="replace an existing DIR/confirm")
     rep.set_defaults(fn=cmd_report)

@@ -26,12 +26,56 @@ def sweep_axes(out: Path) -> list[str]:
     return list(dict.fromkeys([*(block.get("grid") or {}), *(block.get("search") or {})]))
 
 
-def _report_axes(out: Path, trials: Any) -> tuple[str, ...]:
-    """Grid and search axes of the sweep in ``out`` that name configurations (not seeds, not games).
+def _report_axes(axes: Sequence[str], trials: Any) -> tuple[str, ...]:
+    """The sweep axes that name configurations (not seeds, not games).
 
     A ``search:`` axis gives one row per sampled value, like a grid axis gives one per listed value.
     """
-    return tuple(k for k in sweep_axes(out) if k not in INSTANCE_AXES and k in trials.columns)
+    return tuple(k for k in axes if k not in INSTANCE_AXES and k in trials.columns)
+
+
+def join_results(
+    out: Path, others: Sequence[Path]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
+    """``load_results(out)`` plus, from each folder in ``others``, the trials on the same instances.
+
+    An added trial must share a seed and every ``problem.*`` setting with some trial of ``out``: an
+    ablation folder (say seeds 0-4 on Breakout) is compared with its base sweep's trials on those
+    seeds and that game only, never with instances the ablation did not run. Returns (curves, trials,
+    the union of the folders' sweep axes, one line per added folder saying what it added).
+
+    Raises:
+        ConfigError: a folder that is not a results folder, or a trial name found in two folders.
+    """
+    from pbrl_dist.report import load_results
+
+    curves, trials = load_results(out)
+    axes, lines = sweep_axes(out), []
+    if not others or trials.empty:
+        return curves, trials, axes, lines
+    keys = ["seed", *sorted(c for c in trials.columns if c.startswith("problem."))]
+    have = set(trials[keys].astype(str).itertuples(index=False, name=None))
+    for other in others:
+        if not other.is_dir():
+            raise ConfigError(f"--with {other}: no such results folder")
+        c2, t2 = load_results(other)
+        if t2.empty:
+            raise ConfigError(f"--with {other}: no trial results in it")
+        missing = [k for k in keys if k not in t2.columns]
+        if missing:
+            raise ConfigError(f"--with {other}: its trials lack {', '.join(missing)}")
+        same = t2[[tuple(r) in have for r in t2[keys].astype(str).itertuples(index=False)]]
+        clash = sorted(set(same["trial"]) & set(trials["trial"]))
+        if clash:
+            raise ConfigError(f"--with {other}: trial {clash[0]} is in {out} too")
+        trials = pd.concat([trials, same], ignore_index=True)
+        curves = pd.concat([curves, c2[c2["trial"].isin(same["trial"])]], ignore_index=True)
+        axes = list(dict.fromkeys([*axes, *sweep_axes(other)]))
+        methods = ", ".join(sorted(set(same["method.name"].astype(str)))) or "none"
+        lines.append(
+            f"with {len(same)} of the {len(t2)} trials of {other} (same seeds and problem; methods: {methods})"
+        )
+    return curves, trials, axes, lines
 
 
 def config_labels(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:
@@ -45,7 +89,12 @@ def config_labels(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:
 
 
 def report_folder(
-    out: Path, *, reps: int | None = None, seed: int = 0, versus: Sequence[tuple[str, str]] = ()
+    out: Path,
+    *,
+    reps: int | None = None,
+    seed: int = 0,
+    versus: Sequence[tuple[str, str]] = (),
+    others: Sequence[Path] = (),
 ) -> None:
     """`pbrl report DIR`: print the cross-seed table, write summary.csv/parquet and the figures.
 
@@ -53,13 +102,15 @@ def report_folder(
     Folders whose problems log ``rl/episode_return`` (RLHF) also get the rliable statistics of
     ``report.rl_stats`` (IQM and P(X > Y) with stratified bootstrap CIs over ``reps`` replications
     seeded by ``seed``; ``versus`` adds P(X > Y) pairs): printed, written to ``report/rl_stats.csv``
-    and ``report/rl_curves.csv``, and drawn as ``figures/rl_learning_curves.png``.
+    and ``report/rl_curves.csv``, and drawn as ``figures/rl_learning_curves.png``. ``others``: results
+    folders whose trials on the same seeds and problem join this report (``join_results``), e.g. the
+    base sweep of an ablation; everything is still written under ``out``.
     Raises ``ConfigError`` (and writes nothing) when no trial is complete.
     """
-    from pbrl_dist.report import draw_figures, final_summary, format_table, load_results
+    from pbrl_dist.report import draw_figures, final_summary, format_table
     from pbrl_dist.report.tables import WHY, left_out, left_out_message
 
-    curves, trials = load_results(out)
+    curves, trials, axes, joined = join_results(out, others)
     if trials.empty:
         raise ConfigError(
             f"{out}: no trial results (no folder with config.yaml and metrics.jsonl); nothing to report"
@@ -78,17 +129,19 @@ def report_folder(
                     f"--versus {x}:{y}: no method {m!r} in {out} (methods: {', '.join(sorted(methods))})"
                 )
     note = left_out_message(trials)
-    by = ("method.name", *_report_axes(out, trials))
+    by = ("method.name", *_report_axes(axes, trials))
     summary = final_summary(trials, by=by)
     report_dir = out / "report"
     report_dir.mkdir(exist_ok=True)
     summary.to_csv(report_dir / "summary.csv", index=False)
     summary.to_parquet(report_dir / "summary.parquet", index=False)
+    for line in joined:
+        print(f"\n{line}")
     if note:
         print(f"\n{note}")
     print("\nfinal metrics of the complete trials over games and seeds: mean ± std (max)")
     print(format_table(summary, by=by))
-    rl_paths = _report_rl_stats(out, curves, reps=reps, seed=seed, versus=versus)
+    rl_paths = _report_rl_stats(out, curves, axes, reps=reps, seed=seed, versus=versus)
     if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
         curves = curves.assign(**{"method.name": config_labels(curves, by)})
     for p in draw_figures(curves, out / "figures"):
@@ -101,6 +154,7 @@ def report_folder(
 def _report_rl_stats(
     out: Path,
     curves: pd.DataFrame,
+    axes: Sequence[str],
     *,
     reps: int | None,
     seed: int,
@@ -111,9 +165,7 @@ def _report_rl_stats(
     from pbrl_dist.report.rl_stats import DEFAULT_REPS, format_rl_stats, rl_stats, write_rl_stats
 
     try:
-        stats = rl_stats(
-            curves, sweep_axes(out), reps=reps or DEFAULT_REPS, seed=seed, versus=versus
-        )
+        stats = rl_stats(curves, axes, reps=reps or DEFAULT_REPS, seed=seed, versus=versus)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if stats is None:

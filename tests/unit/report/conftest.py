@@ -114,3 +114,9 @@ def fake(tmp_path: Path) -> Fake:
 def rows_of() -> Any:
     """``curve`` as a fixture (test modules do not import conftest)."""
     return curve
+
+
+@pytest.fixture
+def fake_at() -> type[Fake]:
+    """``Fake`` itself, for a test that needs several results folders (``Fake(root)`` each)."""
+    return Fake

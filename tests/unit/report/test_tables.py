@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pbrl_dist.config.loader import ConfigError
-from pbrl_dist.report.command import _report_axes, config_labels, report_folder
+from pbrl_dist.report.command import _report_axes, config_labels, report_folder, sweep_axes
 from pbrl_dist.report.tables import (
     bootstrap_ci,
     final_summary,
@@ -110,7 +110,7 @@ def test_search_axes_are_report_rows(
         c = {**cfg, "method": {**cfg["method"], "lr_x": lr}}
         fake.trial(f"pbrl_value__s0__lr_x={lr:.4g}__t{i}", c, rows_of(float(i), 40))
     _, trials = load_results(fake.out)
-    assert _report_axes(fake.out, trials) == ("method.lr_x",)
+    assert _report_axes(sweep_axes(fake.out), trials) == ("method.lr_x",)
     report_folder(fake.out)
     summary = pd.read_csv(fake.out / "report" / "summary.csv")
     lead = summary[summary["metric"] == "upper/leader_return"]
@@ -140,7 +140,7 @@ def test_grid_axes_stay_rows_and_games_seeds_are_averaged(fake: Any, rows_of: An
                 }
                 fake.trial(f"pbrl_value__lam={lam}__game={game}__s{s}", c, rows_of(lam + game, 40))
     _, trials = load_results(fake.out)
-    assert _report_axes(fake.out, trials) == ("method.lam",)
+    assert _report_axes(sweep_axes(fake.out), trials) == ("method.lam",)
 
 
 def test_iqm_and_bootstrap_ci_on_known_values() -> None:
