@@ -131,6 +131,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (sep and x and y):
             raise ConfigError(f"--versus {v}: expected METHOD:METHOD, e.g. pbrl_oracle2:pbrl")
         versus.append((x, y))
+    if args.with_ and args.confirm_seeds:
+        raise ConfigError(
+            "--confirm-seeds re-runs the best configuration of DIR alone: run it without --with"
+        )
     report_folder(out, versus=versus, others=[Path(p) for p in args.with_ or []])
     if args.confirm_seeds:
         from pbrl_dist.launch.confirm import confirm_best

@@ -179,17 +179,30 @@ class _Progress(tune.Callback):
         self.total, self.specs, self.out = total, specs, out
         self.scheduler, self.ctrl_c = scheduler, ctrl_c
         self.done = self.stopped = self.errored = self.unfinished = 0
-        self.counted: set[str] = set()  # complete before this launch (--resume)
+        self.counted: dict[str, bytes] = {}  # complete before this launch (--resume): result.json
         self.t0 = time.perf_counter()
 
     def count_on(self) -> None:
         """On ``--resume``: count the trials already complete, so this launch's lines count on.
 
         Ctrl-C can catch a trial after its ``result.json`` was written but before Tune marked it
-        terminated; Tune runs it again (it returns its stored result at once) and it is not counted twice.
+        terminated; Tune runs it again (it returns its stored result at once) and it is not counted
+        twice. A counted trial that is really run again (its files were damaged) is counted by how
+        that run ends instead.
         """
-        self.counted = {p.parent.name for p in self.out.glob(f"*/{RESULT}")}
+        self.counted = {p.parent.name: p.read_bytes() for p in self.out.glob(f"*/{RESULT}")}
         self.done = len(self.counted)
+
+    def _already_counted(self, name: str, result: Path) -> bool:
+        """True for a counted trial whose stored result Tune only read back; uncounts one run again."""
+        if name not in self.counted:
+            return False
+        stored = self.counted.pop(name)
+        with contextlib.suppress(OSError):
+            if result.read_bytes() == stored:  # a new run writes its own wall time
+                return True
+        self.done -= 1  # run again for real: its end (done, failed, cut, stopped) counts it
+        return False
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ctrl_c.seen()  # notes Tune's handler in place
@@ -204,8 +217,7 @@ class _Progress(tune.Callback):
         res = trial.last_result or {}
         name = self._name(trial)
         tdir = self.out / name
-        if name in self.counted and (tdir / RESULT).exists():
-            self.counted.discard(name)
+        if self._already_counted(name, tdir / RESULT):
             print(f"    {name} was already finished before the interruption", flush=True)
             return
         if (tdir / RESULT).exists():
@@ -241,6 +253,8 @@ class _Progress(tune.Callback):
             return ()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.counted.pop(self._name(trial), None) is not None:
+            self.done -= 1  # counted at the start, failed now: counted as failed
         self.errored += 1
         print(
             f"[{self.ended}/{self.total}] {self._name(trial)} failed (attempt {trial.num_failures})",

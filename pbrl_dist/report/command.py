@@ -34,18 +34,37 @@ def _report_axes(axes: Sequence[str], trials: Any) -> tuple[str, ...]:
     return tuple(k for k in axes if k not in INSTANCE_AXES and k in trials.columns)
 
 
+def _key(v: Any) -> str:
+    """A cell as a comparable key, whatever the column's dtype: 4, 4.0 and "4" agree; NaN and None agree."""
+    if isinstance(v, list | dict):
+        return repr(v)
+    if v is None or (isinstance(v, float) and v != v):
+        return "<unset>"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _keys(trials: pd.DataFrame, cols: Sequence[str]) -> list[tuple[str, ...]]:
+    return [
+        tuple(_key(r.get(c)) for c in cols) for r in trials.reindex(columns=cols).to_dict("records")
+    ]
+
+
 def join_results(
     out: Path, others: Sequence[Path]
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
     """``load_results(out)`` plus, from each folder in ``others``, the trials on the same instances.
 
-    An added trial must share a seed and every ``problem.*`` setting with some trial of ``out``: an
+    An added trial must share its seed and every ``problem.*`` setting with some trial of ``out``: an
     ablation folder (say seeds 0-4 on Breakout) is compared with its base sweep's trials on those
     seeds and that game only, never with instances the ablation did not run. Returns (curves, trials,
     the union of the folders' sweep axes, one line per added folder saying what it added).
 
     Raises:
-        ConfigError: a folder that is not a results folder, or a trial name found in two folders.
+        ConfigError: naming ``--with DIR2``: not a results folder, no trial on the same seeds and
+            problem (with the settings that differ), a trial name or a method name that is in two
+            folders (their trials would be pooled into one row).
     """
     from pbrl_dist.report import load_results
 
@@ -53,27 +72,47 @@ def join_results(
     axes, lines = sweep_axes(out), []
     if not others or trials.empty:
         return curves, trials, axes, lines
-    keys = ["seed", *sorted(c for c in trials.columns if c.startswith("problem."))]
-    have = set(trials[keys].astype(str).itertuples(index=False, name=None))
+    where = dict.fromkeys(trials["trial"], out)
     for other in others:
         if not other.is_dir():
             raise ConfigError(f"--with {other}: no such results folder")
         c2, t2 = load_results(other)
         if t2.empty:
             raise ConfigError(f"--with {other}: no trial results in it")
-        missing = [k for k in keys if k not in t2.columns]
-        if missing:
-            raise ConfigError(f"--with {other}: its trials lack {', '.join(missing)}")
-        same = t2[[tuple(r) in have for r in t2[keys].astype(str).itertuples(index=False)]]
-        clash = sorted(set(same["trial"]) & set(trials["trial"]))
-        if clash:
-            raise ConfigError(f"--with {other}: trial {clash[0]} is in {out} too")
+        cols = [
+            "seed",
+            *sorted({c for c in [*trials.columns, *t2.columns] if c.startswith("problem.")}),
+        ]
+        have = set(_keys(trials, cols))
+        same = t2[[k in have for k in _keys(t2, cols)]]
+        if same.empty:
+            differ = [
+                c
+                for c in cols
+                if not {k[0] for k in _keys(t2, [c])} & {k[0] for k in _keys(trials, [c])}
+            ]
+            why = f"; no shared value of {', '.join(differ)}" if differ else ""
+            raise ConfigError(
+                f"--with {other}: none of its {len(t2)} trials has the seed and problem settings of a "
+                f"trial in {out}{why}"
+            )
+        for name in same["trial"]:
+            if name in where:
+                raise ConfigError(f"--with {other}: trial {name} is in {where[name]} too")
+        mine = set(trials["method.name"].astype(str))
+        theirs = set(same["method.name"].astype(str))
+        if mine & theirs:
+            raise ConfigError(
+                f"--with {other}: method {sorted(mine & theirs)[0]} is in {out} too; their trials "
+                "would be pooled into one row (rename one, e.g. methods.<name> in the sweep file)"
+            )
+        where.update(dict.fromkeys(same["trial"], other))
         trials = pd.concat([trials, same], ignore_index=True)
         curves = pd.concat([curves, c2[c2["trial"].isin(same["trial"])]], ignore_index=True)
         axes = list(dict.fromkeys([*axes, *sweep_axes(other)]))
-        methods = ", ".join(sorted(set(same["method.name"].astype(str)))) or "none"
         lines.append(
-            f"with {len(same)} of the {len(t2)} trials of {other} (same seeds and problem; methods: {methods})"
+            f"with {len(same)} of the {len(t2)} trials of {other} (same seeds and problem; "
+            f"methods: {', '.join(sorted(theirs))})"
         )
     return curves, trials, axes, lines
 
@@ -125,8 +164,9 @@ def report_folder(
     for x, y in versus:  # before anything is written
         for m in (x, y):
             if m not in methods:
+                folders = ", ".join(map(str, [out, *others]))
                 raise ConfigError(
-                    f"--versus {x}:{y}: no method {m!r} in {out} (methods: {', '.join(sorted(methods))})"
+                    f"--versus {x}:{y}: no method {m!r} in {folders} (methods: {', '.join(sorted(methods))})"
                 )
     note = left_out_message(trials)
     by = ("method.name", *_report_axes(axes, trials))

@@ -188,11 +188,21 @@ def _cell(v: Any) -> str:
     return short(v) if not isinstance(v, list | dict) else str(v)
 
 
+ENV_COLUMNS = ("problem.env_id", "problem.game")
+"""Settings that name the environment itself: part of the task label even when the folder has one."""
+
+
 def task_columns(frame: pd.DataFrame) -> list[str]:
-    """``problem.name`` and the ``problem.*`` columns whose value differs between trials of a problem."""
+    """``problem.name``, the environment's name (``ENV_COLUMNS``) and the other ``problem.*`` columns
+    whose value differs between trials of a problem.
+
+    A single-env folder is labelled by its env (``MinAtar/Breakout-v1``), not by the problem's
+    registry name (``gym_rlhf``), so that it reads like the same env in a multi-env folder.
+    """
     cols = ["problem.name"]
+    cols += [c for c in ENV_COLUMNS if c in frame.columns and frame[c].notna().any()]
     for c in frame.columns:
-        if c.startswith("problem.") and c != "problem.name":
+        if c.startswith("problem.") and c not in cols:
             per_problem = frame.groupby("problem.name")[c].agg(
                 lambda s: s.dropna().map(_cell).nunique()
             )

@@ -73,7 +73,7 @@ def test_a_variant_keeps_its_base_problem_and_runs_through_the_cli(
     base = load_sweep(ROOT / "sweeps" / f"{VARIANTS[path.stem]}.yaml")
     problems = {repr(t.cfg.problem) for t in base.trials}
     variant = load_sweep(path)
-    assert all(repr(t.cfg.problem) in problems for t in variant.trials)
+    assert variant.trials and all(repr(t.cfg.problem) in problems for t in variant.trials)
 
     out = tmp_path / "out"
     first = variant.trials[0].cfg.problem

@@ -94,7 +94,9 @@ def test_allowed_values_come_from_the_registries() -> None:
         load_sweep(SWEEPS / "fig3_incentive.yaml", overrides=["method.estimator=mc2"])
 
 
-@pytest.mark.parametrize("path", sorted(SWEEPS.rglob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(SWEEPS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(SWEEPS))
+)
 def test_every_sweep_file_still_loads(path: Path) -> None:
     load_sweep(path)
     load_sweep(path, smoke=True)

@@ -182,3 +182,34 @@ def test_a_resumed_sweep_counts_a_trial_finished_at_the_interruption_once(
     counts = [x.split("]")[0] for x in capsys.readouterr().out.splitlines() if x.startswith("[")]
     assert counts == [f"[{k}/{len(specs)}" for k in range(3, len(specs) + 1)]
     assert progress.ended == len(specs)
+
+
+@pytest.mark.parametrize("end", ["fails", "cut", "completes"])
+def test_a_counted_trial_run_again_is_counted_by_how_it_ends(
+    tmp_path: Path,
+    specs: dict[str, Any],
+    handler: Any,
+    capsys: pytest.CaptureFixture[str],
+    end: str,
+) -> None:
+    """A counted trial whose files were damaged is really run again (its result.json is removed
+    first): its new end counts it, once, and it is not said to be "already finished"."""
+    first, second, *_ = specs
+    for name in (first, second):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RESULT).write_text("{}", encoding="utf-8")
+    watch = tune_sweep._CtrlC()
+    progress = tune_sweep._Progress(len(specs), specs, tmp_path, scheduler=False, ctrl_c=watch)
+    progress.count_on()
+    _tune_runs(watch)
+    (tmp_path / second / RESULT).unlink()  # run_trial starts a damaged trial afresh
+    trial = SimpleNamespace(config={"trial": second}, trial_id="x", last_result={}, num_failures=1)
+    if end == "fails":
+        progress.on_trial_error(0, [], trial)
+    else:
+        if end == "completes":
+            (tmp_path / second / RESULT).write_text('{"again": 1}', encoding="utf-8")
+        progress.on_trial_complete(0, [], trial)
+    out = capsys.readouterr().out
+    assert progress.ended == 2, out
+    assert out.startswith("[2/") and "already finished" not in out

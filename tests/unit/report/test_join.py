@@ -68,3 +68,54 @@ def test_a_bad_with_folder_is_one_error_and_writes_nothing(
     assert "--with" in capsys.readouterr().err and not (abl.out / "report").exists()
     with pytest.raises(ConfigError, match=r"trial abl__s0 is in .* too"):
         join_results(abl.out, [abl.out])
+
+
+def test_settings_match_whatever_the_column_dtype(folders: tuple[Any, Any], rows_of: Any) -> None:
+    """A base trial without ``problem.game`` turns that column to float (0 -> 0.0): still a match."""
+    abl, base = folders
+    cfg = abl.specs()[0].container
+    other = {**cfg, "seed": 0, "problem": {k: v for k, v in cfg["problem"].items() if k != "game"}}
+    other["method"] = {**cfg["method"], "name": "other"}
+    base.trial("other__s0", other, rows_of(0.0, 40))
+    _, trials, _, _ = join_results(abl.out, [base.out])
+    assert sorted(trials["trial"])[2:] == ["base__game=0__s0", "base__game=0__s1"]
+
+
+def test_versus_compares_a_method_of_each_folder(
+    folders: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    abl, base = folders
+    assert main(["report", str(abl.out), "--with", str(base.out), "--versus", "abl:base"]) == 0
+    assert main(["report", str(abl.out), "--versus", "abl:base"]) == 2
+    assert "no method 'base' in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["no-shared-seed", "same-method", "confirm"])
+def test_a_with_folder_that_cannot_join_is_one_error_naming_it(
+    folders: tuple[Any, Any],
+    tmp_path: Path,
+    rows_of: Any,
+    fake_at: Any,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+) -> None:
+    abl, _ = folders
+    (tmp_path / "c").mkdir()
+    other = fake_at(tmp_path / "c")
+    cfg = abl.specs()[0].container
+    seed, method = (7, "other") if case == "no-shared-seed" else (0, "abl")
+    other.trial(
+        "x__s0",
+        {**cfg, "seed": seed, "method": {**cfg["method"], "name": method}},
+        rows_of(1.0, 40),
+    )
+    extra = ["--confirm-seeds", "2"] if case == "confirm" else []
+    assert main(["report", str(abl.out), "--with", str(other.out), *extra]) == 2
+    err = capsys.readouterr().err
+    want = {
+        "no-shared-seed": f"--with {other.out}: none of its 1 trials has the seed",
+        "same-method": f"--with {other.out}: method abl is in {abl.out} too",
+        "confirm": "--confirm-seeds re-runs the best configuration of DIR alone",
+    }[case]
+    assert want in err, err
+    assert not (abl.out / "report").exists()
