@@ -20,6 +20,7 @@ VARIANTS = {
     "minatar_oracle_every": "minatar_rlhf",
     "minatar_a2c": "minatar_rlhf",
     "minatar_pbrl_terms": "minatar_rlhf",
+    "minatar_collapse": "minatar_rlhf",
 }
 VARIANT_FILES = sorted((ROOT / "sweeps" / "variants").glob("*.yaml"))
 SWEEPS += VARIANT_FILES
