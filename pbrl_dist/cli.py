@@ -53,7 +53,13 @@ def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[st
         else:
             out = Path(args.out)
         rec = read_record(out)
-        sweep_file = sweep_file or str(rec.get("source"))
+        if sweep_file is None:
+            sweep_file = str(rec.get("source"))
+            if not Path(sweep_file).is_file():
+                raise ConfigError(
+                    f"--resume: {out / 'sweep.yaml'} records the sweep file {sweep_file}, which is not "
+                    f"there (from {Path.cwd()}); pass it: pbrl {verb} PATH/TO/SWEEP.yaml --resume --out {out}"
+                )
         smoke = args.smoke or bool(rec.get("smoke", False))
         if not overrides:
             overrides = [str(o) for o in rec.get("overrides") or []]
