@@ -7,6 +7,10 @@ W&B mode a test asks for. Importable from any test (``pythonpath = ["tests"]`` i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pbrl_dist.problems.stackelberg import StackelbergProblem
 
 TINY = """\
 name: tiny
@@ -50,3 +54,20 @@ def tiny_sweep_file(where: Path, *, seeds: str = "[0]", wandb: str = "disabled")
     )
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def small_stackelberg(game: int = 1) -> StackelbergProblem:
+    """The 5-state, 3 × 3-action Stackelberg game (sparsity 0.5, γ 0.8, τ 0.2) of the algorithm tests."""
+    from pbrl_dist.problems.stackelberg import StackelbergProblem, make_game
+
+    return StackelbergProblem(
+        make_game(
+            num_states=5,
+            num_leader_actions=3,
+            num_follower_actions=3,
+            sparsity=0.5,
+            gamma=0.8,
+            tau=0.2,
+            game=game,
+        )
+    )

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _tiny import small_stackelberg
 
 from pbrl_dist.algos import pbrl
 from pbrl_dist.algos.base import MethodConfig
@@ -66,17 +67,7 @@ def _same(a: Any, b: Any) -> bool:
 def test_tabular_random_kills_of_rollout_and_oracle_actors_change_nothing() -> None:
     from pbrl_dist.executors.ray_chunks import RayChunkRunner
 
-    problem = StackelbergProblem(
-        make_game(
-            num_states=5,
-            num_leader_actions=3,
-            num_follower_actions=3,
-            sparsity=0.5,
-            gamma=0.8,
-            tau=0.2,
-            game=2,
-        )
-    )
+    problem = small_stackelberg(game=2)
     ref = ListSink()
     want = pbrl.run(problem, MC, seed=3, sink=ref)
     runner = RayChunkRunner(problem, num_workers=2, num_oracles=2, cpus_per_worker=0.1)

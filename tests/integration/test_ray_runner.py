@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 import torch
+from _tiny import small_stackelberg
 
 from pbrl_dist.algos import indep_pg, pbrl
 from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.metrics import ListSink
-from pbrl_dist.problems.stackelberg import StackelbergProblem, make_game
+from pbrl_dist.problems.stackelberg import StackelbergProblem
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(300)]
 
@@ -23,17 +24,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def problem() -> StackelbergProblem:
-    return StackelbergProblem(
-        make_game(
-            num_states=5,
-            num_leader_actions=3,
-            num_follower_actions=3,
-            sparsity=0.5,
-            gamma=0.8,
-            tau=0.2,
-            game=1,
-        )
-    )
+    return small_stackelberg(game=1)
 
 
 MC = MethodConfig(
