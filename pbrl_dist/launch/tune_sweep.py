@@ -379,13 +379,16 @@ def _fit(
     if resume:
         if not tune.Tuner.can_restore(str(path)):
             raise ConfigError(f"--resume: {path} is not a restorable Tune experiment")
-        print(f"sweep {sweep.name}: resuming {len(sweep.trials)} trials from {path}", flush=True)
         tuner = tune.Tuner.restore(
             str(path), trainable=trainable, resume_errored=True, param_space=None
         )
         # The restored run config carries the callbacks pickled at the first launch (an older
         # pbrl's, counting from zero): this launch's progress replaces them.
         progress.count_on()
+        print(
+            f"sweep {sweep.name}: resuming {n} trials from {path} ({progress.done} finished)",
+            flush=True,
+        )
         local = tuner._local_tuner
         if local is not None:  # None only with Ray Client, which pbrl does not use
             local.get_run_config().callbacks = [progress]
