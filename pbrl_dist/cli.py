@@ -126,6 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+    for note in sweep.notes:
+        print(note, flush=True)
 def cmd_report(args: argparse.Namespace) -> int:
     """Aggregate a results folder (and optionally confirm its best configuration on fresh seeds)."""
     out = Path(args.dir)
@@ -234,6 +236,8 @@ def _launch_flags(p: argparse.ArgumentParser) -> None:
         help="with --resume: start trials whose checkpoint is corrupt from scratch",
     )
     p.add_argument(
+    for note in sweep.notes:
+        print(f"# {note}", file=sys.stderr)
         "--no-report", action="store_true", help="skip the report at the end (run pbrl report)"
     )
 

@@ -15,7 +15,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -92,6 +92,7 @@ class Sweep:
     trials: list[TrialSpec]
     block: dict[str, Any]
     raw: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # e.g. an axis an override replaced
 
 
 def _fail(where: str, msg: str) -> ConfigError:
@@ -111,17 +112,56 @@ MAX_ALIASES = 200
 MAX_NODES = 100_000
 
 
+MAX_DEPTH = 16  # nesting of mappings/lists; the deepest real sweep file has 5 (sweep.scheduler.x)
+MAX_NAME = 64  # characters of a method name (it names trial folders, with the grid values)
+MAX_TRIAL_NAME = 200  # characters of a trial name (a folder name; most filesystems allow 255 bytes)
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses more than ``MAX_ALIASES`` aliases (a "billion laughs" file)."""
+    """``SafeLoader`` that refuses more than ``MAX_ALIASES`` aliases (a "billion laughs" file), nesting
+    deeper than ``MAX_DEPTH`` and a key given twice in one mapping (YAML would keep the last silently)."""
 
     aliases = 0
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name)")
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, list | dict):
+                    raise _Duplicate(f"a key may not be a list or mapping (got {key!r})", key_node)
+                if key in seen:
+                    raise _Duplicate(f"key {key!r} is given twice in one mapping", key_node)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
+class _Duplicate(Exception):
+    def __init__(self, msg: str, node: Any) -> None:
+        self.msg, self.mark = msg, node.start_mark
+
+
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -139,6 +179,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load(text, Loader=_BoundedLoader)
     except yaml.YAMLError as e:
         raise _fail(str(path), f"malformed YAML: {str(e).splitlines()[0]} ({_mark(e)})") from None
+    except _TooDeep as e:
+        raise _fail(
+            str(path), f"nested deeper than {MAX_DEPTH} levels ({_at(e.mark)}); not a sweep file"
+        ) from None
+    except _Duplicate as e:
+        raise _fail(str(path), f"{e.msg} ({_at(e.mark)})") from None
+    except RecursionError:
+        raise _fail(str(path), "nested too deeply to read; not a sweep file") from None
     if not isinstance(data, dict):
         raise _fail(str(path), "a sweep file must be a YAML mapping at the top level")
     if _expanded_size(data, MAX_NODES) > MAX_NODES:
@@ -184,9 +232,13 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
         if key.split(".")[0] not in TOP_KEYS:
             raise _fail(key, f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
         try:
-            value = yaml.safe_load(text) if text else ""
+            value = yaml.load(text, Loader=_BoundedLoader) if text else ""
         except yaml.YAMLError:
             value = text
+        except (_TooDeep, RecursionError):
+            raise _fail(key, f"the value is nested deeper than {MAX_DEPTH} levels") from None
+        except _Duplicate as e:
+            raise _fail(key, e.msg) from None
         out.append((key, value))
     return out
 
@@ -195,8 +247,9 @@ def _dotted_to_nested(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         node = out
-        if key.startswith("sweep.grid."):  # grid axes are dotted config keys themselves
-            parents, leaf = ["sweep", "grid"], key[len("sweep.grid.") :]
+        axis = next((b for b in ("grid", "search") if key.startswith(f"sweep.{b}.")), None)
+        if axis is not None:  # grid and search axes are dotted config keys themselves
+            parents, leaf = ["sweep", axis], key[len(f"sweep.{axis}.") :]
         else:
             *parents, leaf = key.split(".")
         for p in parents:
@@ -217,9 +270,59 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_top(data: dict[str, Any], where: str) -> None:
-    for k in data:
-        if k not in TOP_KEYS:
+    """The top level of a sweep file (``where`` = ``""``) or of its ``smoke:`` block (``"smoke."``):
+    known keys, each holding the kind of node it must (a mapping, a name, an integer)."""
+    for k, v in data.items():
+        if not isinstance(k, str) or k not in TOP_KEYS:
             raise _fail(f"{where}{k}", f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
+        if k in ("problem", "method", "dist", "logging", "sweep", "methods", "smoke"):
+            if v is not None and not isinstance(v, dict):
+                raise _fail(f"{where}{k}", f"must be a mapping of keys to values (got {_kind(v)})")
+            for sub in v or {}:
+                if not isinstance(sub, str):
+                    raise _fail(f"{where}{k}.{sub}", "keys must be names (text), not numbers")
+        if k == "methods":
+            for mname, mcfg in (v or {}).items():
+                _check_method_name(mname, f"{where}methods.{mname}")
+                if mcfg is not None and not isinstance(mcfg, dict):
+                    raise _fail(
+                        f"{where}methods.{mname}",
+                        f"must be a mapping of method fields (got {_kind(mcfg)})",
+                    )
+        if k in ("name", "description") and v is not None and not isinstance(v, str):
+            raise _fail(f"{where}{k}", f"must be text (got {_kind(v)})")
+        if k == "seed":
+            raise _fail(
+                f"{where}seed",
+                "the seeds of a sweep are its seed axis sweep.seeds (e.g. sweep.seeds=[3]); "
+                "a single seed: would be ignored, so it is refused",
+            )
+        if k == "smoke" and where:
+            raise _fail("smoke.smoke", "a smoke: block cannot hold another smoke: block")
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return f"a list {_short(v)}"
+    return f"{type(v).__name__} {_short(v)}"
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_method_name(mname: Any, where: str) -> None:
+    if not isinstance(mname, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", mname):
+        raise _fail(
+            where,
+            f"{_short(mname)} is not a method name (letters, digits, _ . + -; it names trial "
+            "folders)",
+        )
+    if len(mname) > MAX_NAME:
+        raise _fail(where, f"a method name is at most {MAX_NAME} characters (got {len(mname)})")
 
 
 def _last(layers: list[dict[str, Any]], block: str, key: str) -> Any:
@@ -294,8 +397,15 @@ def _merge_typed(layers: list[dict[str, Any]], where: str) -> DictConfig:
 
 
 def typed_container(merged: DictConfig, target: str | None) -> dict[str, Any]:
-    """The resolved config as plain data, with ``problem.target`` (right after ``name``) if given."""
-    container = OmegaConf.to_container(merged)
+    """The resolved config as plain data, with ``problem.target`` (right after ``name``) if given.
+
+    Interpolations (``${method.lr_x}``, ``${oc.env:X}``) are resolved here, once, at launch: the
+    container is what the trial runs and what its ``config.yaml`` records."""
+    try:
+        container = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        raise _fail(key, f"cannot be resolved: {str(e).splitlines()[0]}") from None
     assert isinstance(container, dict)
     if target is not None:
         prob = container["problem"]
@@ -462,18 +572,53 @@ def _tabular_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
     return checks
 
 
-def _trial_name(method: str, point: dict[str, Any], seed: int) -> str:
-    parts = [method] + [f"{k.split('.')[-1]}={v}" for k, v in point.items()] + [f"s{seed}"]
+def _trial_name(method: str, point: dict[str, Any], container: dict[str, Any]) -> str:
+    """``<method>__<leaf>=<value>...__s<seed>``, each value read from the resolved config that runs.
+
+    A value is written as the grid gave it when the config holds that very value (``lam=20`` for
+    ``lam: 20.0``, as names were always written); anything else would be a name that lies, and
+    stops the load."""
+    parts = [method]
+    for key, given in point.items():
+        ran: Any = container
+        for part in key.split("."):
+            ran = ran.get(part) if isinstance(ran, dict) else None
+        if not _same_value(given, ran):
+            raise _fail(
+                f"sweep.grid.{key}", f"the trial runs {ran!r}, not the grid value {given!r}"
+            )
+        parts.append(f"{key.split('.')[-1]}={given}")
+    parts.append(f"s{container['seed']}")
     return re.sub(r"[^\w=.,+-]", "_", "__".join(parts))
 
 
 def _sweep_block(
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    # YAML 1.1 reads 1e-3 as text, which omegaconf types as a float
+    if isinstance(b, float) and isinstance(a, str):
+        try:
+            return float(a) == b
+        except ValueError:
+            return False
+    return bool(a == b)
+
+
     data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]
-) -> tuple[dict[str, Any], SweepBlock]:
+) -> tuple[dict[str, Any], SweepBlock, list[str]]:
     block_dict = _deep_merge(
         _deep_merge(data.get("sweep") or {}, smoke_block.get("sweep") or {}), cli.get("sweep") or {}
     )
     _check_size_early(block_dict)
+    layers = [
+        ("the sweep file", data),
+        ("its smoke: block", smoke_block),
+        ("the command line", cli),
+    ]
+    block_dict, notes = _replace_axes(layers, block_dict)
     try:
         block = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), block_dict))
     except OmegaConfBaseException as e:
@@ -481,14 +626,21 @@ def _sweep_block(
     assert isinstance(block, SweepBlock)
     for key, values in block.grid.items():
         if key.split(".")[0] not in TRIAL_KEYS:
+        if key == "seed":
+            raise _fail(
+                "sweep.grid.seed",
+                "the seed axis is sweep.seeds (e.g. sweep.seeds=[1,2]), not a grid axis",
+            )
             raise _fail(f"sweep.grid.{key}", f"must start with one of {', '.join(TRIAL_KEYS)}")
         if not isinstance(values, list) or not values:
             raise _fail(f"sweep.grid.{key}", "must be a non-empty list of values")
     if not block.seeds:
+    if "seed" in block.search:
+        raise _fail("sweep.search.seed", "the seed axis is sweep.seeds, not a search axis")
         raise _fail("sweep.seeds", "must be a non-empty list of integers")
     if block.max_trials < 1:
         raise _fail("sweep.max_trials", f"must be ≥ 1 (got {block.max_trials})")
-    return block_dict, block
+    return block_dict, block, notes
 
 
 def _check_size_early(block: dict[str, Any]) -> None:
@@ -507,18 +659,19 @@ def _check_size_early(block: dict[str, Any]) -> None:
         )
 
 
-def _methods(
-    data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]
-) -> dict[str, Any]:
-    methods: dict[str, Any] = _deep_merge(
-        data.get("methods") or {}, smoke_block.get("methods") or {}
-    )
-    methods = _deep_merge(methods, cli.get("methods") or {})
+def _methods(*layers: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each method's own ``methods.<name>`` entries, one per layer (file, smoke, command line), in the
+    order of first appearance. Without ``methods:`` the sweep has one method, named by ``method.name``."""
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for layer in layers:
+        for mname in layer.get("methods") or {}:
+            methods.setdefault(mname, [])
     if not methods:
-        methods = {(data.get("method") or {}).get("name", "method"): {}}
-    for mname, mcfg in methods.items():
-        if not isinstance(mcfg, dict):
-            raise _fail(f"methods.{mname}", "must be a mapping of method fields")
+        name = (layers[0].get("method") or {}).get("name", "method")
+        _check_method_name(name, "method.name")
+        methods = {name: []}
+    for mname, per_layer in methods.items():
+        per_layer.extend(dict((layer.get("methods") or {}).get(mname) or {}) for layer in layers)
     return methods
 
 
@@ -566,6 +719,105 @@ def _check_unread(
 
 
 def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
+def _leaves(node: Any, prefix: str = "") -> set[str]:
+    """Dotted keys of the values set in a nested mapping (``{method: {lam: 5}}`` → ``method.lam``)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix} if prefix else set()
+    out: set[str] = set()
+    for k, v in node.items():
+        out |= _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def _touches(key: str, axis: str) -> bool:
+    """Whether setting ``key`` sets (part of) ``axis`` or the other way round."""
+    return key == axis or key.startswith(axis + ".") or axis.startswith(key + ".")
+
+
+def _layer_keys(layer: dict[str, Any]) -> tuple[set[str], dict[str, str]]:
+    """(dotted keys a layer sets for every method, ``method.k`` → ``methods.<name>.k`` set for one)."""
+    shared = _leaves({k: v for k, v in layer.items() if k in TRIAL_KEYS})
+    own: dict[str, str] = {}
+    for mname, mcfg in (layer.get("methods") or {}).items():
+        for k in mcfg or {}:
+            own.setdefault(f"method.{k}", f"methods.{mname}.{k}")
+    return shared, own
+
+
+def _axes_of(layer: dict[str, Any]) -> dict[str, str]:
+    """Keys a layer's ``sweep:`` block sweeps: key → ``grid`` or ``search``."""
+    block = layer.get("sweep") or {}
+    out: dict[str, str] = {}
+    for kind in ("grid", "search"):
+        axes = block.get(kind) if isinstance(block, dict) else None
+        if isinstance(axes, dict):
+            for key in axes:
+                if key in out:
+                    raise _fail(f"sweep.{kind}.{key}", "is both a grid and a search axis; keep one")
+                out[str(key)] = kind
+    return out
+
+
+def _check_plain_names(merged: DictConfig) -> None:
+    """``logging.project`` names the W&B project: written out, never taken from the environment."""
+    project = OmegaConf.to_container(merged.logging, resolve=False)["project"]  # type: ignore[index]
+    if "${" in str(project):
+        raise _fail(
+            "logging.project",
+            f"{project!r}: a W&B project name is written out, not interpolated (it would carry "
+            "an environment value into W&B)",
+        )
+
+
+def _replace_axes(
+    layers: list[tuple[str, dict[str, Any]]], block: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """Apply the one rule for values against axes, over the layers file → smoke → command line.
+
+    A value set in a later layer for a key that an earlier layer grids or searches over **replaces
+    that axis** (the trials run the value); a later layer's axis replaces an earlier value or axis.
+    Within one layer the axis beats a value (a file may give a default and grid it). Refused, naming
+    the key: a ``methods.<name>`` value for a key that the same or an earlier layer sweeps for every
+    method (the axis would override it silently).
+    Returns the sweep block without the replaced axes and one note per replaced axis."""
+    # key → (grid | search, index of the layer that sweeps it)
+    axes: dict[str, tuple[str, int]] = {}
+    replaced: dict[str, str] = {}
+    owns: list[tuple[int, str, str]] = []  # (layer index, method.k, methods.<name>.k)
+    for i, (where, layer) in enumerate(layers):
+        shared, own = _layer_keys(layer)
+        mine = _axes_of(layer)
+        for key, kind in mine.items():
+            if key in axes and axes[key][0] != kind:
+                replaced[key] = (
+                    f"{key}: the sweep.{kind} axis of {where} replaces the sweep.{axes[key][0]} "
+                    f"axis of {layers[axes[key][1]][0]}"
+                )
+            else:
+                replaced.pop(key, None)
+            axes[key] = (kind, i)
+        for key in [a for a in axes if a not in mine and any(_touches(k, a) for k in shared)]:
+            kind, j = axes.pop(key)
+            replaced[key] = (
+                f"{key}: the value set in {where} replaces the sweep.{kind} axis of {layers[j][0]}"
+            )
+        owns += [(i, key, f) for key, f in own.items()]
+    for i, key, fname in owns:
+        for axis, (kind, j) in axes.items():
+            if _touches(key, axis) and i >= j:
+                raise _fail(
+                    fname,
+                    f"{axis} is swept (sweep.{kind} in {layers[j][0]}) for every method, which "
+                    f"would override this value; to run one value, replace the axis with "
+                    f"{axis}=VALUE, or remove the axis",
+                )
+    out = dict(block)
+    for kind in ("grid", "search"):
+        if isinstance(out.get(kind), dict):
+            out[kind] = {k: v for k, v in out[kind].items() if axes.get(k, ("", 0))[0] == kind}
+    return out, list(replaced.values())
+
+
     """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
     path = Path(path)
     data = _read_yaml(path)
@@ -578,7 +830,8 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
         _check_top(smoke_block, "smoke.")
     cli = _dotted_to_nested(parse_overrides(overrides))
 
-    block_dict, block = _sweep_block(data, smoke_block, cli)
+    _check_top(cli, "")
+    block_dict, block, notes = _sweep_block(data, smoke_block, cli)
     methods = _methods(data, smoke_block, cli)
 
     base = _absolute_targets({k: v for k, v in data.items() if k in TRIAL_KEYS}, path.parent)
@@ -603,37 +856,54 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
             f"{count} trials (methods × grid × seeds) is more than sweep.max_trials={block.max_trials}; "
             "raise sweep.max_trials if you mean it",
         )
-    for mname, mcfg in methods.items():
+    for mname, (file_own, smoke_own, cli_own) in methods.items():
         for combo in itertools.product(*(block.grid[k] for k in keys)):
             point = dict(zip(keys, combo, strict=True))
             for seed in block.seeds:
                 layers = [
+                # Specific beats shared within a layer; a later layer beats an earlier one.
                     base,
-                    {"method": {"name": mname, **mcfg}},
+                    {"method": {"name": mname, **file_own}},
                     smoke_base,
                     cli_base,
+                    {"method": smoke_own},
                     _dotted_to_nested(point.items()),
+                    {"method": cli_own},
                     {"seed": seed},
                 ]
-                name = _trial_name(mname, point, seed)
+                where = re.sub(
+                    r"[^\w=.,+-]",
+                    "_",
+                    "__".join(
+                        [mname, *(f"{k.split('.')[-1]}={v}" for k, v in point.items()), f"s{seed}"]
+                    ),
+                )
                 try:
                     merged = _merge_typed(layers, "")
                     merged.exp = exp
                     obj = OmegaConf.to_object(merged)
+                    _check_plain_names(merged)
+                    container = typed_container(merged, _target(layers))
                     assert isinstance(obj, TrialConfig)
                     validate(obj)
                 except OmegaConfBaseException as e:
+                    name = _trial_name(mname, point, container)
                     raise _fail(getattr(e, "full_key", "config"), str(e).splitlines()[0]) from None
                 except ConfigError as e:
-                    raise ConfigError(f"{e} [in {path.name}, trial {name}]") from None
-                container = typed_container(merged, _target(layers))
+                    raise ConfigError(f"{e} [in {path.name}, trial {where}]") from None
+                if len(name) > MAX_TRIAL_NAME:
+                    raise _fail(
+                        "sweep.grid",
+                        f"trial name {name[:40]}... has {len(name)} characters; it names a folder "
+                        f"(at most {MAX_TRIAL_NAME}): shorten the method name or the grid values",
+                    )
                 trials.append(TrialSpec(name=name, cfg=obj, container=container))
                 shared = {
                     k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}
                 }
                 shared |= {k.split(".", 1)[1] for k in point if k.startswith("method.")}
                 shared |= {k.split(".", 1)[1] for k in block.search if k.startswith("method.")}
-                set_by[name] = (set(mcfg), shared)
+                set_by[name] = (set(file_own) | set(smoke_own) | set(cli_own), shared)
     _check_unread(trials, set_by, path)
     # Seed-major order: every method and grid point of the first seed, then of the next, so a sweep
     # that stops part-way (Ctrl-C, a session limit) has compared the methods on the same seeds.
@@ -641,4 +911,4 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise _fail("sweep", "two trials resolve to the same name; make the grid values distinct")
-    return Sweep(name=exp, path=path, trials=trials, block=block_dict, raw=data)
+    return Sweep(name=exp, path=path, trials=trials, block=block_dict, raw=data, notes=notes)

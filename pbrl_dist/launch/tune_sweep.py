@@ -544,3 +544,5 @@ def sweep_command(
         restart_corrupt=restart_corrupt,
         extra_record={"smoke": smoke, "overrides": list(overrides)},
     )
+    for note in sweep.notes:
+        print(note, flush=True)

@@ -99,3 +99,50 @@ def test_cli_refuses_non_empty_out_without_overwrite(
     rc = main(["run", str(FIG1), "--smoke", "--out", str(out)])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert os.listdir(out) == ["keep.txt"]
+
+
+DEMO_TEXT = (ROOT / "sweeps" / "demo_fig1.yaml").read_text()
+MALFORMED = {
+    "methods-list": ("methods: [a, b]\n", "methods: must be a mapping"),
+    "sweep-int": ("sweep: 5\n", "sweep: must be a mapping"),
+    "method-int": ("method: 5\n", "method: must be a mapping"),
+    "deep": ("problem: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested deeper than 16"),
+    "long-name": (
+        "methods:\n  " + "m" * 300 + ": {algo: indep_pg}\n",
+        "methods.mmmm",
+    ),
+    "duplicate": (None, "key 'lam' is given twice"),
+    "top-seed": ("seed: 3\n", "seed: the seeds of a sweep are its seed axis sweep.seeds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_sweep_file_is_one_line_and_writes_nothing(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each structural error: exit 2, one line naming the key, no results folder."""
+    text, expect = MALFORMED[case]
+    path = tmp_path / "bad.yaml"
+    if text is None:  # a key given twice in one mapping (YAML would keep the last one silently)
+        path.write_text(
+            DEMO_TEXT.replace(
+                "    lr_x: 0.125\n", "    lam: 1.0\n    lr_x: 0.125\n    lam: 2.0\n", 1
+            )
+        )
+    else:
+        # the malformed node replaces the file's own (a top-level key given twice is refused too)
+        top = text.split(":")[0]
+        kept = [ln for ln in DEMO_TEXT.split("\n\n") if not ln.startswith(f"{top}:")]
+        path.write_text("\n\n".join(kept) + "\n" + text)
+    out = tmp_path / "out"
+    rc = main(["run", str(path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and expect in err, err
+    assert not out.exists()
+
+
+def test_a_deep_or_duplicated_override_value_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^method\.x: the value is nested deeper"):
+        load_sweep(FIG1, smoke=True, overrides=["method.x=" + "[" * 500 + "]" * 500])
+    with pytest.raises(ConfigError, match=r"^problem: key 'a' is given twice"):
+        load_sweep(FIG1, smoke=True, overrides=["problem={a: 1, a: 2}"])
