@@ -99,6 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep_file, smoke, overrides, out = _invocation(args, "run")
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
     check_local_sweep(sweep)
+    for note in sweep.notes:
+        print(note, flush=True)
     print(f"sweep {sweep.name}: {len(sweep.trials)} trials -> {out}")
     try:
         run_local(
@@ -126,8 +128,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-    for note in sweep.notes:
-        print(note, flush=True)
 def cmd_report(args: argparse.Namespace) -> int:
     """Aggregate a results folder (and optionally confirm its best configuration on fresh seeds)."""
     out = Path(args.dir)
@@ -188,6 +188,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Print each trial's resolved config without running anything."""
     sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
+    for note in sweep.notes:
+        print(f"# {note}", file=sys.stderr)
     picked = [t for t in sweep.trials if not args.trial or t.name in args.trial]
     if args.trial and len(picked) != len(set(args.trial)):
         missing = sorted(set(args.trial) - {t.name for t in picked})
@@ -236,8 +238,6 @@ def _launch_flags(p: argparse.ArgumentParser) -> None:
         help="with --resume: start trials whose checkpoint is corrupt from scratch",
     )
     p.add_argument(
-    for note in sweep.notes:
-        print(f"# {note}", file=sys.stderr)
         "--no-report", action="store_true", help="skip the report at the end (run pbrl report)"
     )
 

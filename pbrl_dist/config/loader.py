@@ -592,7 +592,6 @@ def _trial_name(method: str, point: dict[str, Any], container: dict[str, Any]) -
     return re.sub(r"[^\w=.,+-]", "_", "__".join(parts))
 
 
-def _sweep_block(
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
@@ -607,36 +606,37 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _sweep_block(
     data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]
 ) -> tuple[dict[str, Any], SweepBlock, list[str]]:
     block_dict = _deep_merge(
         _deep_merge(data.get("sweep") or {}, smoke_block.get("sweep") or {}), cli.get("sweep") or {}
     )
-    _check_size_early(block_dict)
     layers = [
         ("the sweep file", data),
         ("its smoke: block", smoke_block),
         ("the command line", cli),
     ]
     block_dict, notes = _replace_axes(layers, block_dict)
+    _check_size_early(block_dict)
     try:
         block = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), block_dict))
     except OmegaConfBaseException as e:
         raise _fail(f"sweep.{getattr(e, 'full_key', '')}", str(e).splitlines()[0]) from None
     assert isinstance(block, SweepBlock)
     for key, values in block.grid.items():
-        if key.split(".")[0] not in TRIAL_KEYS:
         if key == "seed":
             raise _fail(
                 "sweep.grid.seed",
                 "the seed axis is sweep.seeds (e.g. sweep.seeds=[1,2]), not a grid axis",
             )
+        if key.split(".")[0] not in TRIAL_KEYS:
             raise _fail(f"sweep.grid.{key}", f"must start with one of {', '.join(TRIAL_KEYS)}")
         if not isinstance(values, list) or not values:
             raise _fail(f"sweep.grid.{key}", "must be a non-empty list of values")
-    if not block.seeds:
     if "seed" in block.search:
         raise _fail("sweep.search.seed", "the seed axis is sweep.seeds, not a search axis")
+    if not block.seeds:
         raise _fail("sweep.seeds", "must be a non-empty list of integers")
     if block.max_trials < 1:
         raise _fail("sweep.max_trials", f"must be ≥ 1 (got {block.max_trials})")
@@ -718,7 +718,6 @@ def _check_unread(
             )
 
 
-def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
 def _leaves(node: Any, prefix: str = "") -> set[str]:
     """Dotted keys of the values set in a nested mapping (``{method: {lam: 5}}`` → ``method.lam``)."""
     if not isinstance(node, dict) or not node:
@@ -818,6 +817,7 @@ def _replace_axes(
     return out, list(replaced.values())
 
 
+def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
     """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
     path = Path(path)
     data = _read_yaml(path)
@@ -829,8 +829,8 @@ def _replace_axes(
         smoke_block = data["smoke"]
         _check_top(smoke_block, "smoke.")
     cli = _dotted_to_nested(parse_overrides(overrides))
-
     _check_top(cli, "")
+
     block_dict, block, notes = _sweep_block(data, smoke_block, cli)
     methods = _methods(data, smoke_block, cli)
 
@@ -860,15 +860,15 @@ def _replace_axes(
         for combo in itertools.product(*(block.grid[k] for k in keys)):
             point = dict(zip(keys, combo, strict=True))
             for seed in block.seeds:
-                layers = [
                 # Specific beats shared within a layer; a later layer beats an earlier one.
+                layers = [
                     base,
                     {"method": {"name": mname, **file_own}},
                     smoke_base,
-                    cli_base,
                     {"method": smoke_own},
-                    _dotted_to_nested(point.items()),
+                    cli_base,
                     {"method": cli_own},
+                    _dotted_to_nested(point.items()),
                     {"seed": seed},
                 ]
                 where = re.sub(
@@ -881,13 +881,13 @@ def _replace_axes(
                 try:
                     merged = _merge_typed(layers, "")
                     merged.exp = exp
-                    obj = OmegaConf.to_object(merged)
                     _check_plain_names(merged)
                     container = typed_container(merged, _target(layers))
+                    obj = OmegaConf.to_object(merged)
                     assert isinstance(obj, TrialConfig)
                     validate(obj)
-                except OmegaConfBaseException as e:
                     name = _trial_name(mname, point, container)
+                except OmegaConfBaseException as e:
                     raise _fail(getattr(e, "full_key", "config"), str(e).splitlines()[0]) from None
                 except ConfigError as e:
                     raise ConfigError(f"{e} [in {path.name}, trial {where}]") from None

@@ -535,6 +535,8 @@ def sweep_command(
 ) -> int:
     """``pbrl sweep``: load and validate, then run or resume; return the exit code."""
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
+    for note in sweep.notes:
+        print(note, flush=True)
     return run_sweep(
         sweep,
         out,
@@ -544,5 +546,3 @@ def sweep_command(
         restart_corrupt=restart_corrupt,
         extra_record={"smoke": smoke, "overrides": list(overrides)},
     )
-    for note in sweep.notes:
-        print(note, flush=True)
