@@ -474,6 +474,7 @@ def validate(cfg: TrialConfig) -> None:
         ("dist.cpus_per_trial", cfg.dist.cpus_per_trial > 0, "must be > 0"),
         ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
         ("dist.checkpoint_every", cfg.dist.checkpoint_every > 0, "must be > 0"),
+        ("dist.actor_timeout_s", cfg.dist.actor_timeout_s > 0, "must be > 0"),
         ("dist.fail_once_at_iter", cfg.dist.fail_once_at_iter >= 0, "must be ≥ 0"),
     ]
     if hasattr(cfg.method, "checks"):
@@ -759,7 +760,8 @@ def _axes_of(layer: dict[str, Any]) -> dict[str, str]:
 
 def _check_plain_names(merged: DictConfig) -> None:
     """``logging.project`` names the W&B project: written out, never taken from the environment."""
-    project = OmegaConf.to_container(merged.logging, resolve=False)["project"]  # type: ignore[index]
+    logging = OmegaConf.to_container(merged.logging, resolve=False)
+    project = logging.get("project") if isinstance(logging, dict) else None
     if "${" in str(project):
         raise _fail(
             "logging.project",

@@ -4,7 +4,7 @@
 |---|---|
 | ``protocols`` | ``ChunkRunner`` (tabular Monte Carlo chunks + oracles) and ``RolloutRunner`` (env shards) |
 | ``local`` | both contracts in the learner's process |
-| ``pool`` | ``ActorPool``: Ray actors in slots; a dead actor is replaced (and restored) and its call re-issued |
+| ``pool`` | ``ActorPool``: Ray actors in slots; a dead or hung actor is replaced (and restored), its call re-issued |
 | ``ray_chunks`` | ``RayChunkRunner``: Monte Carlo rollout-worker and oracle actors |
 | ``ray_rollouts`` | ``RayRolloutRunner``: rollout-worker actors that own env shards (deep RLHF) |
 
@@ -42,6 +42,7 @@ def make_runner(problem: Any, dist_cfg: Any) -> Runner:
             num_workers=dist_cfg.num_rollout_workers,
             num_oracles=dist_cfg.num_oracles,
             cpus_per_worker=dist_cfg.cpus_per_worker,
+            actor_timeout_s=dist_cfg.actor_timeout_s,
         )
     from pbrl_dist.executors.ray_chunks import RayChunkRunner
 
@@ -50,4 +51,5 @@ def make_runner(problem: Any, dist_cfg: Any) -> Runner:
         num_workers=max(1, dist_cfg.num_rollout_workers),
         num_oracles=dist_cfg.num_oracles,
         cpus_per_worker=dist_cfg.cpus_per_worker,
+        actor_timeout_s=dist_cfg.actor_timeout_s,
     )

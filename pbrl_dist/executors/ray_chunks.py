@@ -7,11 +7,11 @@ The learner (the trial process) owns a ``RayRunner``. It
 - broadcasts the policy parameters (x, y, π̂) with a version number: one ``ray.put`` per new parameter
   set, and each actor deserializes a version only once, however many chunks it runs;
 - deals the Monte Carlo chunks round-robin over ``num_rollout_workers`` actors, collects them with one
-  ``ray.get`` over the list and returns them **in chunk order**. ``algos.base.mc_estimate`` seeds every
+  ``ray.wait`` over the list and returns them **in chunk order**. ``algos.base.mc_estimate`` seeds every
   chunk from (trial seed, iteration, chunk index) and sums in chunk order, so the estimate is bitwise
   the same as the local executor's, whatever the number of workers;
-- keeps its actors in ``ActorPool``s: a worker that died is replaced and its chunks re-issued, the trial
-  goes on;
+- keeps its actors in ``ActorPool``s: a worker that died, or hung (no answer within
+  ``dist.actor_timeout_s``), is replaced and its chunks re-issued, the trial goes on;
 - optionally runs best-response oracles on ``num_oracles`` ``OracleActor``s (``oracle(name)`` returns a
   function with the ``core.oracles.Oracle`` signature; ``solve_many`` runs several solves in parallel,
   e.g. the two best responses of the NI penalty).
@@ -31,7 +31,7 @@ import torch
 
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.executors.local import solve_local
-from pbrl_dist.executors.pool import ActorPool
+from pbrl_dist.executors.pool import DEFAULT_TIMEOUT_S, ActorPool
 from pbrl_dist.executors.protocols import ActorInfo, OracleRequest
 
 
@@ -111,6 +111,8 @@ class RayChunkRunner:
         num_oracles: oracle actors (0: oracles run in the learner).
         cpus_per_worker: CPUs each actor requests (its placement-group bundle inside a Tune trial).
         max_restarts: how many times per call dead actors are replaced before giving up.
+        actor_timeout_s: ``dist.actor_timeout_s``, the longest one call (a worker's chunks, an oracle
+            actor's solves) may take; an actor that has not answered by then is hung and replaced.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class RayChunkRunner:
         num_oracles: int = 0,
         cpus_per_worker: float = 1.0,
         max_restarts: int = 3,
+        actor_timeout_s: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Start the actors."""
         if num_workers < 1:
@@ -135,12 +138,14 @@ class RayChunkRunner:
             num_workers,
             kind="rollout",
             max_restarts=max_restarts,
+            timeout_s=actor_timeout_s,
         )
         self.oracles = ActorPool(
             lambda i, _: OracleActor.options(num_cpus=cpus).remote(),  # type: ignore[attr-defined]
             num_oracles,
             kind="oracle",
             max_restarts=max_restarts,
+            timeout_s=actor_timeout_s,
         )
         self.version = -1
         self._last: tuple[Any, Any, Any] | None = None

@@ -14,10 +14,11 @@ the learner's process). The learner
 - ``collect_async`` submits without waiting, so the agent's and the oracle's fragments of one
   iteration are collected at the same time on different actors.
 
-A worker that dies is replaced exactly: the driver keeps a copy of every shard's ``state_dict`` as of
-the last fragment it received (the fragment's own actions and last observation plus each shard's
-small ``RolloutShard.step_state``: action-generator state, collect count, the toy env's state),
-starts a fresh worker, restores the shards from it (Atari: rebuild from the seed and replay every
+A worker that dies, or hangs (no answer within ``dist.actor_timeout_s``: it is killed), is replaced
+exactly: the driver keeps a copy of every shard's ``state_dict`` as of the last fragment it received
+(the fragment's own actions and last observation plus each shard's small
+``RolloutShard.step_state``: action-generator state, collect count, the toy env's state), starts a
+fresh worker, restores the shards from it (Atari: rebuild from the seed and replay every
 action, checking the replayed observation) and collects the lost fragment again, so the run is
 bitwise the one without the failure. Only shards that cannot be restored exactly
 (``problem.resume=reseed`` on Atari) are re-seeded from (shard seed, "restart", restart count)
@@ -35,7 +36,7 @@ import numpy as np
 import ray
 import torch
 
-from pbrl_dist.executors.pool import ActorPool
+from pbrl_dist.executors.pool import DEFAULT_TIMEOUT_S, ActorPool
 from pbrl_dist.executors.protocols import ActorInfo
 from pbrl_dist.rlhf.rollouts import (
     Rollout,
@@ -111,6 +112,8 @@ class RayRollouts:
         num_workers: W, actors; must divide ``problem.env_shards``.
         cpus_per_worker: CPUs each actor reserves.
         max_restarts: replacements per ``collect`` before giving up.
+        timeout_s: ``dist.actor_timeout_s``, the longest one fragment may take; a worker that has not
+            answered by then is hung and replaced exactly like a dead one.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class RayRollouts:
         num_workers: int,
         cpus_per_worker: float = 1.0,
         max_restarts: int = 3,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Start the actors and read the env's action count and observation shape."""
         S = len(shard_sizes(spec))
@@ -146,6 +150,7 @@ class RayRollouts:
             kind=f"{spec.role} rollout",
             restore=self._restore,
             max_restarts=max_restarts,
+            timeout_s=timeout_s,
             describe=lambda _: (
                 "its shards restored exactly"
                 if self.exact
@@ -248,7 +253,8 @@ class RayRollouts:
         """Hand every worker the state of its own shards."""
         shards = state["shards"]
         parts = [{"shards": [shards[i] for i in b]} for b in self.blocks]
-        self.pool.run({w: _load(p) for w, p in enumerate(parts)})
+        # Atari shards replay every action from the seed: may take longer than the timeout.
+        self.pool.run({w: _load(p) for w, p in enumerate(parts)}, patient=True)
         if self.exact:  # exact restores hold exactly the loaded state
             self._set_mirror(shards)
 
@@ -272,14 +278,22 @@ class RayRolloutRunner:
         num_workers: ``dist.num_rollout_workers`` (agent role).
         num_oracles: ``dist.num_oracles`` (oracle role; 0 = its shards step in the learner).
         cpus_per_worker: ``dist.cpus_per_worker``.
+        actor_timeout_s: ``dist.actor_timeout_s`` (a hung worker is replaced like a dead one).
     """
 
-    def __init__(self, *, num_workers: int, num_oracles: int, cpus_per_worker: float) -> None:
+    def __init__(
+        self,
+        *,
+        num_workers: int,
+        num_oracles: int,
+        cpus_per_worker: float,
+        actor_timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    ) -> None:
         """Remember the sizes; actors start in ``make_rollouts``."""
         if not ray.is_initialized():
             raise RuntimeError("RayRolloutRunner needs a running Ray (ray.init) first")
         self.num_workers, self.num_oracles = max(1, num_workers), num_oracles
-        self.cpus = cpus_per_worker
+        self.cpus, self.timeout_s = cpus_per_worker, actor_timeout_s
         self.sources: list[RayRollouts] = []
 
     def make_rollouts(self, spec: RolloutSpec) -> RolloutSource:
@@ -287,7 +301,7 @@ class RayRolloutRunner:
         n = self.num_workers if spec.role == "agent" else self.num_oracles
         if n == 0:
             return ShardGroup(spec)
-        src = RayRollouts(spec, num_workers=n, cpus_per_worker=self.cpus)
+        src = RayRollouts(spec, num_workers=n, cpus_per_worker=self.cpus, timeout_s=self.timeout_s)
         self.sources.append(src)
         return src
 
