@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--smoke", action="store_true", help="merge the file's smoke: block (tiny sizes)"
     )
-    r.add_argument("--out", help="results folder (default results/<sweep name>)")
+    r.add_argument("--out", help="results folder (default results/<sweep name>; with --smoke results/<sweep name>_smoke)")
     _launch_flags(r)
     r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. method.lam=10")
     r.set_defaults(fn=cmd_run)
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep file, e.g. sweeps/fig1_stackelberg.yaml (optional with --resume)",
     )
     sw.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
-    sw.add_argument("--out", help="results folder (default results/<sweep name>)")
+    sw.add_argument("--out", help="results folder (default results/<sweep name>; with --smoke results/<sweep name>_smoke)")
     sw.add_argument(
         "--address",
         help="join a running cluster (auto, or HOST:6379); default: start Ray here with all CPUs",
