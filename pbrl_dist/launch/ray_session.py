@@ -4,7 +4,12 @@
 is retried for ~20 s and then surfaces as a bare ``ConnectionError`` (the reason only in its cause).
 Here the address is probed first (TCP, a few seconds), then one GCS handshake tells an auth mismatch
 at once, and any failure becomes a ``ConfigError`` naming the address, with the ``RAY_AUTH_MODE`` hint
-where it fits.
+where it fits. The other direction (token auth here, none on the cluster) joins without complaint and
+then every actor dies unstarted; right after ``ray.init`` one zero-CPU task asks the cluster's mode and
+a mismatch is the same one line, before the results folder is written.
+
+Processes left behind by a killed driver are reaped only from the user's registry of the sessions pbrl
+itself started (``remember_session``), never from anything in a results folder.
 """
 
 from __future__ import annotations
@@ -146,7 +151,64 @@ def _init(address: str | None, num_cpus: int | None) -> bool:
         auth = any(w in why for w in ("auth", "token", "unauthenticated", "permission"))
         hint = AUTH_HINT if auth else "is the cluster up (`ray status`)? " + AUTH_HINT
         raise ConfigError(f"--address {address}: cannot join Ray ({first}); {hint}") from None
+    theirs, mine = cluster_auth_mode(), _auth_mode_name()
+    if theirs is not None and mine is not None and theirs != mine:
+        ray.shutdown()
+        extra = " and the cluster's RAY_AUTH_TOKEN" if theirs == "token" else ""
+        raise ConfigError(
+            f"--address {address}: the cluster runs RAY_AUTH_MODE={theirs} but this shell has "
+            f"RAY_AUTH_MODE={mine} (its trials' actors would never start); set "
+            f"RAY_AUTH_MODE={theirs}{extra} here and run it again"
+        )
     return True
+
+
+AUTH_PROBE_TIMEOUT_S = 15.0
+
+
+def _auth_mode_name() -> str | None:
+    """This process's Ray auth mode (``disabled``/``token``/...), or None if Ray cannot say."""
+    try:
+        from ray._private.authentication.authentication_utils import (
+            get_authentication_mode_name,
+        )
+        from ray._raylet import get_authentication_mode  # type: ignore[attr-defined]
+
+        return str(get_authentication_mode_name(get_authentication_mode()))
+    except Exception:
+        return None
+
+
+def cluster_auth_mode(timeout: float = AUTH_PROBE_TIMEOUT_S) -> str | None:
+    """The auth mode the joined cluster's workers run with, by one tiny task (None: no answer in time).
+
+    A driver with token auth joins a cluster without it (GCS checks no token then), but every actor
+    it creates dies before running: the mismatch only shows in the trials. A zero-CPU task answers in
+    a second or two and tells the cluster's mode. Call right after ``ray.init``.
+    """
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def mode() -> str | None:  # self-contained: the workers need not import pbrl_dist
+        try:
+            from ray._private.authentication.authentication_utils import (
+                get_authentication_mode_name,
+            )
+            from ray._raylet import get_authentication_mode  # type: ignore[attr-defined]
+
+            return str(get_authentication_mode_name(get_authentication_mode()))
+        except Exception:
+            return None
+
+    ref = None
+    try:
+        ref = mode.remote()
+        got = ray.get(ref, timeout=timeout)
+    except Exception:
+        if ref is not None:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        return None
+    return got if isinstance(got, str) else None
 
 
 def check_actor_fit(dists: Sequence[Any], names: Sequence[str]) -> None:
@@ -185,16 +247,46 @@ def stop_ray(*, clean: bool) -> None:
 
 
 SESSION_FILE = ".ray_session"
+"""A note in the results folder of the Ray session its driver runs: for people, never read by pbrl."""
 
 
 def _registry() -> Path:
-    """Per-user list of the embedded Ray sessions pbrl started (one empty-ish file each)."""
+    """Per-user records of the embedded Ray sessions pbrl started (one JSON file each).
+
+    The only thing that decides what ``reap_leftovers`` may kill: it lies outside every results
+    folder, in the user's own state folder (``PBRL_STATE_DIR`` or ``~/.cache/pbrl_dist``).
+    """
     root = os.environ.get("PBRL_STATE_DIR") or str(Path.home() / ".cache" / "pbrl_dist")
     return Path(root) / "ray_sessions"
 
 
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 def remember_session(out: Path) -> None:
-    """Note the session folder of the Ray this process started, in ``out`` and in the user's registry."""
+    """Record the session of the Ray this process started, in the user's registry (``_registry``).
+
+    The record names the session folder this process got from its own ``ray.init``, the driver's
+    pid and kernel start time, the host and the boot: together they prove that pbrl started that
+    session, and tell a dead driver from a live one (or a reused pid). ``out`` gets a note for
+    people (``SESSION_FILE``) that pbrl never reads.
+    """
+    import json
+    import platform
+
     from ray._private import worker
 
     node = getattr(worker, "_global_node", None)
@@ -202,76 +294,98 @@ def remember_session(out: Path) -> None:
         return
     with contextlib.suppress(Exception):
         session = node.get_session_dir_path()
-        (out / SESSION_FILE).write_text(session + "\n", encoding="utf-8")
+        record = {
+            "session": session,
+            "driver_pid": os.getpid(),
+            "driver_start": _start_time(os.getpid()),
+            "host": platform.node(),
+            "boot_id": _boot_id(),
+        }
         reg = _registry()
-        reg.mkdir(parents=True, exist_ok=True)
-        (reg / Path(session).name).write_text(session + "\n", encoding="utf-8")
+        reg.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = reg / f".{Path(session).name}.tmp"
+        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        tmp.replace(reg / Path(session).name)
+        (out / SESSION_FILE).write_text(session + "\n", encoding="utf-8")
 
 
 def forget_session(out: Path) -> None:
-    """The Ray noted in ``out`` was shut down cleanly."""
-    note = out / SESSION_FILE
+    """The Ray this process started was shut down cleanly: drop its record (and the note in ``out``)."""
     with contextlib.suppress(OSError):
-        (_registry() / Path(note.read_text(encoding="utf-8").strip()).name).unlink(missing_ok=True)
-    note.unlink(missing_ok=True)
+        for rec in _registry().iterdir():
+            r = _read_record(rec)
+            if r is not None and r["driver_pid"] == os.getpid():
+                rec.unlink(missing_ok=True)
+    (out / SESSION_FILE).unlink(missing_ok=True)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A registry record, or None when it is not one pbrl wrote (then it never decides anything)."""
+    import json
+
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+        session, pid = str(r["session"]), int(r["driver_pid"])
+        start = r["driver_start"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    name = Path(session).name
+    if not (name.startswith("session_") and name.endswith(f"_{pid}") and path.name == name):
+        return None  # Ray names the session of a head it starts after the starting process
+    if not isinstance(start, int):
+        return None
+    return {**r, "session": session, "driver_pid": pid}
 
 
 def reap_leftovers(out: Path) -> int:
     """Kill what is left of embedded Rays whose pbrl driver was killed; return how many processes.
 
-    Ray's agents outlive a SIGKILLed driver (re-parented to init). Candidates are the session noted
-    in ``out`` and every session in the user's registry (so a folder never resumed is cleaned by the
-    next run anywhere). A session is reaped only when its driver (the pid that ends the session
-    folder's name) is gone; a process belongs to it when its command line or one of its open files
-    names that session folder. Call it holding ``out``'s lock.
+    Ray's agents outlive a SIGKILLed driver (re-parented to init). Only the user's registry
+    (``_registry``, outside every results folder) names candidates; ``out`` (and any file in it) plays
+    no part. A session is reaped only when its record proves pbrl started it (written by that driver,
+    on this host and boot) and that driver is gone (no process with its pid and start time); a
+    process belongs to it when its command line or one of its open files names that session folder.
     """
-    notes = [out / SESSION_FILE]
-    with contextlib.suppress(OSError):
-        notes += sorted(_registry().iterdir())
+    reg = _registry()
+    try:
+        st = reg.stat()
+    except OSError:
+        return 0
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return 0  # a registry others could write decides nothing
+    import platform
+
     killed = 0
-    for note in notes:
-        try:
-            session = note.read_text(encoding="utf-8").strip()
-        except OSError:
+    for path in sorted(reg.iterdir()):
+        if path.name.startswith("."):
             continue
-        n = _reap(session)
-        if n is None:
+        rec = _read_record(path)
+        if rec is None:
+            continue
+        if rec.get("host") != platform.node():
+            continue  # another machine's (a shared home): not ours to judge
+        if rec.get("boot_id") != _boot_id():
+            path.unlink(missing_ok=True)  # its processes ended with that boot
+            continue
+        pid = rec["driver_pid"]
+        if pid == os.getpid() or _start_time(pid) == rec["driver_start"]:
             continue  # its driver is alive
-        killed += n
-        note.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            (_registry() / Path(session).name).unlink(missing_ok=True)
+        killed += _reap(rec["session"])
+        path.unlink(missing_ok=True)
     return killed
 
 
-def _reap(session: str) -> int | None:
-    """Stop a dead driver's Ray session (None if its driver lives or the name is not Ray's)."""
-    name = Path(session).name
-    try:
-        driver = int(name.rsplit("_", 1)[1])
-    except (IndexError, ValueError):
-        return None
-    if not name.startswith("session_") or _alive(driver):
-        return None
+def _reap(session: str) -> int:
+    """Stop every process of a dead pbrl driver's Ray session and remove its folder."""
     killed = 0
     for pid in _pids_using(session):
         with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}").stat().st_uid != os.getuid():
+                continue  # never another user's process
             os.kill(pid, signal.SIGKILL)
             killed += 1
     shutil.rmtree(session, ignore_errors=True)
     return killed
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0 or pid == os.getpid():
-        return pid == os.getpid()
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _pids_using(session: str) -> list[int]:

@@ -1,0 +1,273 @@
+"""``launch/ray_session.py``: what pbrl may kill is decided by the user's registry of the sessions pbrl
+itself started, never by a file in a results folder.
+
+Stand-ins play Ray: a sleeping process whose command line names a session folder (``_pids_using``
+finds Ray's processes exactly that way). The reaping verb is ``pbrl sweep --address`` at a closed
+port: it reaps (holding the folder's lock) and then stops in one line before Ray would start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbrl_dist.cli import main
+from pbrl_dist.launch import ray_session
+from pbrl_dist.launch.ray_session import SESSION_FILE, _boot_id, _start_time
+
+pytestmark = pytest.mark.chaos
+
+TINY = """\
+name: tiny
+problem: {name: stackelberg, num_states: 4, num_leader_actions: 3, num_follower_actions: 3}
+method: {name: pbrl_value, algo: pbrl, lam: 20.0, num_iters: 4, log_every: 2}
+logging: {wandb: disabled}
+sweep: {seeds: [0]}
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _dead_pid() -> tuple[int, int]:
+    """(pid, start time) of a process that has exited."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    start = _start_time(p.pid)
+    assert start is not None
+    p.wait()
+    return p.pid, start
+
+
+@pytest.fixture
+def stand_ins(tmp_path: Path) -> Iterator[list[tuple[subprocess.Popen, Path]]]:
+    made: list[tuple[subprocess.Popen, Path]] = []
+    yield made
+    for proc, _ in made:
+        proc.kill()
+        proc.wait()
+
+
+def _ray_like(tmp_path: Path, made: list, pid: int) -> tuple[subprocess.Popen, Path]:
+    """A session folder named like Ray's (ending in ``pid``) and a process whose cmdline names it."""
+    session = tmp_path / "ray" / f"session_2026-12-07_00-00-00_000000_{pid}"
+    (session / "logs").mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", str(session)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    made.append((proc, session))
+    return proc, session
+
+
+def _reap_by_cli(tmp_path: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(TINY)
+    capsys.readouterr()
+    rc = main(["sweep", str(sweep), "--out", str(out), "--address", f"127.0.0.1:{_closed_port()}"])
+    captured = capsys.readouterr()
+    assert rc == 2, captured.err
+    assert "no Ray cluster answers there" in captured.err
+    return captured.out
+
+
+def test_ray_session_a_planted_session_note_kills_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stand_ins: list,
+) -> None:
+    """A ``.ray_session`` planted in an otherwise empty folder, naming a live cluster whose starting
+    process is gone (as after ``ray start``): the cluster lives on and its folder is untouched."""
+    monkeypatch.setenv("PBRL_STATE_DIR", str(tmp_path / "state"))
+    dead, _ = _dead_pid()
+    victim, session = _ray_like(tmp_path, stand_ins, dead)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / SESSION_FILE).write_text(f"{session}\n")
+    # A record in the old format (a bare path) is no proof either.
+    reg = tmp_path / "state" / "ray_sessions"
+    reg.mkdir(parents=True)
+    (reg / session.name).write_text(f"{session}\n")
+    printed = _reap_by_cli(tmp_path, out, capsys)
+    time.sleep(0.2)
+    assert victim.poll() is None, "pbrl killed a process it did not start"
+    assert (session / "logs").is_dir()
+    assert "left behind" not in printed
+
+
+def test_ray_session_a_dead_pbrl_drivers_session_is_reaped_a_live_ones_is_not(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stand_ins: list,
+) -> None:
+    """The control: a record pbrl wrote for a driver that is gone reaps that session (and only it);
+    a record whose driver lives (same pid and start time) keeps its session."""
+    monkeypatch.setenv("PBRL_STATE_DIR", str(tmp_path / "state"))
+    reg = tmp_path / "state" / "ray_sessions"
+    reg.mkdir(parents=True, mode=0o700)
+    dead, dead_start = _dead_pid()
+    orphan, gone = _ray_like(tmp_path, stand_ins, dead)
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    stand_ins.append((driver, tmp_path))
+    live, kept = _ray_like(tmp_path, stand_ins, driver.pid)
+    for pid, start, session in (
+        (dead, dead_start, gone),
+        (driver.pid, _start_time(driver.pid), kept),
+    ):
+        record = {
+            "session": str(session),
+            "driver_pid": pid,
+            "driver_start": start,
+            "host": platform.node(),
+            "boot_id": _boot_id(),
+        }
+        (reg / session.name).write_text(json.dumps(record))
+    printed = _reap_by_cli(tmp_path, tmp_path / "out", capsys)
+    orphan.wait(timeout=10)
+    assert "stopped 1 Ray processes left behind by a killed pbrl driver" in printed
+    assert not gone.exists() and not (reg / gone.name).exists()
+    assert live.poll() is None and (kept / "logs").is_dir() and (reg / kept.name).exists()
+
+
+def test_ray_session_remember_records_the_driver_outside_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``remember_session`` writes: the session pbrl's own ``ray.init`` gave, with the driver's
+    pid and start time, in the user's registry; ``forget_session`` drops it."""
+
+    class _Node:
+        head = True
+
+        def get_session_dir_path(self) -> str:
+            return str(tmp_path / f"session_2026-12-07_00-00-00_000000_{os.getpid()}")
+
+    from ray._private import worker
+
+    monkeypatch.setenv("PBRL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(worker, "_global_node", _Node(), raising=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    ray_session.remember_session(out)
+    (rec_path,) = (tmp_path / "state" / "ray_sessions").iterdir()
+    rec = json.loads(rec_path.read_text())
+    assert rec["driver_pid"] == os.getpid()
+    assert rec["driver_start"] == _start_time(os.getpid())
+    assert rec["session"] == _Node().get_session_dir_path()
+    ray_session.forget_session(out)
+    assert list((tmp_path / "state" / "ray_sessions").iterdir()) == []
+    assert not (out / SESSION_FILE).exists()
+
+
+@contextlib.contextmanager
+def _head(tmp_path: Path, auth_mode: str) -> Iterator[int]:
+    """A real ``ray start --head --block`` with ``RAY_AUTH_MODE=auth_mode`` on one CPU; its GCS port.
+
+    Stopped by its own process group and by its temp dir (never ``ray stop``, which would stop every
+    Ray of this user on the machine).
+    """
+    ray_cli = Path(sys.executable).parent / "ray"
+    if not ray_cli.exists():
+        pytest.skip("no ray CLI next to this Python")
+    temp = tempfile.mkdtemp(prefix="pbrlauth", dir="/tmp")  # short: Ray's socket paths are long
+    port = _closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env |= {"RAY_AUTH_MODE": auth_mode, "HOME": str(tmp_path)}  # no ~/.ray/auth_token of yours
+    cmd = [str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1"]
+    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]
+    cmd += ["--node-ip-address=127.0.0.1", "--ray-client-server-port", str(_closed_port())]
+    cmd += ["--dashboard-agent-listen-port", str(_closed_port())]
+    cmd += ["--metrics-export-port", str(_closed_port())]
+    log = (tmp_path / "head.log").open("wb")
+    head = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                pytest.skip("the head did not start within 90 s")
+            time.sleep(0.2)
+        yield port
+    finally:
+        head.terminate()  # `ray start --block` stops what it started on SIGTERM
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if temp.encode() in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_ray_session_a_token_shell_against_a_head_without_auth_is_one_line_with_the_hint(
+    tmp_path: Path,
+) -> None:
+    """``RAY_AUTH_MODE=token`` here, a head with auth disabled: GCS lets the driver join, but every
+    actor it makes would die unstarted. One line naming the mode to set, within 30 s, no folder."""
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(TINY)
+    with _head(tmp_path, "disabled") as port:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        env |= {"WANDB_MODE": "disabled", "PBRL_STATE_DIR": str(tmp_path / "state")}
+        address = f"127.0.0.1:{port}"
+        out = tmp_path / "out"
+        pbrl = str(Path(sys.executable).parent / "pbrl")
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [pbrl, "sweep", str(sweep), "--out", str(out), "--address", address],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        took = time.monotonic() - t0
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert took < 30, f"took {took:.1f}s"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("pbrl: error:")]
+    assert len(errors) == 1 and len(proc.stderr.splitlines()) <= 3, proc.stderr[-3000:]
+    assert address in errors[0] and "set RAY_AUTH_MODE=disabled here" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_ray_session_readme_local_head_recipe_is_authenticated() -> None:
+    """Ray opens its GCS and worker ports on every interface (``--node-ip-address=127.0.0.1`` is
+    rewritten), so the README's local head must use token auth, its dashboard on loopback."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    starts = [ln for ln in readme.replace("`", "\n").splitlines() if "ray start --head" in ln]
+    assert starts, "the README has no local-head recipe"
+    for line in starts:
+        assert "RAY_AUTH_MODE=disabled" not in line, line
+        assert "RAY_AUTH_MODE=token" in line and "--dashboard-host=127.0.0.1" in line, line
