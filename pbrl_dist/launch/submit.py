@@ -2,9 +2,10 @@
 
 The sweep file is loaded and validated here first, so bad input fails on your machine, not on the
 cluster. The job ships the working directory (``runtime_env.working_dir = "."``, without ``.venv``,
-``results``, ``.git``, ``.env`` and caches); its driver runs ``pbrl sweep`` on the head node and
-joins the cluster (``--address auto``), so ``pbrl`` must be on the PATH that the head was started
-with (the cluster image, or ``source .venv/bin/activate`` before ``ray start --head``). The sweep
+``results``, ``.git``, caches and secrets at any depth: ``.env*``, ``.netrc``, ``.aws``, ``.ssh``,
+private keys ``id_rsa*``, ``*.pem``, ``*.key``; see ``SECRETS``); its driver runs ``pbrl sweep``
+on the head node and joins the cluster (``--address auto``), so ``pbrl`` must be on the PATH that
+the head was started with (the cluster image, or ``source .venv/bin/activate`` before ``ray start --head``). The sweep
 file must lie inside the shipped directory and ``--out`` must be an absolute path on the cluster
 (default ``/results/<sweep name>``, the shared volume of ``docker-compose.yml`` and ``cluster/k8s``);
 a relative one would land in the job's temporary copy of the working directory. The Jobs SDK and the
@@ -28,18 +29,43 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from pbrl_dist.config.loader import ConfigError, load_sweep
 
-# gitignore-style patterns (any depth); .env holds compose's secrets and must never travel.
+# gitignore-style patterns (any depth). The job's working directory is readable by every job on the
+# cluster and echoed by the Jobs API: no secret may travel (compose's .env, credentials, keys).
+SECRETS = [
+    ".env",
+    "**/.env",
+    "**/.env.*",
+    "**/.netrc",
+    "**/_netrc",
+    "**/.aws",
+    "**/.ssh",
+    "**/.gnupg",
+    "**/.docker/config.json",
+    "**/.git-credentials",
+    "**/.pypirc",
+    "**/.npmrc",
+    "**/.config/gcloud",
+    "**/.kube",
+    "**/id_rsa*",
+    "**/id_dsa*",
+    "**/id_ecdsa*",
+    "**/id_ed25519*",
+    "**/*.pem",
+    "**/*.key",
+    "**/*.p12",
+    "**/*.pfx",
+]
 EXCLUDES = [
     ".venv",
     "results",
     ".git",
-    ".env",
     "wandb",
     "**/__pycache__",
     ".pytest_cache",
     ".ruff_cache",
     ".mypy_cache",
     "*.egg-info",
+    *SECRETS,
 ]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 

@@ -544,6 +544,17 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
         ".env",
         ".env.1a2b3c4d.tmp",  # cluster_token.py's temporary file
         "cluster/.env",
+        "cluster/.env.prod",  # nested .env.* too
+        "a/b/.env.local",
+        ".netrc",
+        "examples/.netrc",
+        ".aws/credentials",
+        "deploy/.aws/config",
+        ".ssh/id_ed25519",
+        "id_rsa",
+        "cluster/id_rsa.pub",
+        "certs/server.pem",
+        "tls/server.key",
         ".venv/bin/python",
         ".git/HEAD",
         "results/fig1/sweep.yaml",
