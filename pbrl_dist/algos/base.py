@@ -223,10 +223,5 @@ MC_READS = frozenset({"estimator", "mc_batch", "mc_chunk", "mc_horizon"})
 set them for exact and MC methods alike)."""
 ORACLE_READS = frozenset({"oracle", "oracle_steps", "oracle_lr", "oracle_tol", "warm_start", "lam"})
 """Fields of a penalty loop with a best-response oracle."""
-TABULAR_METRICS = (
-    "upper/objective",
-    "penalty/value",
-    "penalty/bellman",
-    "lower/oracle_err",
-    "perf/iter_per_s",
-)
+TABULAR_METRICS = ("upper/objective", "penalty/value", "penalty/bellman")
+"""What the tabular PBRL loop adds to the problem's metrics (``penalty/<method.penalty>`` only)."""

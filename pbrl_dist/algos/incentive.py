@@ -248,7 +248,7 @@ def run_start_line(
     )
 
 
-_NI_METRICS = ("penalty/ni", "upper/objective", "perf/iter_per_s")
+_NI_METRICS = ("penalty/ni",)  # what run_pbrl_ni adds to the problem's metrics
 register_algo(
     AlgoSpec(
         name="pbrl_ni",
@@ -265,7 +265,7 @@ register_algo(
         run=run_metagrad,
         schema=MethodConfig,
         reads=COMMON_READS,
-        metrics=_NI_METRICS,
+        metrics=(),
     )
 )
 register_algo(
@@ -274,6 +274,6 @@ register_algo(
         run=run_start_line,
         schema=MethodConfig,
         reads=frozenset({"num_iters", "log_every", "init_scale"}),
-        metrics=_NI_METRICS,
+        metrics=(),
     )
 )

@@ -13,7 +13,6 @@ import torch
 from pbrl_dist.algos.base import (
     COMMON_READS,
     MC_READS,
-    TABULAR_METRICS,
     Checkpointer,
     ChunkRunner,
     MethodConfig,
@@ -84,6 +83,6 @@ register_algo(
         schema=MethodConfig,
         reads=COMMON_READS | MC_READS,
         choices={"estimator": ESTIMATORS},
-        metrics=TABULAR_METRICS,
+        metrics=(),  # the problem's own metrics only
     )
 )

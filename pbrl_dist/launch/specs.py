@@ -121,8 +121,6 @@ def _search_probes(key: str, spec: Any, block: SweepBlock) -> list[Any]:
 
 
 def _check_scheduler(block: SweepBlock, trials: list[TrialSpec]) -> None:
-    from pbrl_dist.problems import LOGGED_METRICS
-
     sch = block.scheduler
     if sch.name not in ("fifo", "asha"):
         raise ConfigError(
@@ -137,13 +135,34 @@ def _check_scheduler(block: SweepBlock, trials: list[TrialSpec]) -> None:
             raise ConfigError(
                 "sweep.scheduler: needs grace_period ≥ 1, reduction_factor ≥ 2 and max_t ≥ 0"
             )
-        for name in dict.fromkeys(t.cfg.problem.name for t in trials):
-            logged = LOGGED_METRICS.get(name, ())
+        for t in trials:
+            logged = trial_metrics(t)
             if sch.metric not in logged:
                 raise ConfigError(
-                    f"sweep.scheduler.metric: {sch.metric!r} is not logged by problem {name}; "
+                    f"sweep.scheduler.metric: {sch.metric!r} is not logged by trial {t.name} "
+                    f"(problem {t.cfg.problem.name}, algo {t.cfg.method.algo}); "
                     f"choose one of {', '.join(logged)}"
                 )
+
+
+def trial_metrics(t: TrialSpec) -> tuple[str, ...]:
+    """The metric keys a trial's rows carry: its problem's own and those its loop adds.
+
+    A loop that declares several ``penalty/<p>`` keys logs only the one its ``method.penalty`` names.
+    """
+    from pbrl_dist.algos import ALGO_SPECS
+    from pbrl_dist.problems import get_problem
+
+    spec = get_problem(t.cfg.problem.name)
+    keys: dict[str, None] = dict.fromkeys(spec.metrics if spec is not None else ())
+    algo = ALGO_SPECS.get(t.cfg.method.algo)
+    added = tuple(algo.metrics) if algo is not None else ()
+    penalties = [k for k in added if k.startswith("penalty/")]
+    own = f"penalty/{getattr(t.cfg.method, 'penalty', '')}"
+    if len(penalties) > 1:
+        added = tuple(k for k in added if not k.startswith("penalty/") or k == own)
+    keys.update(dict.fromkeys(added))
+    return tuple(keys)
 
 
 def search_trial_name(base: str, sample: dict[str, Any], trial_id: str) -> str:
