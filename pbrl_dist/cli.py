@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pbrl_dist.config.loader import ConfigError, load_sweep
+from pbrl_dist.safe_io import UnsafePath, is_write_error, write_error_line
 
 
 def _version() -> str:
@@ -43,6 +44,10 @@ def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[st
     if sweep_file is not None and "=" in sweep_file and not sweep_file.endswith((".yaml", ".yml")):
         overrides.insert(0, sweep_file)  # `pbrl run --resume --out X key=value`
         sweep_file = None
+    from pbrl_dist.launch.trust import check_results, check_sweep_file
+
+    if sweep_file is not None:  # trust before code: its problem.target is imported when loaded
+        check_sweep_file(sweep_file, overrides)
     if args.resume:
         from pbrl_dist.launch.results import read_record
 
@@ -52,6 +57,8 @@ def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[st
             out = _default_out(sweep_file, args.smoke, overrides)
         else:
             out = Path(args.out)
+        if out.is_dir():  # before its record names code to import or Tune unpickles its state
+            check_results(out, f"pbrl {verb} --resume")
         rec = read_record(out)
         if sweep_file is None:
             sweep_file = str(rec.get("source"))
@@ -63,6 +70,7 @@ def _invocation(args: argparse.Namespace, verb: str) -> tuple[str, bool, list[st
         smoke = args.smoke or bool(rec.get("smoke", False))
         if not overrides:
             overrides = [str(o) for o in rec.get("overrides") or []]
+        check_sweep_file(sweep_file, overrides)
         return sweep_file, smoke, overrides, out
     if sweep_file is None:
         raise ConfigError(f"pbrl {verb}: SWEEP.yaml is missing")
@@ -92,9 +100,26 @@ def _interrupted(verb: str, e: Any, out: Path, address: str | None = None) -> in
     return 130
 
 
+def _write_failed(verb: str, e: OSError, out: Path, address: str | None = None) -> int:
+    """A write failure (disk full, read-only, permission) of ``pbrl run|sweep``: one line, exit 1."""
+    hint = _resume_hint(verb, out, address)
+    print(
+        f"pbrl {verb}: {write_error_line(e, out)}; fix that, then resume with: {hint}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every trial of a sweep file in this process (``--resume`` continues an interrupted run)."""
-    from pbrl_dist.launch.local import Interrupted, TrialsFailed, check_local_sweep, run_local
+    from pbrl_dist.launch.local import (
+        Interrupted,
+        TrialsDiverged,
+        TrialsFailed,
+        check_local_sweep,
+        run_local,
+    )
 
     sweep_file, smoke, overrides, out = _invocation(args, "run")
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
@@ -120,9 +145,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 report_folder(out)
         print(f"retry the failed ones with: {_resume_hint('run', out)}", file=sys.stderr)
         return 1
+    except TrialsDiverged as e:  # every other trial complete; diverged is final (exit 3)
+        if not args.no_report:
+            try:
+                report_folder(out)
+            except ConfigError as err:  # e.g. every trial diverged
+                print(f"pbrl report: {err}", file=sys.stderr)
+        print(f"pbrl run: {e}; left out of the report", file=sys.stderr, flush=True)
+        return 3
     except KeyboardInterrupt:  # between trials' own handlers (e.g. while starting Ray)
         print(f"\npbrl run: interrupted\nresume with: {_resume_hint('run', out)}", file=sys.stderr)
         return 130
+    except OSError as e:
+        return _write_failed("run", e, out)
     if not args.no_report:
         report_folder(out)
     return 0
@@ -143,6 +178,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--confirm-seeds re-runs the best configuration of DIR alone: run it without --with"
         )
+    if args.confirm_seeds:  # it imports the trials' problem.target: trust before code
+        from pbrl_dist.launch.trust import check_results
+
+        check_results(out, "pbrl report --confirm-seeds")
     report_folder(out, versus=versus, others=[Path(p) for p in args.with_ or []])
     if args.confirm_seeds:
         from pbrl_dist.launch.confirm import confirm_best
@@ -176,6 +215,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         hint = _resume_hint("sweep", out, args.address)
         print(f"\npbrl sweep: interrupted\nresume with: {hint}", file=sys.stderr)
         return 130
+    except OSError as e:
+        return _write_failed("sweep", e, out, args.address)
+    if rc == 1:  # a trial failed for good (e.g. its disk was full): the way to run it again
+        print(f"retry the failed ones with: {_resume_hint('sweep', out, args.address)}", flush=True)
     if not args.no_report:
         try:
             report_folder(out)
@@ -187,6 +230,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print each trial's resolved config without running anything."""
+    from pbrl_dist.launch.trust import check_sweep_file
+
+    check_sweep_file(args.sweep, args.overrides)  # its problem.target is imported to show it
     sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
     for note in sweep.notes:
         print(f"# {note}", file=sys.stderr)
@@ -347,8 +393,60 @@ def _term_is_ctrl_c() -> Any:
     return signal.signal(signal.SIGTERM, interrupt)
 
 
+class _ClosedPipeSafe:
+    """``sys.stdout`` that survives its reader going away (``pbrl show ... | head``).
+
+    The first write or flush that fails with ``BrokenPipeError`` points the file descriptor at
+    ``/dev/null`` (so Python's own flush at exit is quiet too) and every later write is dropped:
+    the command goes on and finishes its real work (a report still writes its files), exit code
+    unchanged.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def _closed(self) -> None:
+        self._gone = True
+        with contextlib.suppress(Exception):
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pbrl`` console script."""
+    stdout = sys.stdout
+    sys.stdout = _ClosedPipeSafe(stdout)
+    try:
+        return _main(argv)
+    finally:
+        if isinstance(sys.stdout, _ClosedPipeSafe):
+            sys.stdout.flush()
+            sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come after options (pbrl run X.yaml --smoke method.lam=3).
@@ -360,9 +458,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = _term_is_ctrl_c()
     try:
         return int(args.fn(args))
-    except ConfigError as e:
+    except (ConfigError, UnsafePath) as e:
         print(f"pbrl: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a full disk under the report: one line naming the path
+        print(f"pbrl: error: {write_error_line(e) if is_write_error(e) else e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # e.g. while the report draws: nothing of the run is lost
         print("\npbrl: interrupted", file=sys.stderr)
         return 130

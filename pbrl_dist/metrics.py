@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pbrl_dist.cadence import Timer
+from pbrl_dist.safe_io import open_append
 
 METRICS: dict[str, str] = {
     "iter": "outer iteration k of Algorithm 1 (0-based; logged after the step)",
@@ -83,11 +84,12 @@ class JsonlSink:
     def __init__(self, path: Path) -> None:
         """Open ``path`` for appending."""
         self.path = path
-        self._fh = path.open("a", encoding="utf-8")
+        self._fh = open_append(path)  # O_NOFOLLOW: never through a planted link
 
     def log(self, row: Mapping[str, Any]) -> None:
-        """Write one JSON line."""
-        self._fh.write(json.dumps(_jsonable(row)) + "\n")
+        """Write one JSON line (non-finite floats as the JSON tokens ``NaN``, ``Infinity``,
+        ``-Infinity``, which Python's ``json`` and pandas read back as floats)."""
+        self._fh.write(dumps_row(row) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -179,6 +181,64 @@ def _jsonable(v: Any) -> Any:
         return [_jsonable(x) for x in v]
     if hasattr(v, "tolist"):
         return v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
     return v
+
+
+def dumps_row(row: Mapping[str, Any]) -> str:
+    """One metrics row as a JSON line; NaN and ±inf stay numbers (``NaN``, ``Infinity``)."""
+    return json.dumps(_jsonable(row), allow_nan=True)
+
+
+NON_FINITE_TEXT = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+"""The strings older pbrl wrote for non-finite floats (``str(float)``), read back as floats."""
+
+
+def as_number(v: Any) -> Any:
+    """``v`` with the strings older pbrl wrote for NaN/±inf turned back into floats (lists too)."""
+    if isinstance(v, str) and v.strip().lower() in NON_FINITE_TEXT:
+        return NON_FINITE_TEXT[v.strip().lower()]
+    if isinstance(v, list):
+        return [as_number(x) for x in v]
+    return v
+
+
+def non_finite(row: Mapping[str, Any]) -> str | None:
+    """The first metric of ``row`` that is NaN or ±inf (a list counts if any element is), else None.
+
+    Bools and integers are always finite; the strings older pbrl wrote ("nan", "inf") count too.
+    """
+    for k, v in row.items():
+        vals = v if isinstance(v, list | tuple) else [v]
+        for x in vals:
+            x = as_number(x)
+            if isinstance(x, float) and not math.isfinite(x):
+                return str(k)
+    return None
+
+
+class Diverged(Exception):
+    """A trial's metrics went NaN or ±inf: it ends as *diverged* (a final state, never *complete*)."""
+
+    def __init__(self, metric: str, iteration: Any, row: Mapping[str, Any]) -> None:
+        """Remember which metric went non-finite, at which iteration, and the whole row."""
+        self.metric, self.iter, self.row = metric, iteration, dict(row)
+        super().__init__(f"diverged: {metric} = {row.get(metric)} at iteration {iteration}")
+
+
+class DivergenceGuard:
+    """Forward every row to ``inner``, then raise ``Diverged`` if the row holds a NaN or ±inf.
+
+    The row is written everywhere first (metrics.jsonl keeps it, as numbers), so the place where the
+    trial diverged is on record; the loop stops there.
+    """
+
+    def __init__(self, inner: MetricSink) -> None:
+        """Wrap ``inner`` (the trial's fan-out of sinks)."""
+        self.inner = inner
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Forward ``row``; raise ``Diverged`` when one of its metrics is not finite."""
+        self.inner.log(row)
+        bad = non_finite(row)
+        if bad is not None:
+            raise Diverged(bad, row.get("iter"), row)

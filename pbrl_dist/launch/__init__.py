@@ -11,6 +11,7 @@
 | ``confirm`` | ``pbrl report --confirm-seeds``: re-run the best setting of each method on fresh seeds |
 | ``tune_trainable`` | the Tune trainable (reports metrics, checkpoints through ``tune.Checkpoint``) |
 | ``tune_sweep`` | ``pbrl sweep``: validate, size the cluster, run or resume the Tuner |
+| ``tune_state`` | a verified copy of Tune's state; ``repair`` of cut state files before ``--resume`` |
 | ``submit`` | ``pbrl submit``: the sweep as a Ray Job; follow its logs |
 
 Only ``ray_session``, ``tune_*`` and ``submit`` import Ray; importing ``pbrl_dist.launch`` (or ``trial``,

@@ -10,7 +10,6 @@ with only numpy's array-rebuilding globals allowed, so a planted pickle is refus
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from pbrl_dist.config.loader import ConfigError
+from pbrl_dist.safe_io import atomic_file
 
 STATE_FILE = "state.pt"
 CKPT_DIR = "checkpoint"
@@ -77,9 +77,8 @@ def load_state(
 def save_state(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` atomically (a crash mid-save leaves the previous file whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:  # a temporary file beside it, synced, renamed; never a link
+        torch.save(state, fh)
 
 
 class FileCheckpointer:

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec
-from pbrl_dist.launch.local import run_local
+from pbrl_dist.launch.local import TrialsDiverged, run_local
 from pbrl_dist.launch.specs import respec, spec_from_container
 from pbrl_dist.report.confirm import (
     best_per_method,
@@ -32,6 +32,7 @@ from pbrl_dist.report.confirm import (
     unique_rows,
 )
 from pbrl_dist.report.tables import load_results, short
+from pbrl_dist.safe_io import atomic_write_text
 
 CONFIRM_JSON = "confirm.json"
 """The summary of a confirmation, in ``DIR/confirm/``."""
@@ -183,7 +184,11 @@ def confirm_best(
     )
     if overwrite:  # ours, but not a file run_local knows: it would refuse to replace the folder
         (out / "confirm" / CONFIRM_JSON).unlink(missing_ok=True)
-    rows = run_local(sweep, out / "confirm", overwrite=overwrite)
+    try:
+        rows = run_local(sweep, out / "confirm", overwrite=overwrite)
+    except TrialsDiverged as e:  # a diverged seed has no value: the others are the confirmation
+        print(f"confirmation: {e}; left out", flush=True)
+        rows = e.rows
     values: list[list[float | None]] = [[] for _ in records]
     names: list[list[str]] = [[] for _ in records]
     for spec, r in zip(specs, rows, strict=True):
@@ -223,7 +228,7 @@ def confirm_best(
         "confirm_seeds": seeds,
         "methods": methods,
     }
-    (out / "confirm" / CONFIRM_JSON).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    atomic_write_text(out / "confirm" / CONFIRM_JSON, json.dumps(summary, indent=1), root=out)
     return summary
 
 

@@ -28,9 +28,13 @@ from pbrl_dist.launch.trial import (
     RESULT,
     completed_result,
     damage,
+    diverged_line,
+    diverged_result,
     new_defaults_only,
     run_trial,
 )
+from pbrl_dist.metrics import Diverged
+from pbrl_dist.safe_io import UnsafePath, is_write_error
 
 
 class TrialsFailed(Exception):
@@ -40,6 +44,24 @@ class TrialsFailed(Exception):
         """Remember which."""
         super().__init__(f"{len(failed)}/{total} trials failed: {', '.join(failed)}")
         self.failed, self.total = failed, total
+
+
+class TrialsDiverged(Exception):
+    """Some trials diverged (a metric went NaN or ±inf); every other trial completed.
+
+    Diverged is a final state: the report leaves those trials out and ``--resume`` does not run them
+    again.
+    """
+
+    def __init__(
+        self, diverged: list[tuple[str, str]], total: int, rows: list[dict] | None = None
+    ) -> None:
+        """Remember which, where each diverged (``diverged_line``), and every trial's summary row
+        (a diverged one: ``{"trial", "status": "diverged"}``, no metrics)."""
+        first = f"{diverged[0][0]} ({diverged[0][1]})" if diverged else ""
+        more = f" and {len(diverged) - 1} more" if len(diverged) > 1 else ""
+        super().__init__(f"{len(diverged)}/{total} trials diverged: {first}{more}")
+        self.diverged, self.total, self.rows = diverged, total, rows or []
 
 
 class Interrupted(Exception):
@@ -206,11 +228,19 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
     modes = wandb_modes(sweep)
     rows: list[dict] = []
     failed: list[str] = []
+    diverged: list[tuple[str, str]] = []  # (trial, where it diverged)
     t_start = time.perf_counter()
     ran = 0
     try:
         for i, spec in enumerate(sweep.trials, 1):
             tdir = inside(out, out / spec.name)
+            gone = diverged_result(spec, tdir)
+            if gone is not None:  # a final state: not run again
+                line = diverged_line(gone)
+                print(f"[{i}/{n}] {spec.name}: {line} (final; not run again)", flush=True)
+                diverged.append((spec.name, line))
+                rows.append({"trial": spec.name, "status": "diverged"})
+                continue
             done = completed_result(spec, tdir)
             why = damage(spec, tdir) if done is not None else None
             if done is not None and why is None:
@@ -240,7 +270,15 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
                 )
             except ConfigError:
                 raise  # the user's input (e.g. a corrupt checkpoint): stop and say so
+            except Diverged as e:  # a final state: result.json says so, the checkpoint goes
+                ckpt.clear()
+                print(f"      {e} (left out of the report; final)", flush=True)
+                diverged.append((spec.name, str(e)))
+                rows.append({"trial": spec.name, "status": "diverged"})
+                continue
             except Exception as e:  # this trial failed; its checkpoint stays for --resume
+                if is_write_error(e) or isinstance(e, UnsafePath):
+                    raise  # the folder cannot be written: stop (one line, the resume command)
                 first = str(e).strip().splitlines()
                 print(f"      failed: {type(e).__name__}: {first[0] if first else ''}", flush=True)
                 failed.append(spec.name)
@@ -255,6 +293,8 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
         raise Interrupted(len(rows), n) from None
     if failed:
         raise TrialsFailed(failed, n)
+    if diverged:
+        raise TrialsDiverged(diverged, n, rows)
     return rows
 
 

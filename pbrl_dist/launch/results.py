@@ -31,11 +31,13 @@ from typing import Any
 import yaml
 
 from pbrl_dist.config.loader import ConfigError, Sweep
+from pbrl_dist.safe_io import TMP_PREFIX, atomic_write_text, check_target, write_error_line
 
 MARKER = ".pbrl_results"
 LOCK = ".lock"
 DRIVER_FILES = frozenset({LOCK, ".ray_session"})  # what a running driver keeps in its folder
 RECORD = "sweep.yaml"
+TRASH_PREFIX = ".pbrl-trash-"  # old entries that ``--overwrite`` is removing
 OWN_ENTRIES = frozenset(
     {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", LOCK, ".ray_session"}
 )
@@ -46,8 +48,10 @@ def _foreign(out: Path) -> list[str]:
     """Top-level entries of ``out`` that pbrl did not write."""
     bad = []
     for p in sorted(out.iterdir()):
-        if p.name in OWN_ENTRIES:
-            continue
+        if p.name in OWN_ENTRIES or (p.name.startswith(TMP_PREFIX) and not p.is_symlink()):
+            continue  # ours (a temporary file left by a kill mid-write too)
+        if p.name.startswith(TRASH_PREFIX) and p.is_dir() and not p.is_symlink():
+            continue  # what a killed --overwrite was removing
         if p.is_dir() and not p.is_symlink() and (p / "config.yaml").exists():
             continue  # a trial folder
         bad.append(p.name)
@@ -104,13 +108,19 @@ def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
     """
     check_out_dir(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    # Recoverable at every instant: each old entry is first renamed (atomic) into one trash folder
+    # inside ``out``, which is deleted last; the marker stays throughout (``mark`` rewrites it). A
+    # kill at any point leaves pbrl's marker, whole pbrl entries and a trash folder, which
+    # ``--overwrite`` accepts and finishes removing.
+    trash = out / f"{TRASH_PREFIX}{os.getpid()}-{time.time_ns()}"
     for p in list(out.iterdir()):
-        if p.name in DRIVER_FILES:  # this driver's own, held right now
+        if p.name in DRIVER_FILES or p.name == MARKER:  # this driver's own, held right now
             continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+        if not trash.exists():
+            trash.mkdir()
+        p.rename(trash / p.name)
+    if trash.exists():
+        shutil.rmtree(trash)
     mark(out)
 
 
@@ -123,9 +133,14 @@ def hold_lock(out: Path, command: str) -> Iterator[None]:
     (host, pid, command, start) for the message a second driver gets.
     """
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
-    fh = path.open("a+", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        check_target(path)  # a planted link would be truncated through below
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fh = os.fdopen(os.open(path, flags, 0o644), "r+", encoding="utf-8")
+    except OSError as e:  # before anything is written: an unusable --out, one line
+        raise ConfigError(f"--out {out}: {write_error_line(e)}; choose another --out") from None
     locked = False
     try:
         try:
@@ -156,9 +171,9 @@ def hold_lock(out: Path, command: str) -> Iterator[None]:
 
 def mark(out: Path) -> None:
     """Write pbrl's marker into ``out`` (who and when)."""
-    (out / MARKER).write_text(
+    atomic_write_text(
+        out / MARKER,
         yaml.safe_dump({"written_by": "pbrl_dist", "user": _user(), "created": time.time()}),
-        encoding="utf-8",
     )
 
 
@@ -217,7 +232,7 @@ def write_record(sweep: Sweep, out: Path, **extra: Any) -> None:
         "host": platform.node(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (out / RECORD).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    atomic_write_text(out / RECORD, yaml.safe_dump(record, sort_keys=False))
 
 
 def inside(out: Path, path: Path) -> Path:
@@ -231,23 +246,16 @@ def check_trusted(out: Path, *inside: Path) -> None:
     """Before Tune unpickles its state from ``out``: pbrl's folder, yours, and writable by you alone.
 
     Tune's experiment state (``tuner.pkl``) is a pickle, which can run code when loaded, so a results
-    folder is trusted input: it must carry pbrl's marker, belong to this user, and be writable by no
-    one else (nor may ``inside``, e.g. the Tune folder).
+    folder is trusted input: it must carry pbrl's marker, belong to this user, and neither it nor
+    anything in it (``inside`` too, e.g. the Tune folder; see ``launch/trust.py``) may be writable by
+    anyone else.
     """
-    if not (out / MARKER).exists():
-        raise ConfigError(f"--resume: {out} has no {MARKER} marker; pbrl did not write it")
-    uid = os.getuid()
-    for p in (out, *inside):
-        st = p.stat()
-        if st.st_uid != uid:
-            raise ConfigError(
-                f"--resume: {p} belongs to uid {st.st_uid}, not you ({uid}); not resuming it"
-            )
-        if st.st_mode & 0o022:
-            raise ConfigError(
-                f"--resume: {p} is writable by others (mode {st.st_mode & 0o777:o}); "
-                f"`chmod go-w {p}` if you trust its contents, then resume"
-            )
+    from pbrl_dist.launch.trust import check_folder
+
+    check_folder(out, "--resume")
+    for p in inside:
+        if not p.resolve().is_relative_to(out.resolve()):
+            check_folder(p, "--resume", marker=False)
 
 
 def read_record(out: Path) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,8 +19,16 @@ from pbrl_dist.algos import ALGOS
 from pbrl_dist.algos.base import Checkpointer, Result, outer_iters
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
-from pbrl_dist.metrics import FanOut, JsonlSink, MetricSink, ProgressSink
+from pbrl_dist.metrics import (
+    Diverged,
+    DivergenceGuard,
+    FanOut,
+    JsonlSink,
+    MetricSink,
+    ProgressSink,
+)
 from pbrl_dist.problems import get_problem
+from pbrl_dist.safe_io import atomic_file, atomic_write_text
 
 RESULT = "result.json"
 
@@ -67,7 +74,9 @@ def run_trial(
     trainable records where its actors run).
 
     ``result.json`` (with ``"status": "complete"``) is written last: its presence marks a trial that
-    ran to the end; an interrupted trial has none.
+    ran to the end; an interrupted trial has none. A trial whose metrics row holds a NaN or ±inf
+    stops there and is *diverged*, a final state too: ``result.json`` says ``"status": "diverged"``
+    with the ``metric`` and ``iter``, and ``Diverged`` is raised (no ``final_state.npz``).
     """
     # The learner uses the CPUs its bundle reserves (dist.cpus_per_trial, default 1). Numbers are
     # bitwise reproducible for a given thread count; a different count may change the last bits.
@@ -75,7 +84,7 @@ def run_trial(
     trial_dir.mkdir(parents=True, exist_ok=True)
     for stale in (RESULT, "stopped.json"):  # a (re-)started trial is neither complete nor stopped
         (trial_dir / stale).unlink(missing_ok=True)
-    (trial_dir / "config.yaml").write_text(spec.to_yaml(), encoding="utf-8")
+    atomic_write_text(trial_dir / "config.yaml", spec.to_yaml())
     metrics_path = trial_dir / "metrics.jsonl"
     ckpt = _truncate_metrics(metrics_path, ckpt, spec.name)
     jsonl = JsonlSink(metrics_path)
@@ -98,6 +107,8 @@ def run_trial(
         runner = own_runner = make_runner(problem, spec.cfg.dist)
     wb = None
     ok = False
+    diverged: Diverged | None = None
+    t0 = time.perf_counter()
     try:
         if on_start is not None:
             on_start(runner)
@@ -105,17 +116,23 @@ def run_trial(
 
         wb = open_wandb(spec, trial_dir, group=wandb_group, launch_id=launch_id, mode=wandb_mode)
         if wb is not None:
+            # A resumed run: the rows kept in metrics.jsonl that W&B lacks go there first (a kill
+            # can lose rows W&B had not written yet); rows W&B has are never logged twice.
+            wb.catch_up(read_rows(metrics_path))
             all_sinks.append(wb)
         t0 = time.perf_counter()  # compute time only: not W&B's or the actors' start-up
-        result = ALGOS[spec.cfg.method.algo](  # its AlgoSpec.run
-            problem,
-            spec.cfg.method,
-            seed=spec.cfg.seed,
-            sink=FanOut(*all_sinks),
-            runner=runner,
-            ckpt=ckpt,
-        )
-        ok = True
+        try:
+            result = ALGOS[spec.cfg.method.algo](  # its AlgoSpec.run
+                problem,
+                spec.cfg.method,
+                seed=spec.cfg.seed,
+                sink=DivergenceGuard(FanOut(*all_sinks)),
+                runner=runner,
+                ckpt=ckpt,
+            )
+        except Diverged as e:  # a final state, like complete: written below, then raised
+            diverged = e
+        ok = diverged is None
     finally:
         jsonl.close()
         if wb is not None:
@@ -126,20 +143,52 @@ def run_trial(
         if own_runner is not None:
             own_runner.shutdown()
     wall = time.perf_counter() - t0
-    np.savez(trial_dir / "final_state.npz", **result.final_state)
+    if diverged is not None:
+        summary = {
+            "trial": spec.name,
+            "status": "diverged",
+            "metric": diverged.metric,
+            "iter": diverged.iter,
+            "wall_s": wall,
+            "final": diverged.row,
+        }
+        atomic_write_text(trial_dir / RESULT, json.dumps(summary, indent=1))  # NaN as a number
+        raise diverged
+    with atomic_file(trial_dir / "final_state.npz") as fh:
+        np.savez(fh, **result.final_state)
     summary = {"trial": spec.name, "status": "complete", "wall_s": wall, "final": result.metrics}
-    tmp = trial_dir / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    os.replace(tmp, trial_dir / RESULT)  # atomic: a result.json is always whole
+    atomic_write_text(trial_dir / RESULT, json.dumps(summary, indent=1))  # always whole
     return result, wall
 
 
 def completed_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
-    """The trial's ``result.json`` if it finished with this very config, else None.
+    """The trial's ``result.json`` if it completed with this very config, else None (a diverged
+    trial is not complete: see ``final_result``).
 
     A config written by an older pbrl counts as this very config when all it lacks is settings added
     since, at their defaults (they change nothing in what ran; ``new_defaults_only``).
     """
+    done = final_result(spec, trial_dir)
+    return done if done is not None and done.get("status", "complete") == "complete" else None
+
+
+def diverged_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
+    """The trial's ``result.json`` if it diverged with this very config (a final state: ``--resume``
+    does not run it again), else None."""
+    done = final_result(spec, trial_dir)
+    return done if done is not None and done.get("status") == "diverged" else None
+
+
+def diverged_line(done: dict[str, Any]) -> str:
+    """``diverged: lower/gap = nan at iteration 10`` for a diverged trial's ``result.json``."""
+    metric = str(done.get("metric"))
+    value = (done.get("final") or {}).get(metric)
+    return f"diverged: {metric} = {value} at iteration {done.get('iter')}"
+
+
+def final_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
+    """The trial's ``result.json`` if it reached a final state (complete or diverged) with this very
+    config, else None."""
     res, cfg = trial_dir / RESULT, trial_dir / "config.yaml"
     try:
         text = cfg.read_text(encoding="utf-8")
@@ -210,14 +259,21 @@ class _FreshStart:
 def _truncate_metrics(path: Path, ckpt: Checkpointer | None, name: str) -> Checkpointer | None:
     """Make metrics.jsonl agree with the state the trial resumes from; return the checkpointer to use.
 
-    Rows past the checkpoint (written before a crash) are dropped. A checkpoint whose metrics file is
-    gone (the trial folder was deleted) cannot give back the curve before it: the trial starts over.
+    Rows past the checkpoint (written before a crash) are dropped. A checkpoint that metrics.jsonl
+    does not reach (``metrics_cover``: the file is gone, or lost rows the checkpoint had logged, e.g.
+    an earlier attempt cut it back to an older checkpoint) cannot give back the curve before it: the
+    trial starts over, and says why. (This is how a resumed trial once lost 100k steps of rows.)
     """
     state = ckpt.restore() if ckpt is not None else None
-    if state is not None and not path.exists():
+    if state is not None and not metrics_cover(path, state):
+        why = (
+            "metrics.jsonl is gone"
+            if not path.exists()
+            else f"metrics.jsonl lacks rows the checkpoint at iteration {state['k']} had logged"
+        )
         print(
-            f"    {name}: metrics.jsonl is gone, so the rows before iteration {state['k']} cannot be "
-            "recovered; starting the trial from scratch",
+            f"    {name}: {why}, so the rows before iteration {state['k']} cannot be recovered; "
+            "starting the trial from scratch",
             flush=True,
         )
         assert ckpt is not None
@@ -225,14 +281,59 @@ def _truncate_metrics(path: Path, ckpt: Checkpointer | None, name: str) -> Check
     if state is None:
         path.unlink(missing_ok=True)
         return ckpt
-    if path.exists():
-        keep = [
-            line
-            for line in path.read_text(encoding="utf-8").splitlines()
-            if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
-        ]
-        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    keep = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
+    ]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
     return ckpt
+
+
+def metrics_cover(path: Path, state: dict[str, Any]) -> bool:
+    """Whether ``path`` (metrics.jsonl) holds every row logged up to the checkpoint ``state``.
+
+    Every loop logs a row before it checkpoints and keeps its last logged row in the state
+    (``state["row"]``); the file covers the checkpoint when its last whole row at or before
+    iteration ``k`` is that row (none when the loop had logged none). A state without ``row`` (a
+    loop that does not keep it) is taken as covered when the file exists.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    if "row" not in state:
+        return True
+    want = (state.get("row") or {}).get("iter")
+    iters = [
+        int(row["iter"])
+        for row in map(_row, lines)
+        if row is not None and isinstance(row.get("iter"), int) and row["iter"] <= int(state["k"])
+    ]
+    return (iters[-1] if iters else None) == want and lost_rows(iters) is None
+
+
+def lost_rows(iters: Sequence[int]) -> tuple[int, int] | None:
+    """Two neighbouring logged iterations with at least one row lost between them, else None.
+
+    Rows come at a steady spacing (every ``log_every`` iterations, or a steady number of env steps);
+    only the last may come early (the run's end). A gap of twice the smallest spacing or more is
+    lost rows.
+    """
+    pairs = list(itertools.pairwise(iters))
+    if len(pairs) < 2:
+        return None
+    spacing = min(b - a for a, b in pairs[:-1])
+    return next(((a, b) for a, b in pairs if spacing > 0 and b - a >= 2 * spacing), None)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The whole rows of a metrics.jsonl (none when it is missing)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [r for r in map(_row, lines) if r is not None]
 
 
 def _row(line: str) -> dict[str, Any] | None:
@@ -248,8 +349,8 @@ def damage(spec: TrialSpec, trial_dir: Path) -> str | None:
     """Why a trial that should be complete is not whole, or None when every file checks out.
 
     Checks: the folder, ``result.json`` (readable, this very config), ``final_state.npz`` (loads),
-    ``metrics.jsonl`` (every line whole, iterations increasing from the start, ending where the
-    result says).
+    ``metrics.jsonl`` (every line whole, iterations increasing from the start with no gap of two
+    rows' spacing or more, ending where the result says).
     """
     if not trial_dir.is_dir():
         return "its folder is missing"
@@ -274,6 +375,9 @@ def damage(spec: TrialSpec, trial_dir: Path) -> str | None:
         return "metrics.jsonl rows are out of order"
     if steps and iters[0] > steps[len(steps) // 2]:
         return f"metrics.jsonl starts at iteration {iters[0]}: its first rows are missing"
+    gap = lost_rows(iters)
+    if gap is not None:
+        return f"metrics.jsonl has no rows between iteration {gap[0]} and {gap[1]} (rows are lost)"
     final_iter = done["final"].get("iter")
     if isinstance(final_iter, int) and iters[-1] != final_iter:
         return f"metrics.jsonl ends at iteration {iters[-1]} but result.json at {final_iter}"

@@ -20,8 +20,10 @@ Order of events (bad input stops at the first step that finds it, with one messa
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import pickle
 import re
 import signal
 import sys
@@ -60,8 +62,18 @@ from pbrl_dist.launch.specs import (
     trial_bundles,
     typed_block,
 )
-from pbrl_dist.launch.trial import RESULT, damage, progress_keys, run_trial
+from pbrl_dist.launch.trial import (
+    RESULT,
+    damage,
+    diverged_line,
+    diverged_result,
+    progress_keys,
+    run_trial,
+)
+from pbrl_dist.launch.tune_state import SnapshotCallback
+from pbrl_dist.launch.tune_state import repair as repair_state
 from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
+from pbrl_dist.safe_io import UnsafePath, atomic_write_text, with_filename
 
 TUNE_DIR = "_tune"
 STOPPED = "stopped.json"
@@ -178,7 +190,7 @@ class _Progress(tune.Callback):
     ) -> None:
         self.total, self.specs, self.out = total, specs, out
         self.scheduler, self.ctrl_c = scheduler, ctrl_c
-        self.done = self.stopped = self.errored = self.unfinished = 0
+        self.done = self.stopped = self.errored = self.unfinished = self.diverged = 0
         self.counted: dict[str, bytes] = {}  # complete before this launch (--resume): result.json
         self.t0 = time.perf_counter()
 
@@ -220,7 +232,11 @@ class _Progress(tune.Callback):
         if self._already_counted(name, tdir / RESULT):
             print(f"    {name} was already finished before the interruption", flush=True)
             return
-        if (tdir / RESULT).exists():
+        gone = _diverged(tdir)
+        if gone is not None:
+            self.diverged += 1
+            what = f"{diverged_line(gone)} (left out of the report; final)"
+        elif (tdir / RESULT).exists():
             self.done += 1
             what = "done"
         elif self.ctrl_c.seen() or not self.scheduler:
@@ -230,11 +246,10 @@ class _Progress(tune.Callback):
             self.stopped += 1
             k = res.get("iter")
             what = f"stopped by the scheduler at iteration {k}"
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, UnsafePath):
                 tdir.mkdir(parents=True, exist_ok=True)
-                (tdir / STOPPED).write_text(
-                    json.dumps({"status": "stopped", "iter": k, "by": "scheduler"}),
-                    encoding="utf-8",
+                atomic_write_text(
+                    tdir / STOPPED, json.dumps({"status": "stopped", "iter": k, "by": "scheduler"})
                 )
         shown = "  ".join(
             f"{k.split('/')[-1]}={res[k]:.4g}"
@@ -263,8 +278,18 @@ class _Progress(tune.Callback):
 
     @property
     def ended(self) -> int:
-        """Trials that reached an end: complete, stopped by the scheduler, failed for good, or cut."""
-        return self.done + self.stopped + self.errored + self.unfinished
+        """Trials that reached an end: complete, diverged, stopped by the scheduler, failed for good,
+        or cut."""
+        return self.done + self.diverged + self.stopped + self.errored + self.unfinished
+
+
+def _diverged(tdir: Path) -> dict[str, Any] | None:
+    """The trial's ``result.json`` when it says the trial diverged, else None."""
+    try:
+        res = json.loads((tdir / RESULT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return res if isinstance(res, dict) and res.get("status") == "diverged" else None
 
 
 def _dirname(trial: Any) -> str:
@@ -298,7 +323,8 @@ def run_sweep(
     restart_corrupt: bool = False,
     extra_record: dict[str, Any] | None = None,
 ) -> int:
-    """Run (or resume) the sweep with Tune; return 0 when every trial finished, else 1.
+    """Run (or resume) the sweep with Tune; return 0 when every trial completed, 1 when one
+    errored, else 3 when one diverged (a metric went NaN or ±inf: left out of the report).
 
     Raises ``ConfigError`` before any trial starts on bad input (see the module docstring), and
     ``Interrupted`` when Ctrl-C stopped the sweep before every trial ended.
@@ -376,11 +402,19 @@ def _fit(
         scheduler=block.scheduler.name == "asha",
         ctrl_c=ctrl_c,
     )
-    if resume:
+    restorable = True
+    if resume:  # a state file cut by a full disk: back from pbrl's verified copy (tune_state)
+        restorable, note = repair_state(path)
+        if note:
+            print(f"sweep {sweep.name}: {note}", flush=True)
+    if resume and restorable:
         if not tune.Tuner.can_restore(str(path)):
             raise ConfigError(f"--resume: {path} is not a restorable Tune experiment")
-        tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_errored=True, param_space=None
+        tuner = tune.Tuner.restore(  # the grid again: were the state unusable, Tune restarts it
+            str(path),
+            trainable=trainable,
+            resume_errored=True,
+            param_space=param_space(sweep, block),
         )
         # The restored run config carries the callbacks pickled at the first launch (an older
         # pbrl's, counting from zero): this launch's progress replaces them.
@@ -391,10 +425,11 @@ def _fit(
         )
         local = tuner._local_tuner
         if local is not None:  # None only with Ray Client, which pbrl does not use
-            local.get_run_config().callbacks = [progress]
+            local.get_run_config().callbacks = [progress, SnapshotCallback(path)]
     else:
-        prepare_out_dir(out, overwrite=overwrite)
-        write_record(sweep, out, runner="tune", **record, tune_path=str(path), **extra)
+        if not resume:
+            prepare_out_dir(out, overwrite=overwrite)
+            write_record(sweep, out, runner="tune", **record, tune_path=str(path), **extra)
         print(f"sweep {sweep.name}: {n} trials -> {out} (Tune state: {path})", flush=True)
         tuner = tune.Tuner(
             trainable,
@@ -415,13 +450,19 @@ def _fit(
                 failure_config=tune.FailureConfig(max_failures=block.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=int(os.environ.get("PBRL_TUNE_VERBOSE", "0")),
-                callbacks=[progress],
+                callbacks=[progress, SnapshotCallback(path)],
             ),
         )
     try:
         results = tuner.fit()
     except KeyboardInterrupt:
         raise Interrupted(_count_complete(specs, out), n) from None
+    except OSError as e:  # Tune's own state could not be written (a full disk): name its folder
+        raise with_filename(e, path) from None
+    except (EOFError, pickle.UnpicklingError) as e:  # Tune read back a file a full disk cut
+        raise OSError(
+            errno.EIO, f"Tune's own files are cut ({type(e).__name__}; a full disk?)", str(path)
+        ) from None
     if ctrl_c.seen():  # Tune stopped gracefully: nothing is repaired or reported, exit 130
         raise Interrupted(_count_complete(specs, out), n)
     ctrl_c.close()
@@ -431,16 +472,19 @@ def _fit(
     for name, err in tally["errors"]:
         print(f"trial {name} failed: {error_line(err)}", flush=True)
     if len(results) < n or tally["unfinished"]:
-        raise Interrupted(len(tally["complete"]), n)
+        raise Interrupted(len(tally["complete"]) + len(tally["diverged"]), n)
     stopped = (
         f", {len(tally['stopped'])} stopped early by the scheduler" if tally["stopped"] else ""
     )
+    diverged = (
+        f", {len(tally['diverged'])} diverged: left out of the report" if tally["diverged"] else ""
+    )
     print(
         f"sweep {sweep.name}: {len(tally['complete'])}/{n} trials finished "
-        f"({len(tally['errors'])} errored{stopped})",
+        f"({len(tally['errors'])} errored{stopped}{diverged})",
         flush=True,
     )
-    return 1 if tally["errors"] else 0
+    return 1 if tally["errors"] else 3 if tally["diverged"] else 0
 
 
 def _repair(results: Any, specs: dict[str, TrialSpec], out: Path, *, launch_id: str) -> None:
@@ -457,8 +501,8 @@ def _repair(results: Any, specs: dict[str, TrialSpec], out: Path, *, launch_id: 
         except Exception:
             continue
         tdir = out / spec.name
-        if (tdir / STOPPED).exists():
-            continue
+        if (tdir / STOPPED).exists() or diverged_result(spec, tdir) is not None:
+            continue  # stopped, or diverged (a final state)
         why = damage(spec, tdir)
         if why is None:
             continue
@@ -503,11 +547,19 @@ def _result_name(r: Any, specs: dict[str, TrialSpec]) -> str:
 
 def _tally(results: Any, specs: dict[str, TrialSpec], out: Path) -> dict[str, list[Any]]:
     """Sort Tune's results by pbrl's own files: complete, stopped, errored, unfinished."""
-    tally: dict[str, list[Any]] = {"complete": [], "stopped": [], "errors": [], "unfinished": []}
+    tally: dict[str, list[Any]] = {
+        "complete": [],
+        "diverged": [],
+        "stopped": [],
+        "errors": [],
+        "unfinished": [],
+    }
     for r in results:
         name = _result_name(r, specs)
         if r.error is not None:
             tally["errors"].append((name, r.error))
+        elif _diverged(out / name) is not None:
+            tally["diverged"].append(name)
         elif (out / name / RESULT).exists():
             tally["complete"].append(name)
         elif (out / name / STOPPED).exists():

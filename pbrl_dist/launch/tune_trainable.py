@@ -14,7 +14,9 @@ both the trial's extra metric sink and its ``Checkpointer``:
 
 Each start of a trial appends one line to ``OUT/<trial>/tune_attempts.jsonl`` (pid, node id of the
 learner and of every actor, the iteration it resumed from, or ``skipped`` when the trial had already
-finished: a restored sweep never runs a finished trial twice).
+finished: a restored sweep never runs a finished trial twice). A trial whose metrics go NaN or ±inf
+ends cleanly as *diverged* (``result.json`` says so; no error, so Tune does not retry it) and is never
+run again either.
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.launch.checkpoints import STATE_FILE, load_state, safe_load
 from pbrl_dist.launch.results import inside
 from pbrl_dist.launch.specs import respec, search_trial_name
-from pbrl_dist.launch.trial import completed_result, damage, run_trial
+from pbrl_dist.launch.trial import (
+    completed_result,
+    damage,
+    diverged_result,
+    metrics_cover,
+    run_trial,
+)
 from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
-from pbrl_dist.metrics import scalar_metrics
+from pbrl_dist.metrics import Diverged, scalar_metrics
+from pbrl_dist.safe_io import open_append
 
 ATTEMPTS = "tune_attempts.jsonl"
 FAIL_MARKER = ".fail_once_done"
@@ -102,7 +111,9 @@ class TuneReporter:
 
         Tune hands back the checkpoint its last experiment snapshot recorded; after a driver kill
         that can be older than what the trial saved since (or none at all). The trial's own storage
-        folder is searched too, and the checkpoint with the largest iteration wins.
+        folder is searched too, and the checkpoint with the largest iteration wins among those that
+        metrics.jsonl reaches (``metrics_cover``): an attempt that resumed from an older checkpoint
+        cut the rows after it, and a newer checkpoint left on disk must not skip over them.
         """
         if not self._restore_done:
             self._restore_done = True
@@ -114,10 +125,21 @@ class TuneReporter:
                         restart_corrupt=self.restart_corrupt,
                         shown=f"{ckpt.path}/{STATE_FILE}",
                     )
-            newer = _newest_on_disk(self._restored)
-            if newer is not None:
-                path, self._restored = newer
-                print(f"    resuming from {path} (newer than Tune's record)", flush=True)
+            mine = [("Tune's record", self._restored)] if self._restored is not None else []
+            found = sorted(
+                [*mine, *_on_disk()], key=lambda c: int(c[1]["k"]), reverse=True
+            )  # newest first; a tie keeps Tune's record first
+            metrics = self.trial_dir / "metrics.jsonl"
+            covered = [c for c in found if metrics_cover(metrics, c[1])]
+            pick = covered[0] if covered else (found[0] if found else None)
+            if pick is not None and pick[1] is not self._restored:
+                path, self._restored = pick
+                why = (
+                    "newer than Tune's record"
+                    if not mine or int(pick[1]["k"]) > int(mine[0][1]["k"])
+                    else "the newest checkpoint metrics.jsonl reaches"
+                )
+                print(f"    resuming from {path} ({why})", flush=True)
         return self._restored
 
     def save(self, state: dict[str, Any]) -> None:
@@ -158,27 +180,26 @@ class TuneReporter:
             raise RuntimeError(f"dist.fail_once_at_iter: simulated failure after iteration {k}")
 
 
-def _newest_on_disk(current: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
-    """A checkpoint in this trial's storage folder newer than ``current`` (loadable ones only)."""
+def _on_disk() -> list[tuple[str, dict[str, Any]]]:
+    """The loadable checkpoints in this trial's storage folder: (path, state)."""
     try:
         trial_path = Path(tune.get_context().get_storage().trial_fs_path)
     except Exception:
-        return None  # remote storage or no Tune session: Tune's record is all there is
-    k_now = -1 if current is None else int(current["k"])
-    best: tuple[str, dict[str, Any]] | None = None
+        return []  # remote storage or no Tune session: Tune's record is all there is
+    found = []
     for p in sorted(trial_path.glob(f"checkpoint_*/{STATE_FILE}")):
         try:
             st = safe_load(p)
         except Exception:
-            continue  # a damaged candidate is simply not newer
-        if isinstance(st, dict) and isinstance(st.get("k"), int) and st["k"] > k_now:
-            k_now, best = int(st["k"]), (str(p), st)
-    return best
+            continue  # a damaged candidate is no candidate
+        if isinstance(st, dict) and isinstance(st.get("k"), int):
+            found.append((str(p), st))
+    return found
 
 
 def _record(trial_dir: Path, entry: dict[str, Any]) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
-    with (trial_dir / ATTEMPTS).open("a", encoding="utf-8") as fh:
+    with open_append(trial_dir / ATTEMPTS) as fh:  # never through a planted link
         fh.write(json.dumps(entry) + "\n")
 
 
@@ -218,9 +239,10 @@ def trial_fn(
         "node_id": ray.get_runtime_context().get_node_id(),
         "trial_id": ctx.get_trial_id(),
     }
-    done = completed_result(spec, trial_dir)
-    if done is not None and damage(spec, trial_dir) is None:
-        _record(trial_dir, {**entry, "skipped": True})
+    done = completed_result(spec, trial_dir) or diverged_result(spec, trial_dir)
+    if done is not None and (done.get("status") == "diverged" or damage(spec, trial_dir) is None):
+        # complete, or diverged (a final state too): never run again
+        _record(trial_dir, {**entry, "skipped": True, "status": done.get("status", "complete")})
         tune.report(_tune_metrics({"iter": done["final"].get("iter", 0), **done["final"]}))
         return
     shutil.rmtree(trial_dir / TMP_DIR, ignore_errors=True)  # a save killed half-way
@@ -252,6 +274,10 @@ def trial_fn(
             on_start=on_start,
             on_end=on_end,
         )
+    except Diverged as e:  # result.json says diverged; the trial ends cleanly (no retry)
+        reporter.flush()  # the diverged row, if it was held back for a checkpoint
+        _record(trial_dir, {"trial_id": entry["trial_id"], "time": time.time(), "diverged": str(e)})
+        return
     finally:
         wandb_teardown()
     reporter.finish()

@@ -16,7 +16,14 @@
   sweep (the driver passes it to every trial), so no trial waits for ``wandb.init``'s network timeout;
 - **disabled** when ``logging.wandb=disabled`` or ``WANDB_MODE=disabled`` (tests set the latter);
 - if ``wandb.init`` fails, the trial goes on with its local logs and prints one line saying so (an
-  online start that fails is retried once offline, so the trial still leaves a W&B record).
+  online start that fails is retried once offline, so the trial still leaves a W&B record);
+- **no step twice, none lost**: ``step`` = the row's ``iter``. A resumed or retried trial reopens
+  its run (same id, ``resume="allow"``) and first reads the last step already logged
+  (``logged_steps``: the run's own ``run-<id>.wandb`` files under ``OUT/<trial>/wandb``, every
+  launch of it; online, also the step W&B resumed at). ``WandbSink.catch_up`` then logs the rows of
+  metrics.jsonl W&B lacks (a kill can lose rows W&B had not written yet), and every later row with a
+  step at or before the last one logged is skipped, so the run's history is the undisturbed run's,
+  strictly increasing.
 
 Why not Ray's own W&B integration (``ray.air.integrations.wandb``)? ``WandbLoggerCallback`` lives in
 the Tune driver (``log_trial_result`` feeds a per-trial ``_WandbLoggingActor``), so ``pbrl run``, which
@@ -40,8 +47,9 @@ import os
 import re
 import secrets
 import socket
+import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -171,21 +179,114 @@ def _scalars(row: Mapping[str, Any]) -> dict[str, Any]:
     return scalar_metrics(row, finite_only=True)
 
 
-class WandbSink:
-    """A ``MetricSink`` that logs each row to one W&B run (``step`` = the row's ``iter``)."""
+_LOG_BLOCK = 32 * 1024  # the record log W&B writes (run-<id>.wandb): LevelDB's log format
+_LOG_HEADER = 7  # ":W&B" + magic 0xBEE1 + version; each record: crc32 (4), length (2), type (1)
 
-    def __init__(self, run: Any) -> None:
-        """Wrap an initialized ``wandb`` run."""
+
+def _log_records(path: Path) -> Iterator[bytes]:
+    """The records of one ``run-<id>.wandb`` file, in order; stops at a cut or damaged one."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    if not data.startswith(b":W&B"):
+        return
+    pos, parts = _LOG_HEADER, b""
+    while pos + 7 <= len(data):
+        left = _LOG_BLOCK - pos % _LOG_BLOCK
+        if left < 7:  # a block's zero-filled tail
+            pos += left
+            continue
+        _crc, size, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        start, end = pos + 7, pos + 7 + size
+        if end > len(data) or kind not in (1, 2, 3, 4):
+            return  # cut short by a kill
+        pos = end
+        if kind == 1:  # whole record
+            yield data[start:end]
+        elif kind == 2:  # first piece
+            parts = data[start:end]
+        elif kind == 3:  # middle piece
+            parts += data[start:end]
+        else:  # last piece
+            yield parts + data[start:end]
+            parts = b""
+
+
+def history_steps(run_file: Path) -> list[int]:
+    """The ``step`` of every history row in one ``run-<id>.wandb`` file, in the order logged."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    steps = []
+    for raw in _log_records(run_file):
+        rec = pb.Record()  # type: ignore[attr-defined]
+        try:
+            rec.ParseFromString(raw)
+        except Exception:
+            break  # a damaged record: what follows cannot be trusted
+        if rec.WhichOneof("record_type") == "history":
+            steps.append(int(rec.history.step.num))
+    return steps
+
+
+def run_files(trial_dir: Path, rid: str) -> list[Path]:
+    """Every launch's ``run-<rid>.wandb`` of run ``rid`` under ``trial_dir/wandb``, oldest first."""
+
+    def started(path: Path) -> tuple[str, int]:  # [offline-]run-YYYYMMDD_HHMMSS-<id>, then mtime
+        when = re.search(r"\d{8}_\d{6}", path.parent.name)
+        return (when.group(0) if when else "", path.stat().st_mtime_ns)
+
+    return sorted((trial_dir / "wandb").glob(f"*run-*-{rid}/run-{rid}.wandb"), key=started)
+
+
+def logged_steps(trial_dir: Path, rid: str) -> int | None:
+    """The last step already logged to run ``rid`` from ``trial_dir`` (None: nothing yet)."""
+    last = None
+    for f in run_files(trial_dir, rid):
+        steps = history_steps(f)
+        if steps:
+            last = max(steps[-1], last if last is not None else steps[-1])
+    return last
+
+
+class WandbSink:
+    """A ``MetricSink`` that logs each row to one W&B run (``step`` = the row's ``iter``).
+
+    Rows whose step is at or before ``last_step`` (already in the run) are skipped, so a resumed run
+    never logs a step twice or backwards.
+    """
+
+    def __init__(self, run: Any, last_step: int | None = None) -> None:
+        """Wrap an initialized ``wandb`` run whose history ends at ``last_step`` (None: empty)."""
         self.run = run
+        self.last_step = last_step
         self._failed = False
 
+    def catch_up(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Log the ``rows`` (metrics.jsonl so far) that come after the run's last step; return
+        how many."""
+        before = self.last_step
+        n = 0
+        for row in rows:
+            step = row.get("iter")
+            if isinstance(step, int) and (before is None or step > before):
+                self.log(row)
+                n += 1
+        return n
+
     def log(self, row: Mapping[str, Any]) -> None:
-        """Log the row's numbers (lists, e.g. per-game values, as their mean)."""
+        """Log the row's numbers (lists, e.g. per-game values, as their mean), unless its step is
+        already in the run."""
         if self._failed:
             return
+        step = row.get("iter")
+        step = int(step) if isinstance(step, int | float) else None
+        if step is not None and self.last_step is not None and step <= self.last_step:
+            return  # logged before this resume: never twice, never backwards
         try:
-            step = row.get("iter")
-            self.run.log(_scalars(row), step=int(step) if isinstance(step, int | float) else None)
+            self.run.log(_scalars(row), step=step)
+            if step is not None:
+                self.last_step = step
         except Exception as e:
             self._failed = True
             print(
@@ -242,6 +343,7 @@ def open_wandb(
     except Exception as e:
         print(_could_not_start(e, local_only), flush=True)
         return None
+    rid = run_id(launch_id, spec.name)
     kwargs: dict[str, Any] = dict(
         project=logging_cfg.project,
         group=group,
@@ -249,7 +351,7 @@ def open_wandb(
         tags=[str(spec.cfg.method.name), str(problem)],
         config=spec.container,
         dir=str(trial_dir),
-        id=run_id(launch_id, spec.name),
+        id=rid,
         resume="allow",
         reinit="create_new",
         settings=settings,
@@ -266,7 +368,20 @@ def open_wandb(
         except Exception as e2:
             print(_could_not_start(e2, local_only), flush=True)
             return None
-    return WandbSink(run)
+    return WandbSink(run, last_step=_last_step(run, trial_dir, rid))
+
+
+def _last_step(run: Any, trial_dir: Path, rid: str) -> int | None:
+    """The last step run ``rid`` already holds: its files under ``trial_dir`` (this launch's new
+    file holds none yet) and, online, the step W&B resumed the run at."""
+    last = None
+    with contextlib.suppress(Exception):  # unreadable files: as if empty
+        last = logged_steps(trial_dir, rid)
+    with contextlib.suppress(Exception):
+        start = int(getattr(run, "starting_step", 0) or 0)
+        if start > 0:  # the server's history goes up to start - 1
+            last = max(start - 1, last if last is not None else start - 1)
+    return last
 
 
 def teardown() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from pbrl_dist.config.loader import ConfigError
+from pbrl_dist.safe_io import atomic_file
 
 INSTANCE_AXES = ("seed", "problem.game")
 """Sweep axes the report averages over (seeds and game instances) rather than giving their own rows."""
@@ -173,8 +174,10 @@ def report_folder(
     summary = final_summary(trials, by=by)
     report_dir = out / "report"
     report_dir.mkdir(exist_ok=True)
-    summary.to_csv(report_dir / "summary.csv", index=False)
-    summary.to_parquet(report_dir / "summary.parquet", index=False)
+    with atomic_file(report_dir / "summary.csv", "w", root=out, newline="") as fh:
+        summary.to_csv(fh, index=False)
+    with atomic_file(report_dir / "summary.parquet", root=out) as fh:
+        summary.to_parquet(fh, index=False)
     for line in joined:
         print(f"\n{line}")
     if note:
@@ -184,7 +187,7 @@ def report_folder(
     rl_paths = _report_rl_stats(out, curves, axes, reps=reps, seed=seed, versus=versus)
     if len(by) > 1:  # one figure line per configuration, e.g. "pbrl_value lam=20.0"
         curves = curves.assign(**{"method.name": config_labels(curves, by)})
-    for p in draw_figures(curves, out / "figures"):
+    for p in draw_figures(curves, out / "figures", root=out):
         print(f"figure: {p}")
     for p in rl_paths:
         print(f"{'figure' if p.suffix == '.png' else 'rl stats'}: {p}")
@@ -211,4 +214,4 @@ def _report_rl_stats(
     if stats is None:
         return []
     print(f"\n{format_rl_stats(stats)}")
-    return write_rl_stats(stats, out / "report", out / "figures")
+    return write_rl_stats(stats, out / "report", out / "figures", root=out)

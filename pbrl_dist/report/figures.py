@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pbrl_dist.report.tables import complete_only
+from pbrl_dist.safe_io import atomic_path
 
 
 def stopped_only(curves: pd.DataFrame) -> pd.DataFrame:
@@ -303,10 +304,13 @@ FIGURES = _FigureTable()
 """``problem.name`` → (file name, ``draw(curves, path)``), from each problem's ``ProblemSpec.figure``."""
 
 
-def draw_figures(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
+def draw_figures(curves: pd.DataFrame, out_dir: Path, *, root: Path | None = None) -> list[Path]:
     """Draw the figure of every problem present in ``curves`` into ``out_dir``.
 
     Incomplete trials are dropped here; the panels average complete trials and draw stopped ones thin.
+    Each figure is drawn into a temporary file and renamed over its target (``safe_io.atomic_path``:
+    a kill mid-draw leaves the previous figure whole; a linked target, or an ``out_dir`` resolving
+    outside ``root``, is refused).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -317,5 +321,7 @@ def draw_figures(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
     for problem, grp in curves.groupby("problem.name"):
         if problem in FIGURES:
             fname, fn = FIGURES[problem]
-            paths.append(fn(grp, out_dir / fname))
+            with atomic_path(out_dir / fname, root=root) as tmp:
+                fn(grp, tmp)  # the problem's draw(curves, path), plug-ins included
+            paths.append(out_dir / fname)
     return paths

@@ -53,6 +53,7 @@ import scipy.stats
 from rliable import metrics as rl_metrics
 
 from pbrl_dist.report.tables import complete_only, short
+from pbrl_dist.safe_io import atomic_file, atomic_path
 
 RETURN = "rl/episode_return"
 """The true episode return: its presence marks an RL problem."""
@@ -760,17 +761,23 @@ def format_rl_stats(stats: RLStats) -> str:
     return "\n".join(out)
 
 
-def write_rl_stats(stats: RLStats, report_dir: Path, figure_dir: Path) -> list[Path]:
+def write_rl_stats(
+    stats: RLStats, report_dir: Path, figure_dir: Path, *, root: Path | None = None
+) -> list[Path]:
     """Write ``rl_stats.csv`` and ``rl_curves.csv`` into ``report_dir`` and the learning-curve figure
-    ``rl_learning_curves.png`` into ``figure_dir``; return the paths written."""
+    ``rl_learning_curves.png`` into ``figure_dir``; return the paths written.
+
+    Each file is written atomically and never through a link (``safe_io``; folders resolving outside
+    ``root`` are refused)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = [report_dir / "rl_stats.csv", report_dir / "rl_curves.csv"]
-    stats.to_frame().to_csv(paths[0], index=False)
-    stats.curves.to_csv(paths[1], index=False)
+    for path, frame in zip(paths, (stats.to_frame(), stats.curves), strict=True):
+        with atomic_file(path, "w", root=root, newline="") as fh:
+            frame.to_csv(fh, index=False)
     if not stats.curves.empty:
-        paths.append(
-            draw_learning_curves(
-                stats.curves, figure_dir / "rl_learning_curves.png", level=stats.level
-            )
-        )
+        figure = figure_dir / "rl_learning_curves.png"
+        figure_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(figure, root=root) as tmp:
+            draw_learning_curves(stats.curves, tmp, level=stats.level)
+        paths.append(figure)
     return paths

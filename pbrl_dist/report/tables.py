@@ -1,9 +1,13 @@
 """Load per-trial results into pandas and aggregate final metrics across games and seeds.
 
-Every trial has a ``status``: ``complete`` (it wrote ``result.json``), ``stopped`` (a scheduler such as
-ASHA stopped it early: ``stopped.json``) or ``incomplete`` (neither: interrupted, still running, or
-crashed). Final-metric statistics use complete trials only: the last row of a half-run trial is not a
-final result, and averaging it with finished ones mixes iteration 220 with iteration 2000.
+Every trial has a ``status``: ``complete`` (it wrote ``result.json``), ``diverged`` (a metric went NaN
+or ±inf: ``result.json`` says ``"status": "diverged"``), ``stopped`` (a scheduler such as ASHA stopped
+it early: ``stopped.json``) or ``incomplete`` (none of these: interrupted, still running, or crashed).
+Final-metric statistics use complete trials only: the last row of a half-run trial is not a final
+result, and averaging it with finished ones mixes iteration 220 with iteration 2000. Non-finite floats
+are numbers in ``metrics.jsonl`` (``NaN``, ``Infinity``); the strings older pbrl wrote for them
+("nan", "inf") are read back as floats too. Each statistic's ``n`` is the number of values that
+entered it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-STATUSES = ("complete", "stopped", "incomplete")
+from pbrl_dist.metrics import as_number, non_finite
+
+STATUSES = ("complete", "diverged", "stopped", "incomplete")
 """Values of the ``status`` column of ``load_results``."""
 
-WHY = {"incomplete": "incomplete", "stopped": "stopped by the scheduler"}
+WHY = {"diverged": "diverged", "incomplete": "incomplete", "stopped": "stopped by the scheduler"}
 """How the report words each status it leaves out."""
 
 
@@ -36,8 +42,10 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _scalar(v: Any) -> Any:
+    v = as_number(v)
     if isinstance(v, list):
-        return float(np.mean(v)) if v else float("nan")
+        nums = [x for x in v if isinstance(x, int | float)]
+        return float(np.mean(nums)) if nums else float("nan")
     return v
 
 
@@ -60,11 +68,15 @@ def trial_status(trial_dir: Path) -> tuple[str, dict[str, Any] | None]:
     """Return (status, the parsed ``result.json`` or None) of one trial folder.
 
     ``result.json`` wins over ``stopped.json`` (a resumed trial that then finished); a ``result.json``
-    without a ``status`` key (older folders) means complete.
+    without a ``status`` key (older folders) means complete, unless its final metrics hold a NaN or
+    ±inf (older pbrl wrote diverged trials as complete): then it is diverged.
     """
     res = _read_json(trial_dir / "result.json")
     if res is not None:
         status = str(res.get("status", "complete"))
+        final = res.get("final")
+        if status == "complete" and isinstance(final, dict) and non_finite(final) is not None:
+            status = "diverged"
         return (status if status in STATUSES else "incomplete"), res
     if _read_json(trial_dir / "stopped.json") is not None:
         return "stopped", None
@@ -119,11 +131,12 @@ def left_out(trials: pd.DataFrame) -> dict[str, int]:
     if "status" not in trials.columns:
         return {}
     counts = trials["status"].value_counts()
-    return {s: int(counts[s]) for s in ("incomplete", "stopped") if s in counts}
+    return {s: int(counts[s]) for s in ("diverged", "incomplete", "stopped") if s in counts}
 
 
 def left_out_message(trials: pd.DataFrame) -> str | None:
-    """One line such as ``left out 3 of 12 trials: 2 incomplete, 1 stopped by the scheduler``."""
+    """One line such as ``left out 4 of 12 trials: 1 diverged, 2 incomplete, 1 stopped by the
+    scheduler``."""
     counts = left_out(trials)
     if not counts:
         return None
@@ -159,7 +172,9 @@ def metric_columns(trials: pd.DataFrame) -> list[str]:
 
 def final_summary(trials: pd.DataFrame, by: Sequence[str] = ("method.name",)) -> pd.DataFrame:
     """Aggregate final metrics of the complete trials per group: n, mean, std, IQM, bootstrap 95% CI,
-    min, max. Trials that are stopped or incomplete are left out (see ``left_out_message``)."""
+    min, max. Trials that diverged, stopped or are incomplete are left out (see
+    ``left_out_message``); so is any value that is not a finite number, and ``n`` counts exactly the
+    values that entered the statistics."""
     by = list(by)
     done = complete_only(trials)
     rows: list[dict[str, Any]] = []
@@ -168,7 +183,8 @@ def final_summary(trials: pd.DataFrame, by: Sequence[str] = ("method.name",)) ->
     for key, grp in done.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         for m in metric_columns(done):
-            vals = grp[m].dropna().to_numpy(dtype=float)
+            vals = pd.to_numeric(grp[m].map(as_number), errors="coerce").to_numpy(dtype=float)
+            vals = vals[np.isfinite(vals)]
             if len(vals) == 0:
                 continue
             lo, hi = bootstrap_ci(vals)
@@ -197,7 +213,11 @@ def short(v: Any) -> str:
 
 
 def format_table(summary: pd.DataFrame, by: Sequence[str] = ("method.name",)) -> str:
-    """Return a plain-text table: one row per group, `mean ± std [max]` per metric."""
+    """Return a plain-text table: one row per group, `mean ± std (max)` per metric.
+
+    The ``n`` column is the row's largest ``n``; a metric with fewer values says its own (``n=2``),
+    so every number shown was computed from exactly the ``n`` it is shown with.
+    """
     if summary.empty:
         return "(no results)"
     by = list(by)
@@ -206,13 +226,17 @@ def format_table(summary: pd.DataFrame, by: Sequence[str] = ("method.name",)) ->
     lines = [header]
     for key, grp in summary.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        cells = [short(k) for k in key] + [str(int(grp["n"].max()))]
+        n_row = int(grp["n"].max())
+        cells = [short(k) for k in key] + [str(n_row)]
         for m in metrics:
             r = grp[grp["metric"] == m]
+            if r.empty:
+                cells.append("-")
+                continue
+            n_m = int(r["n"].iloc[0])
             cells.append(
-                "-"
-                if r.empty
-                else f"{r['mean'].iloc[0]:.4g} ± {r['std'].iloc[0]:.2g} (max {r['max'].iloc[0]:.3g})"
+                f"{r['mean'].iloc[0]:.4g} ± {r['std'].iloc[0]:.2g} (max {r['max'].iloc[0]:.3g})"
+                + (f" n={n_m}" if n_m != n_row else "")
             )
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
