@@ -270,11 +270,9 @@ class RLHFLearner:
         if self.use_upper:
             row["upper/score_loss"] = a2c.upper_loss
         row["perf/env_steps_per_s"] = sps
-        return {
-            k_: v
-            for k_, v in row.items()
-            if v is not None and not (isinstance(v, float) and math.isnan(v))
-        }
+        # None means "not measured yet"; a NaN is a real value (a diverged loss) and is kept, so that
+        # the trial ends as diverged instead of logging a row with the metric silently missing.
+        return {k_: v for k_, v in row.items() if v is not None}
 
 
 # -------------------------------------------------------------------------------------------------

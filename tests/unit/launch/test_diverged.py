@@ -230,3 +230,28 @@ def test_tune_trainable_ends_a_diverged_trial_cleanly_and_resume_keeps_it(
         if p.name not in ("tune_attempts.jsonl", "config.yaml"):
             assert p.read_bytes() == data, p.name
     assert _result(tdir)["status"] == "diverged"
+
+
+def test_rlhf_loop_a_nan_loss_ends_the_trial_as_diverged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deep RLHF: a NaN policy loss is logged as a number (it was dropped from the row before, so the
+    trial completed with the metric silently missing) and ends the trial as diverged."""
+    from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
+
+    step = A2CTrainer.step
+
+    def nan_policy_loss(self: A2CTrainer, *args: Any, **kwargs: Any) -> A2CStats:
+        s = step(self, *args, **kwargs)
+        return A2CStats(math.nan, s.value_loss, s.entropy, s.upper_loss)
+
+    monkeypatch.setattr(A2CTrainer, "step", nan_policy_loss)
+    root = Path(__file__).resolve().parents[3]
+    out = tmp_path / "out"
+    rc = main(
+        ["run", str(root / "sweeps" / "rlhf_toy.yaml"), "--smoke", "--out", str(out), "--no-report"]
+    )
+    assert rc == DIVERGED_EXIT, capsys.readouterr().err
+    for trial in sorted(out.glob("*/result.json")):
+        res = json.loads(trial.read_text(encoding="utf-8"))
+        assert res["status"] == "diverged" and res["metric"] == "lower/policy_loss", res
