@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shlex
 import signal
 import sys
@@ -436,6 +437,10 @@ class _ClosedPipeSafe:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pbrl`` console script."""
+    # W&B keeps its service's address in the environment, so a pbrl started by a process that used
+    # W&B would log through that parent's service: its rows would be written (or lost) on the
+    # parent's schedule, not flushed when this run ends. pbrl logs through a service of its own.
+    os.environ.pop("WANDB_SERVICE", None)
     stdout = sys.stdout
     sys.stdout = _ClosedPipeSafe(stdout)
     try:

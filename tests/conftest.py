@@ -69,8 +69,14 @@ def _sigint_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     _put_sigint_back("before", request.node.nodeid)
+    handler = signal.getsignal(signal.SIGINT)
     yield
     _put_sigint_back("by", request.node.nodeid)
+    if signal.getsignal(signal.SIGINT) is not handler:  # e.g. a handler of a run left installed
+        signal.signal(signal.SIGINT, handler)
+        warnings.warn(
+            f"the SIGINT handler was left changed by {request.node.nodeid}; put back", stacklevel=1
+        )
 
 
 _HAS_PROC = Path("/proc/thread-self/status").exists()

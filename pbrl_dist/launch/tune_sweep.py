@@ -162,6 +162,11 @@ class _CtrlC:
         self.before = signal.getsignal(signal.SIGINT)
         self.tune_handler: Any = None
 
+    def __reduce__(self) -> tuple[type[_CtrlC], tuple[()]]:
+        """Tune pickles its callbacks into ``tuner.pkl``; signal handlers belong to this process (one
+        may hold a lock, e.g. an embedding program's), so a restored copy starts afresh."""
+        return (_CtrlC, ())
+
     def seen(self) -> bool:
         """True once Ctrl-C has reached Tune's handler."""
         now = signal.getsignal(signal.SIGINT)

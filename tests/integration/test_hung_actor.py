@@ -168,6 +168,7 @@ def _title(pid: int) -> str:
     return ""
 
 
+@pytest.mark.slow  # over a minute: `make chaos` runs it; the runner-level tests above are in `make test`
 def test_pbrl_run_with_a_sigstopped_rollout_worker_finishes_with_local_metrics(
     tiny_sweep: Path, tmp_path: Path
 ) -> None:

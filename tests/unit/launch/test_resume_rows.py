@@ -76,7 +76,9 @@ def where(tmp_path: Path) -> Path:
 
 def _pbrl(where: Path, argv: list[str], kill: tuple[int, str] | None = None) -> Any:
     """Run ``pbrl ARGV`` in ``where``, SIGKILLed at ``kill`` = (iteration, "row" | "ckpt")."""
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "KILL_AT", "KILL_WHEN")}
+    # WANDB_SERVICE: a W&B service this pytest worker started must not be shared (pbrl drops it too)
+    drop = ("WANDB_MODE", "WANDB_SERVICE", "KILL_AT", "KILL_WHEN")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     if kill is not None:
         env.update(KILL_AT=str(kill[0]), KILL_WHEN=kill[1])
     proc = subprocess.run(
@@ -244,7 +246,7 @@ if os.environ.get("PBRL_TEST_KILL_AT"):  # SIGKILL the first process that writes
 
 
 def _sweep_env(where: Path, **extra: str) -> dict[str, str]:
-    drop = ("WANDB_MODE", "RAY_ADDRESS", "PBRL_TEST_KILL_AT", "PBRL_TEST_KILL_MARK")
+    drop = ("WANDB_MODE", "WANDB_SERVICE", "RAY_ADDRESS", "PBRL_TEST_KILL_AT", "PBRL_TEST_KILL_MARK")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, **extra}
 
@@ -287,6 +289,7 @@ def test_tune_trainable_killed_mid_trial_keeps_every_row_and_wandb_step(where: P
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # ~3 min: `make chaos` runs it; the double kill of `pbrl run` above is in `make test`
 def test_tune_sweep_driver_killed_twice_resumes_row_for_row_and_wandb_step_for_step(
     where: Path,
 ) -> None:

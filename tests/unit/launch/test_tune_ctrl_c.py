@@ -213,3 +213,46 @@ def test_a_counted_trial_run_again_is_counted_by_how_it_ends(
     out = capsys.readouterr().out
     assert progress.ended == 2, out
     assert out.startswith("[2/") and "already finished" not in out
+
+
+def test_ctrl_c_watch_pickles_whatever_sigint_handler_is_installed() -> None:
+    """Tune pickles its callbacks into tuner.pkl. A SIGINT handler that holds a lock (an embedding
+    program's; in the test suite, one an earlier run left) made every in-process `pbrl sweep` fail
+    with "cannot pickle '_thread.lock' object"; the watch pickles as a fresh one."""
+    import signal
+    import threading
+
+    from ray import cloudpickle
+
+    from pbrl_dist.launch.tune_sweep import _CtrlC
+
+    class Holder:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+        def handle(self, signum: int, frame: object) -> None:
+            pass
+
+    before = signal.signal(signal.SIGINT, Holder().handle)
+    try:
+        watch = _CtrlC()
+        copy = cloudpickle.loads(cloudpickle.dumps(watch))
+        assert isinstance(copy, _CtrlC) and copy.tune_handler is None
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_main_logs_through_a_wandb_service_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A pbrl started by a process that used W&B inherits that service's address (WANDB_SERVICE);
+    its rows would be flushed on the parent's schedule. main() drops it."""
+    import os
+
+    from pbrl_dist.cli import main
+
+    monkeypatch.setenv("WANDB_SERVICE", "2-12345-tcp-localhost-1")
+    main(
+        ["show", str(Path(__file__).resolve().parents[3] / "sweeps" / "demo_fig1.yaml"), "--smoke"]
+    )
+    assert "WANDB_SERVICE" not in os.environ
