@@ -136,7 +136,7 @@ class ProgressSink:
         """Print when enough time has passed."""
         if not self._timer.ready():
             return
-        it = int(row.get("iter", 0)) + 1
+        it = int(row.get("iter", 0))  # every loop logs the iterations done (the last row: total)
         shown = " ".join(f"{k.split('/')[-1]}={_fmt(row[k])}" for k in self.keys if k in row)
         print(
             f"    {self.label}: {it}/{self.total} it ({self._timer.elapsed():.0f}s) {shown}",
