@@ -6,9 +6,10 @@ saved). After the kills and a ``--resume``, ``metrics.jsonl`` must equal an undi
 byte, and the trial's W&B history (every launch's offline ``run-<id>.wandb``, read back record by
 record) must hold each step once, strictly increasing, with the undisturbed run's values.
 
-The committed ``docs/results/minatar_rlhf/pbrl__env_id=MinAtar_SpaceInvaders-v1__s5/metrics.jsonl``
-has no rows between iterations 1480 and 2730: an attempt resumed from an older checkpoint cut the rows
-after it, and a later attempt resumed from a newer checkpoint left on disk, past the cut.
+``docs/results/minatar_rlhf/pbrl__env_id=MinAtar_SpaceInvaders-v1__s5/metrics.jsonl`` once had no
+rows between iterations 1480 and 2730 (re-run in full on 2026-12-07, RESULTS.md): an attempt resumed
+from an older checkpoint cut the rows after it, and a later attempt resumed from a newer checkpoint
+left on disk, past the cut.
 ``test_truncate_metrics_never_resumes_past_rows_an_earlier_attempt_cut`` plays that sequence.
 """
 
