@@ -122,8 +122,9 @@ def check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
     if fp not in (None, fingerprint(sweep.trials)):
         raise ConfigError(
             f"--resume: the trials differ from the run in {out} (sweep file, --smoke or key=value "
-            "overrides changed); pass the same ones as the first run (or none: the recorded ones "
-            "are used), or start a new --out"
+            "overrides changed, or an interpolation such as ${oc.env:X} resolves differently now); "
+            "pass the same ones as the first run (or none: the recorded ones are used), or start a "
+            "new --out"
         )
     return record
 
