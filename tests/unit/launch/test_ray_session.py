@@ -81,6 +81,11 @@ def _reap_by_cli(tmp_path: Path, out: Path, capsys: pytest.CaptureFixture[str]) 
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(TINY)
     capsys.readouterr()
+    # As a fresh `pbrl` process: a Ray that an earlier in-process test of this pytest worker left
+    # running would be reused (ensure_ray joins nothing when Ray is up) instead of --address.
+    import ray
+
+    ray.shutdown()
     rc = main(["sweep", str(sweep), "--out", str(out), "--address", f"127.0.0.1:{_closed_port()}"])
     captured = capsys.readouterr()
     assert rc == 2, captured.err
@@ -243,6 +248,7 @@ def test_ray_session_a_token_shell_against_a_head_without_auth_is_one_line_with_
         address = f"127.0.0.1:{port}"
         out = tmp_path / "out"
         pbrl = str(Path(sys.executable).parent / "pbrl")
+        load0 = os.getloadavg()[0]
         t0 = time.monotonic()
         proc = subprocess.run(
             [pbrl, "sweep", str(sweep), "--out", str(out), "--address", address],
@@ -254,7 +260,11 @@ def test_ray_session_a_token_shell_against_a_head_without_auth_is_one_line_with_
         )
         took = time.monotonic() - t0
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert took < 30, f"took {took:.1f}s"
+    # 30 s on an idle machine (10.5 s measured for this whole test); under `make test` two workers
+    # and their Ray clusters share 2 CPUs and a Python start alone takes several times longer, so
+    # the bound scales with the load average per CPU seen during the run (69 s was seen at ~4x).
+    load = max(1.0, max(load0, os.getloadavg()[0]) / (os.cpu_count() or 1))
+    assert took < 30 * load, f"took {took:.1f}s at load {load:.1f} per CPU"
     errors = [line for line in proc.stderr.splitlines() if line.startswith("pbrl: error:")]
     assert len(errors) == 1 and len(proc.stderr.splitlines()) <= 3, proc.stderr[-3000:]
     assert address in errors[0] and "set RAY_AUTH_MODE=disabled here" in errors[0]
