@@ -110,19 +110,10 @@ def atomic_file(
     if mode == "w":
         open_kw.setdefault("encoding", "utf-8")
     fd, tmp = _create_temp(path)
-    try:
-        with os.fdopen(fd, mode, **open_kw) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise with_filename(e, path) from None
-        raise
-    _fsync_dir(path.parent)
+    with _renamed_over(tmp, path), os.fdopen(fd, mode, **open_kw) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
@@ -134,13 +125,21 @@ def atomic_path(path: Path | str, *, root: Path | str | None = None) -> Iterator
     path = check_target(path, root)
     fd, tmp = _create_temp(path, path.suffix)  # the suffix names the format (savefig)
     os.close(fd)
-    try:
+    with _renamed_over(tmp, path):
         yield Path(tmp)
         fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _renamed_over(tmp: str, path: Path) -> Iterator[None]:
+    """The block fills and syncs ``tmp``; then ``tmp`` is renamed over ``path`` and the folder synced.
+    On any error ``tmp`` is removed (``path`` stays as it was) and an ``OSError`` names ``path``."""
+    try:
+        yield
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

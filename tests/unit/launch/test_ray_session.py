@@ -190,8 +190,7 @@ def _head(tmp_path: Path, auth_mode: str) -> Iterator[int]:
     Ray of this user on the machine).
     """
     ray_cli = Path(sys.executable).parent / "ray"
-    if not ray_cli.exists():
-        pytest.skip("no ray CLI next to this Python")
+    assert ray_cli.exists(), f"no ray CLI next to {sys.executable} (ray[default] is a dependency)"
     temp = tempfile.mkdtemp(prefix="pbrlauth", dir="/tmp")  # short: Ray's socket paths are long
     port = _closed_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -211,8 +210,10 @@ def _head(tmp_path: Path, auth_mode: str) -> Iterator[int]:
             assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
                 break
-            if time.monotonic() > deadline:
-                pytest.skip("the head did not start within 90 s")
+            assert time.monotonic() < deadline, (
+                "the Ray head did not start within 90 s: "
+                + (tmp_path / "head.log").read_text(errors="replace")[-2000:]
+            )
             time.sleep(0.2)
         yield port
     finally:
