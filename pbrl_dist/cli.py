@@ -125,7 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep_file, smoke, overrides, out = _invocation(args, "run")
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
     check_local_sweep(sweep)
-    for note in sweep.notes:
+    from pbrl_dist.launch.specs import sweep_notes
+
+    for note in sweep_notes(sweep):
         print(note, flush=True)
     print(f"sweep {sweep.name}: {len(sweep.trials)} trials -> {out}")
     try:
@@ -235,7 +237,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     check_sweep_file(args.sweep, args.overrides)  # its problem.target is imported to show it
     sweep = load_sweep(args.sweep, smoke=args.smoke, overrides=args.overrides)
-    for note in sweep.notes:
+    from pbrl_dist.launch.specs import sweep_notes
+
+    for note in sweep_notes(sweep):
         print(f"# {note}", file=sys.stderr)
     picked = [t for t in sweep.trials if not args.trial or t.name in args.trial]
     if args.trial and len(picked) != len(set(args.trial)):

@@ -126,10 +126,17 @@ class ProgressSink:
     """Print a one-line progress report at most every ``every_s`` seconds."""
 
     def __init__(
-        self, label: str, total: int, every_s: float = 5.0, keys: tuple[str, ...] = ()
+        self,
+        label: str,
+        total: int,
+        every_s: float = 5.0,
+        keys: tuple[str, ...] = (),
+        actors: str = "",
     ) -> None:
-        """Report progress of ``total`` iterations for the trial ``label``."""
+        """Report progress of ``total`` iterations for the trial ``label`` (``actors``: where it runs,
+        e.g. ``ray 4w+1o`` for 4 rollout workers and 1 oracle actor)."""
         self.label, self.total, self.every_s, self.keys = label, total, every_s, keys
+        self.where = f" [{actors}]" if actors else ""
         self._timer = Timer(every_s)
 
     def log(self, row: Mapping[str, Any]) -> None:
@@ -139,7 +146,7 @@ class ProgressSink:
         it = int(row.get("iter", 0))  # every loop logs the iterations done (the last row: total)
         shown = " ".join(f"{k.split('/')[-1]}={_fmt(row[k])}" for k in self.keys if k in row)
         print(
-            f"    {self.label}: {it}/{self.total} it ({self._timer.elapsed():.0f}s) {shown}",
+            f"    {self.label}{self.where}: {it}/{self.total} it ({self._timer.elapsed():.0f}s) {shown}",
             flush=True,
         )
 

@@ -29,6 +29,9 @@ class AlgoSpec:
             config (e.g. RLHF's ``mode``).
         choices: schema field → allowed values, from the registries the loop dispatches on.
         metrics: metric keys the loop adds to the problem's own (``ProblemSpec.metrics``).
+        actor_work: ``actor_work(cfg) -> (rollout workers, oracles)``: whether a config gives each kind
+            of actor anything to do (default: rollout workers with a Monte Carlo ``estimator``, oracle
+            actors when the loop reads ``oracle``). Actors without work are not started (``actor_counts``).
     """
 
     name: str
@@ -37,6 +40,15 @@ class AlgoSpec:
     reads: frozenset[str] | Callable[[Any], frozenset[str]]
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
+    actor_work: Callable[[Any], tuple[bool, bool]] | None = None
+
+    def gives_work(self, cfg: Any) -> tuple[bool, bool]:
+        """Return (rollout workers, oracle actors): whether ``cfg`` (this schema) gives each work."""
+        if self.actor_work is not None:
+            return self.actor_work(cfg)
+        read = self.fields_read(cfg)
+        workers = "estimator" in read and getattr(cfg, "estimator", "exact") != "exact"
+        return workers, "oracle" in read
 
     def fields_read(self, cfg: Any) -> frozenset[str]:
         """Return the fields of ``cfg`` (this schema) the loop reads; ``name`` and ``algo`` always."""
@@ -69,6 +81,22 @@ def algo_specs() -> dict[str, AlgoSpec]:
     import pbrl_dist.algos  # noqa: F401  (registers the built-ins)
 
     return _ALGOS
+
+
+def actor_counts(method_cfg: Any, dist_cfg: Any) -> tuple[int, int]:
+    """Return (rollout workers, oracle actors) a trial starts: the one place the counts are derived.
+
+    None on ``dist.backend=local``; on ``ray``, ``dist.num_rollout_workers`` (0 means 1) and
+    ``dist.num_oracles`` — each 0 when the trial's loop gives that kind no work (an exact gradient
+    needs no rollout workers, a loop without a best-response oracle no oracle actors).
+    """
+    if dist_cfg.backend != "ray":
+        return 0, 0
+    workers, oracles = algo_specs()[method_cfg.algo].gives_work(method_cfg)
+    return (
+        max(1, dist_cfg.num_rollout_workers) if workers else 0,
+        dist_cfg.num_oracles if oracles else 0,
+    )
 
 
 class AlgoView(Mapping[str, Any]):

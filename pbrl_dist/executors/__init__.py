@@ -21,12 +21,13 @@ from pbrl_dist.executors.protocols import ActorInfo, ChunkRunner, RolloutRunner,
 __all__ = ["ActorInfo", "ChunkRunner", "RolloutRunner", "Runner", "make_runner"]
 
 
-def make_runner(problem: Any, dist_cfg: Any) -> Runner:
+def make_runner(problem: Any, dist_cfg: Any, actors: tuple[int, int] | None = None) -> Runner:
     """Return the runner a trial's ``dist:`` block asks for.
 
     Deep-RLHF problems get a ``RolloutRunner`` (env shards), every other (tabular) problem a
-    ``ChunkRunner``; ``dist.backend=local`` keeps everything in this process, ``ray`` starts actors
-    (Ray must be running).
+    ``ChunkRunner``; ``dist.backend=local`` keeps everything in this process, ``ray`` starts
+    ``actors = (rollout workers, oracle actors)`` (``algos.registry.actor_counts``: none of a kind the
+    trial gives no work; without it, the ``dist:`` counts) — Ray must be running.
     """
     from pbrl_dist.problems.rlhf import RLHFProblem
 
@@ -35,12 +36,13 @@ def make_runner(problem: Any, dist_cfg: Any) -> Runner:
         from pbrl_dist.executors.local import LocalChunkRunner, LocalRolloutRunner
 
         return LocalRolloutRunner() if rollouts else LocalChunkRunner(problem)
+    workers, oracles = actors or (max(1, dist_cfg.num_rollout_workers), dist_cfg.num_oracles)
     if rollouts:
         from pbrl_dist.executors.ray_rollouts import RayRolloutRunner
 
         return RayRolloutRunner(
-            num_workers=dist_cfg.num_rollout_workers,
-            num_oracles=dist_cfg.num_oracles,
+            num_workers=workers,
+            num_oracles=oracles,
             cpus_per_worker=dist_cfg.cpus_per_worker,
             actor_timeout_s=dist_cfg.actor_timeout_s,
         )
@@ -48,8 +50,8 @@ def make_runner(problem: Any, dist_cfg: Any) -> Runner:
 
     return RayChunkRunner(
         problem,
-        num_workers=max(1, dist_cfg.num_rollout_workers),
-        num_oracles=dist_cfg.num_oracles,
+        num_workers=workers,
+        num_oracles=oracles,
         cpus_per_worker=dist_cfg.cpus_per_worker,
         actor_timeout_s=dist_cfg.actor_timeout_s,
     )

@@ -107,7 +107,8 @@ class RayChunkRunner:
 
     Args:
         problem: the trial's problem (built once by the learner; put into the object store once).
-        num_workers: rollout-worker actors (≥ 1).
+        num_workers: rollout-worker actors (0 for a trial without Monte Carlo chunks: an exact
+            gradient; ``run_chunks`` then refuses).
         num_oracles: oracle actors (0: oracles run in the learner).
         cpus_per_worker: CPUs each actor requests (its placement-group bundle inside a Tune trial).
         max_restarts: how many times per call dead actors are replaced before giving up.
@@ -126,8 +127,8 @@ class RayChunkRunner:
         actor_timeout_s: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Start the actors."""
-        if num_workers < 1:
-            raise ValueError("the ray executor needs dist.num_rollout_workers ≥ 1")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be ≥ 0 (got {num_workers})")
         if not ray.is_initialized():
             raise RuntimeError("RayChunkRunner needs a running Ray (ray.init) first")
         self.problem = problem
@@ -180,8 +181,12 @@ class RayChunkRunner:
 
         Chunks are dealt round-robin; one call per worker carries all of its chunks.
         """
-        self._broadcast(x, y, pi_hat_SA)
         n = len(self.workers)
+        if not n:
+            raise RuntimeError(
+                "this trial started no rollout workers (its method gives them no Monte Carlo chunks)"
+            )
+        self._broadcast(x, y, pi_hat_SA)
         mine = {w: list(range(w, len(chunks), n)) for w in range(n)}
         version, box = self.version, self._params_box
 

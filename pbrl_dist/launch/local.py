@@ -205,7 +205,7 @@ def _locked(
             remember_session(out)
     try:
         if ray_trials:
-            check_actor_fit([t.cfg.dist for t in ray_trials], [t.name for t in ray_trials])
+            check_actor_fit([t.cfg for t in ray_trials], [t.name for t in ray_trials])
         if not resume:
             from pbrl_dist.launch.wandb_sink import new_launch_id
 

@@ -211,17 +211,20 @@ def cluster_auth_mode(timeout: float = AUTH_PROBE_TIMEOUT_S) -> str | None:
     return got if isinstance(got, str) else None
 
 
-def check_actor_fit(dists: Sequence[Any], names: Sequence[str]) -> None:
+def check_actor_fit(cfgs: Sequence[Any], names: Sequence[str]) -> None:
     """Outside Tune (``pbrl run``): each trial's actors must fit the running cluster's CPUs.
 
     Raises ``ConfigError`` naming the first trial that would wait forever for its actors.
     """
+    from pbrl_dist.algos.registry import actor_counts
+
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    for d, name in zip(dists, names, strict=True):
-        need = (max(1, d.num_rollout_workers) + d.num_oracles) * d.cpus_per_worker
+    for cfg, name in zip(cfgs, names, strict=True):
+        d, n = cfg.dist, sum(actor_counts(cfg.method, cfg.dist))
+        need = n * d.cpus_per_worker
         if need > total + 1e-9:
             raise ConfigError(
-                f"dist: trial {name} starts {max(1, d.num_rollout_workers) + d.num_oracles} actors × "
+                f"dist: trial {name} starts {n} actors × "
                 f"cpus_per_worker={d.cpus_per_worker} = {need:g} CPUs but Ray has {total:g}; lower "
                 "dist.num_rollout_workers / dist.num_oracles / dist.cpus_per_worker"
             )

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pbrl_dist.algos.registry import actor_counts
 from pbrl_dist.config.loader import (
     ConfigError,
     Sweep,
@@ -192,9 +193,9 @@ def trial_bundles(cfg: TrialConfig) -> Bundles:
     """Return the placement-group bundles of one trial (learner; workers and oracles with ``backend=ray``)."""
     d = cfg.dist
     learner = {"CPU": float(d.cpus_per_trial)}
-    if d.backend != "ray" or d.cpus_per_worker <= 0:
+    n = sum(actor_counts(cfg.method, d))  # no bundle for actors the trial gives no work
+    if n == 0 or d.cpus_per_worker <= 0:
         return Bundles((learner,), d.placement_strategy)
-    n = max(1, d.num_rollout_workers) + d.num_oracles
     return Bundles(
         (learner, *({"CPU": float(d.cpus_per_worker)} for _ in range(n))), d.placement_strategy
     )
@@ -210,8 +211,8 @@ def check_fits(trials: list[TrialSpec], total_cpus: float, largest_node_cpus: fl
             raise ConfigError(
                 f"dist: trial {t.name} needs {_cpus(b.total_cpus)} CPUs (cpus_per_trial={d.cpus_per_trial}"
                 + (
-                    f" + {max(1, d.num_rollout_workers) + d.num_oracles} actors × cpus_per_worker={d.cpus_per_worker}"
-                    if d.backend == "ray"
+                    f" + {len(b.bundles) - 1} actors × cpus_per_worker={d.cpus_per_worker}"
+                    if len(b.bundles) > 1
                     else ""
                 )
                 + f") but the Ray cluster has {_cpus(total_cpus)} CPUs"
@@ -310,3 +311,29 @@ def check_bounds(trials: list[TrialSpec], *, local: bool) -> None:
                 f"{field_}: trial {t.name} needs at least {need / GIB:.3g} GiB but {avail / GIB:.3g} "
                 "GiB of memory is available here; make it smaller"
             )
+
+
+def idle_actor_notes(trials: list[TrialSpec]) -> list[str]:
+    """One line per actor kind that ``dist:`` asks for but some trials give no work (not started)."""
+    out = []
+    ray_trials = [t for t in trials if t.cfg.dist.backend == "ray"]
+    for i, (key, why) in enumerate(
+        (
+            ("dist.num_rollout_workers", "exact gradients, no Monte Carlo rollouts"),
+            ("dist.num_oracles", "no best-response oracle"),
+        )
+    ):
+        asked = [t for t in ray_trials if (t.cfg.dist.num_rollout_workers, t.cfg.dist.num_oracles)[i]]
+        idle = [t for t in asked if actor_counts(t.cfg.method, t.cfg.dist)[i] == 0]
+        if idle:
+            n = max((t.cfg.dist.num_rollout_workers, t.cfg.dist.num_oracles)[i] for t in idle)
+            out.append(
+                f"{key}={n}: no work in {len(idle)} of {len(trials)} trials ({why}, e.g. "
+                f"{idle[0].name}): none started, no CPUs reserved"
+            )
+    return out
+
+
+def sweep_notes(sweep: Sweep) -> list[str]:
+    """What a launch says before anything starts: the loader's notes and idle actors."""
+    return [*sweep.notes, *idle_actor_notes(sweep.trials)]

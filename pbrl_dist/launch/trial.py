@@ -17,6 +17,7 @@ import yaml
 
 from pbrl_dist.algos import ALGOS
 from pbrl_dist.algos.base import Checkpointer, Result, outer_iters
+from pbrl_dist.algos.registry import actor_counts
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.metrics import (
@@ -38,6 +39,11 @@ def build_problem(spec: TrialSpec) -> Any:
     problem = get_problem(spec.cfg.problem.name)
     assert problem is not None, spec.cfg.problem.name  # the loader resolved it
     return problem.build(spec.cfg.problem)
+
+
+def actors_label(backend: str, actors: tuple[int, int]) -> str:
+    """What a progress line says about where a trial runs: ``local`` or ``ray 4w+1o`` (workers, oracles)."""
+    return "local" if backend != "ray" else f"ray {actors[0]}w+{actors[1]}o"
 
 
 def progress_keys(spec: TrialSpec) -> tuple[str, ...]:
@@ -89,6 +95,7 @@ def run_trial(
     ckpt = _truncate_metrics(metrics_path, ckpt, spec.name)
     jsonl = JsonlSink(metrics_path)
     all_sinks: list[MetricSink] = [jsonl, *sinks]
+    actors = actor_counts(spec.cfg.method, spec.cfg.dist)
     if progress:
         all_sinks.append(
             ProgressSink(
@@ -96,6 +103,7 @@ def run_trial(
                 outer_iters(spec.cfg),
                 spec.cfg.logging.progress_every_s,
                 progress_keys(spec),
+                actors=actors_label(spec.cfg.dist.backend, actors),
             )
         )
     problem = build_problem(spec)
@@ -104,7 +112,7 @@ def run_trial(
     if runner is None:
         from pbrl_dist.executors import make_runner
 
-        runner = own_runner = make_runner(problem, spec.cfg.dist)
+        runner = own_runner = make_runner(problem, spec.cfg.dist, actors)
     wb = None
     ok = False
     diverged: Diverged | None = None

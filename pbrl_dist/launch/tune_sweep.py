@@ -59,6 +59,7 @@ from pbrl_dist.launch.specs import (
     check_fits,
     check_search,
     fingerprint,
+    sweep_notes,
     trial_bundles,
     typed_block,
 )
@@ -592,7 +593,7 @@ def sweep_command(
 ) -> int:
     """``pbrl sweep``: load and validate, then run or resume; return the exit code."""
     sweep = load_sweep(sweep_file, smoke=smoke, overrides=overrides)
-    for note in sweep.notes:
+    for note in sweep_notes(sweep):
         print(note, flush=True)
     return run_sweep(
         sweep,

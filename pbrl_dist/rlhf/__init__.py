@@ -17,6 +17,8 @@ register_algo(
         schema=RLHFConfig,
         reads=reads,
         choices={"mode": MODES},
+        # env shards always step on the rollout workers; only PBRL mode has the oracle role π̂*
+        actor_work=lambda cfg: (True, cfg.mode == "pbrl"),
         metrics=(
             "env_frames", "perf/env_frames", "perf/env_steps_per_s", "perf/oracle_env_frames",
             "rl/episode_return", "rl/best_episode_return", "rl/episodes", "rm/accuracy",

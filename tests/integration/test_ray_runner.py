@@ -153,6 +153,41 @@ def test_pbrl_run_with_the_ray_backend_matches_local(tiny_sweep: Path, tmp_path:
     assert a == b and a.count("\n") == 3
 
 
+def test_an_exact_gradient_trial_on_ray_starts_oracle_actors_only(
+    tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dist.num_rollout_workers=2 on an exact-gradient sweep: one note before the run, the trial starts
+    no rollout worker (its progress line says ``ray 0w+1o``), and its rows equal the local run's."""
+    from pbrl_dist.cli import main
+
+    common = ["method.num_iters=12", "method.log_every=4", "logging.progress_every_s=0"]
+    assert main(["run", str(tiny_sweep), "--out", str(tmp_path / "local"), *common]) == 0
+    capsys.readouterr()
+    ray_args = ["dist.backend=ray", "dist.num_rollout_workers=2", "dist.num_oracles=1"]
+    argv = ["run", str(tiny_sweep), "--out", str(tmp_path / "ray"), *common, *ray_args]
+    assert main([*argv, "dist.cpus_per_worker=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("dist.num_rollout_workers=2: no work in 1 of 1 trials") == 1
+    progress = [ln for ln in out.splitlines() if " it (" in ln]
+    assert progress and all("pbrl_value__s0 [ray 0w+1o]: " in ln for ln in progress), progress
+    a = (tmp_path / "local" / "pbrl_value__s0" / "metrics.jsonl").read_text()
+    b = (tmp_path / "ray" / "pbrl_value__s0" / "metrics.jsonl").read_text()
+    assert a == b and a.count("\n") == 3
+
+
+def test_a_runner_without_rollout_workers_refuses_chunks(problem: StackelbergProblem) -> None:
+    from pbrl_dist.executors.ray_chunks import RayChunkRunner
+
+    runner = RayChunkRunner(problem, num_workers=0, num_oracles=1, cpus_per_worker=0.1)
+    try:
+        assert [a.kind for a in runner.actors()] == ["oracle"]
+        x, y = problem.init_params(0, 0.5)
+        with pytest.raises(RuntimeError, match="started no rollout workers"):
+            runner.run_chunks(x, y, None, parts=("joint",), chunks=[(0, 1)], horizon=2)
+    finally:
+        runner.shutdown()
+
+
 def test_ni_best_responses_on_oracle_actors_match_local(runners: dict[int, Any]) -> None:
     """PBRL-NI sends its two best responses to the oracle actors in one call; numbers equal the local run."""
     from pbrl_dist.algos.incentive import run_pbrl_ni
