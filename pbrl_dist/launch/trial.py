@@ -73,10 +73,11 @@ def run_trial(
 
     With ``dist.backend=ray`` and no ``runner`` given, the trial starts its own rollout-worker (and
     oracle) actors (``dist.ray_runner``; Ray must be running) and stops them at the end. Unless W&B is
-    disabled (``logging.wandb`` / ``WANDB_MODE``), the rows also go to one W&B run in ``wandb_group``
-    (default: the sweep name) whose files live in ``trial_dir/wandb``; its id derives from
-    ``launch_id`` (one per launch, kept across ``--resume``) and ``wandb_mode`` is the mode the driver
-    decided once for the whole sweep. ``on_start(runner)`` is called once the executor is up (the Tune
+    disabled (``logging.wandb`` / ``WANDB_MODE``), the rows also go to one W&B run in the launch's
+    group (``wandb_sink.wandb_group``: ``wandb_group``, default the sweep name, and the results
+    folder's ``sweep.yaml``) whose files live in ``trial_dir/wandb`` and whose summary ends with the
+    trial's status; its id derives from ``launch_id`` (one per launch, kept across ``--resume``) and
+    ``wandb_mode`` is the mode the driver decided once for the whole sweep. ``on_start(runner)`` is called once the executor is up (the Tune
     trainable records where its actors run).
 
     ``result.json`` (with ``"status": "complete"``) is written last: its presence marks a trial that
@@ -144,7 +145,9 @@ def run_trial(
     finally:
         jsonl.close()
         if wb is not None:
-            wb.close(exit_code=0 if ok else 1)
+            from pbrl_dist.launch.wandb_sink import end_summary
+
+            wb.close(exit_code=0 if ok else 1, summary=end_summary(ok, diverged))
         if on_end is not None:
             with contextlib.suppress(Exception):  # bookkeeping must not hide the trial's own error
                 on_end(runner)

@@ -1,7 +1,24 @@
 """W&B logging: one run per launch of a trial, offline unless online can work, never a reason to fail.
 
-- group = the sweep name, name = the trial name, tags = [method name, problem name],
-  config = the trial's resolved config (the same dict as its ``config.yaml``);
+What a run carries (``init_kwargs``), read from the trial and the launch's ``sweep.yaml`` record:
+
+- group = ``<sweep name>/<smoke|full>-<8 hex of the launch id>`` (``wandb_group``): every launch of
+  a sweep file (``--smoke``, a ``method.lam=5`` override, the full run) is its own group, and
+  ``--resume`` keeps the launch id, so a resumed launch lands in the same group with the same runs;
+  job_type = the method name; name = the trial name; notes = the command that launched it;
+  tags = [method, problem, ``smoke`` | ``full``, the estimator (``exact`` | ``mc``) where the
+  method reads one];
+- config = the trial's resolved config flattened to dotted keys (``method.lam``, ``problem.tau``,
+  ``seed``; the values of its ``config.yaml``), plus ``swept`` (the keys that vary between the
+  launch's trials: grid axes with more than one value, search axes, ``seed`` with more than one
+  seed, ``method.name`` with more than one method) and ``launch.id``, ``launch.kind``
+  (smoke | full), ``launch.overrides`` (the command-line overrides, one string) — so W&B's
+  group-by, parallel coordinates and run table need no hand work;
+- x axis (``define_metric``): every metric is drawn against ``step_metric(spec)``: ``env_frames``
+  for a loop whose rows carry it (deep RLHF: agent env frames), else ``iter`` (tabular loops);
+- summary: the last value of every metric (W&B's default), plus ``status`` at the end: ``complete``,
+  ``diverged`` (with ``diverged_metric`` and ``diverged_iter``), ``failed`` or ``interrupted``
+  (``end_summary``);
 - run id = ``run_id(launch_id, trial)``: a readable stem of the trial name plus a hash of the
   launch id (``new_launch_id()``, made once per ``pbrl run`` / ``pbrl sweep`` launch, kept in the
   results folder and reused by ``--resume``) and the trial name. Two launches, or two trials, never
@@ -175,6 +192,163 @@ def decide_mode(setting: str, *, timeout_s: float = 3.0) -> tuple[str, str | Non
     return "online", None
 
 
+FRAMES = "env_frames"  # the x axis of RL rows (metrics.METRICS)
+RECORD = "sweep.yaml"  # the launch's record in the results folder (launch/results.py)
+_GROUP_ID = 8  # hex digits of the launch id in the group name
+_MAX_RECORD_BYTES = 1 << 22
+
+
+def launch_record(out: Path) -> dict[str, Any]:
+    """The launch's ``out/sweep.yaml`` record (name, sweep block, trials, smoke, overrides, command),
+    or ``{}`` when it is missing or unreadable (a trial run outside ``pbrl run|sweep``)."""
+    import yaml
+
+    try:
+        path = out / RECORD
+        if path.stat().st_size > _MAX_RECORD_BYTES:
+            return {}
+        rec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def launch_kind(record: Mapping[str, Any]) -> str | None:
+    """``smoke`` or ``full`` as the record says (``--smoke``), None when it does not say."""
+    smoke = record.get("smoke")
+    return None if smoke is None else ("smoke" if smoke else "full")
+
+
+def wandb_group(sweep_name: str, launch_id: str, record: Mapping[str, Any]) -> str:
+    """``<sweep name>/<smoke|full>-<8 hex of the launch id>``: one group per launch.
+
+    The launch id is made once per launch and kept in the record, so ``--resume`` gives the same
+    group; parts the caller does not know (no record, no launch id) are left out.
+    """
+    label = "-".join(p for p in (launch_kind(record), launch_id[:_GROUP_ID]) if p)
+    return f"{sweep_name}/{label}" if label else sweep_name
+
+
+def flat_config(container: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The nested config as dotted keys (``{"method": {"lam": 20.0}}`` → ``{"method.lam": 20.0}``);
+    lists and empty mappings are values."""
+    out: dict[str, Any] = {}
+    for key, value in container.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def swept_keys(spec: TrialSpec, record: Mapping[str, Any]) -> list[str]:
+    """The dotted config keys that vary between the launch's trials, as its record says: the
+    methods (``method.name``, when the trial names show more than one), each grid axis with more
+    than one value, each search axis, and ``seed`` when there is more than one."""
+    block = record.get("sweep")
+    block = block if isinstance(block, Mapping) else {}
+    keys: list[str] = []
+    method = str(spec.cfg.method.name)
+    trials = record.get("trials")
+    if isinstance(trials, list) and any(
+        str(t) != method and not str(t).startswith(f"{method}__") for t in trials
+    ):
+        keys.append("method.name")
+    grid = block.get("grid")
+    if isinstance(grid, Mapping):
+        keys += [str(k) for k, v in grid.items() if not isinstance(v, list) or len(v) > 1]
+    search = block.get("search")
+    if isinstance(search, Mapping):
+        keys += [str(k) for k in search]
+    seeds = block.get("seeds")
+    if isinstance(seeds, list) and len(seeds) > 1:
+        keys.append("seed")
+    return list(dict.fromkeys(keys))
+
+
+def step_metric(spec: TrialSpec) -> str:
+    """The x axis of the trial's metrics: ``env_frames`` when its loop's rows carry it (deep RLHF,
+    ``AlgoSpec.metrics``), else ``iter`` (tabular loops: the outer iteration)."""
+    from pbrl_dist.algos.registry import algo_specs
+
+    algo = algo_specs().get(str(spec.cfg.method.algo))
+    return FRAMES if algo is not None and FRAMES in algo.metrics else "iter"
+
+
+def run_tags(spec: TrialSpec, record: Mapping[str, Any]) -> list[str]:
+    """[method, problem, smoke | full, estimator]: the estimator only where the method reads one."""
+    from pbrl_dist.algos.registry import algo_specs
+
+    method = spec.cfg.method
+    tags = [str(method.name), str(getattr(spec.cfg.problem, "name", "problem"))]
+    if kind := launch_kind(record):
+        tags.append(kind)
+    algo = algo_specs().get(str(method.algo))
+    if algo is not None and "estimator" in algo.fields_read(method):
+        tags.append(str(getattr(method, "estimator", "")))
+    return list(dict.fromkeys(t[:64] for t in tags if t))
+
+
+def init_kwargs(
+    spec: TrialSpec,
+    trial_dir: Path,
+    *,
+    group: str | None,
+    launch_id: str,
+    record: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``wandb.init`` arguments of one launch of a trial (mode and settings aside)."""
+    overrides = record.get("overrides")
+    config = {
+        **flat_config(spec.container),
+        "swept": swept_keys(spec, record),
+        "launch.id": launch_id,
+        "launch.kind": launch_kind(record) or "",
+        "launch.overrides": " ".join(map(str, overrides)) if isinstance(overrides, list) else "",
+    }
+    command = record.get("command")
+    kwargs: dict[str, Any] = dict(
+        project=spec.cfg.logging.project,
+        group=wandb_group(group or spec.cfg.exp, launch_id, record),
+        job_type=str(spec.cfg.method.name),
+        name=spec.name,
+        notes=str(command) if command else None,
+        tags=run_tags(spec, record),
+        config=config,
+        dir=str(trial_dir),
+        id=run_id(launch_id, spec.name),
+        resume="allow",
+        reinit="create_new",
+    )
+    return kwargs
+
+
+def define_axes(run: Any, spec: TrialSpec) -> str:
+    """Draw every metric of ``run`` against the trial's ``step_metric``; return it."""
+    x = step_metric(spec)
+    run.define_metric(x)
+    run.define_metric("*", step_metric=x)
+    return x
+
+
+def end_summary(ok: bool, diverged: Any = None) -> dict[str, Any]:
+    """The summary keys a trial's run ends with: ``status`` = complete | diverged (with the metric
+    and iteration) | interrupted (Ctrl-C) | failed (any other exception in flight)."""
+    import sys
+
+    if ok:
+        return {"status": "complete"}
+    if diverged is not None:
+        return {
+            "status": "diverged",
+            "diverged_metric": str(getattr(diverged, "metric", "")),
+            "diverged_iter": getattr(diverged, "iter", None),
+        }
+    error = sys.exc_info()[0]
+    interrupted = error is not None and issubclass(error, KeyboardInterrupt)
+    return {"status": "interrupted" if interrupted else "failed"}
+
+
 def _scalars(row: Mapping[str, Any]) -> dict[str, Any]:
     return scalar_metrics(row, finite_only=True)
 
@@ -293,8 +467,14 @@ class WandbSink:
                 f"    W&B logging stopped ({type(e).__name__}: {e}); local logs go on", flush=True
             )
 
-    def close(self, exit_code: int = 0) -> None:
-        """Finish the run (quietly; errors are reported in one line)."""
+    def close(self, exit_code: int = 0, summary: Mapping[str, Any] | None = None) -> None:
+        """Put ``summary`` (e.g. ``end_summary``: the trial's status) into the run's summary, then
+        finish the run (quietly; errors are reported in one line)."""
+        try:
+            if summary:
+                self.run.summary.update(dict(summary))
+        except Exception as e:
+            print(f"    W&B summary failed ({type(e).__name__}: {e})", flush=True)
         try:
             self.run.finish(exit_code=exit_code)
         except Exception as e:
@@ -313,13 +493,17 @@ def open_wandb(
     group: str | None = None,
     launch_id: str,
     mode: str | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> WandbSink | None:
     """Start the W&B run of one launch of a trial, or return None (disabled, or W&B failed).
 
     ``mode`` is the sweep's ``decide_mode`` result, decided once by the driver; without it the trial
-    decides itself (and prints the note). The run id is ``run_id(launch_id, spec.name)``, the run's
-    files go to ``trial_dir/wandb``. Never raises for W&B's sake: a failed start prints one line (an
-    online one is retried offline first).
+    decides itself (and prints the note). ``group`` is the sweep name (default ``exp``) the run's
+    group is made from (``wandb_group``), ``record`` the launch's ``sweep.yaml`` (default: read
+    from ``trial_dir``'s parent, the results folder). The run id is ``run_id(launch_id,
+    spec.name)``, the run's files go to ``trial_dir/wandb``, every metric is drawn against
+    ``step_metric(spec)``. Never raises for W&B's sake: a failed start prints one line (an online
+    one is retried offline first).
     """
     logging_cfg = spec.cfg.logging
     if mode is None:
@@ -332,30 +516,20 @@ def open_wandb(
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
-    group = group or spec.cfg.exp
-    problem = getattr(spec.cfg.problem, "name", "problem")
     local_only = f"trial {spec.name} goes on with local logs only"
     try:
         import wandb
 
         trial_dir.mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(quiet=True, silent=True, console="off", x_disable_stats=True)
+        if record is None:
+            record = launch_record(trial_dir.parent)
+        kwargs = init_kwargs(spec, trial_dir, group=group, launch_id=launch_id, record=record)
+        kwargs["settings"] = settings
     except Exception as e:
         print(_could_not_start(e, local_only), flush=True)
         return None
-    rid = run_id(launch_id, spec.name)
-    kwargs: dict[str, Any] = dict(
-        project=logging_cfg.project,
-        group=group,
-        name=spec.name,
-        tags=[str(spec.cfg.method.name), str(problem)],
-        config=spec.container,
-        dir=str(trial_dir),
-        id=rid,
-        resume="allow",
-        reinit="create_new",
-        settings=settings,
-    )
+    rid = kwargs["id"]
     try:
         run = wandb.init(mode=mode, **kwargs)  # type: ignore[arg-type]
     except Exception as e:
@@ -368,6 +542,10 @@ def open_wandb(
         except Exception as e2:
             print(_could_not_start(e2, local_only), flush=True)
             return None
+    try:
+        define_axes(run, spec)
+    except Exception as e:  # the charts fall back to W&B's own step; the logging goes on
+        print(f"    W&B define_metric failed ({type(e).__name__}: {e})", flush=True)
     return WandbSink(run, last_step=_last_step(run, trial_dir, rid))
 
 

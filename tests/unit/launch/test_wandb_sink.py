@@ -1,4 +1,5 @@
-"""W&B sink: one run id per launch of a trial, the sweep's mode decision, offline runs on disk.
+"""W&B sink: one run id per launch of a trial, the sweep's mode decision, offline runs on disk, and
+what a run carries (group per launch, flat config with the swept keys, tags, x axis, end status).
 
 No network: "reachable" is a listening socket on 127.0.0.1, "unreachable" a port just closed or a
 documentation address (192.0.2.1, never routed).
@@ -18,8 +19,20 @@ from _tiny import tiny_sweep_file
 
 from pbrl_dist.config.loader import TrialSpec, load_sweep
 from pbrl_dist.launch import wandb_sink
-from pbrl_dist.launch.wandb_sink import decide_mode, new_launch_id, open_wandb, run_id
+from pbrl_dist.launch.wandb_sink import (
+    decide_mode,
+    end_summary,
+    flat_config,
+    init_kwargs,
+    new_launch_id,
+    open_wandb,
+    run_id,
+    step_metric,
+    swept_keys,
+    wandb_group,
+)
 
+ROOT = Path(__file__).resolve().parents[3]
 ID_CHARS = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KEY = "k" * 40
 
@@ -159,9 +172,14 @@ class FakeRun:
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.kwargs, self.logged, self.finished = kwargs, [], None
         self.id = kwargs["id"]
+        self.axes: list[tuple[str, str | None]] = []
+        self.summary: dict[str, Any] = {}
 
     def log(self, row: dict, step: int | None = None) -> None:
         self.logged.append((step, row))
+
+    def define_metric(self, name: str, step_metric: str | None = None) -> None:
+        self.axes.append((name, step_metric))
 
     def finish(self, exit_code: int = 0) -> None:
         self.finished = exit_code
@@ -182,7 +200,7 @@ def test_the_drivers_mode_overrides_the_trials_own(
     sink = open_wandb(spec, tmp_path / "t", group="g", launch_id="0123456789ab", mode="offline")
     assert sink is not None and len(calls) == 1
     kw = calls[0]
-    assert kw["mode"] == "offline" and kw["resume"] == "allow" and kw["group"] == "g"
+    assert kw["mode"] == "offline" and kw["resume"] == "allow" and kw["group"] == "g/01234567"
     assert kw["id"] == run_id("0123456789ab", spec.name) and kw["dir"] == str(tmp_path / "t")
     assert open_wandb(spec, tmp_path / "t", launch_id="x", mode="disabled") is None
     with pytest.raises(ValueError, match="online, offline or disabled"):
@@ -228,3 +246,151 @@ def test_an_offline_run_leaves_a_folder_wandb_sync_uploads(spec: TrialSpec, tmp_
     assert len(runs) == 1 and runs[0].name.endswith(run_id(launch, spec.name))
     files = list(runs[0].glob("run-*.wandb"))
     assert len(files) == 1 and files[0].stat().st_size > 0
+
+
+# ---- what a run carries --------------------------------------------------------------------------
+
+RECORD = {
+    "name": "demo",
+    "sweep": {"seeds": [0, 1], "grid": {"method.lam": [5.0, 20.0], "problem.game": [0]}},
+    "trials": ["pbrl_value__lam=5.0__s0", "indep_pg__lam=5.0__s0"],
+    "launch_id": "0123456789ab",
+    "smoke": True,
+    "overrides": ["method.num_iters=7", "method.lr_x=0.2"],
+    "command": "pbrl run demo.yaml --smoke method.num_iters=7 method.lr_x=0.2",
+}
+
+
+def test_wandb_group_is_the_sweep_and_the_launch_kind_and_id() -> None:
+    assert wandb_group("demo", "0123456789ab", {"smoke": True}) == "demo/smoke-01234567"
+    assert wandb_group("demo", "fedcba987654", {"smoke": False}) == "demo/full-fedcba98"
+    # A record that does not say smoke or full (e.g. confirm's) and no launch id: what is known.
+    assert wandb_group("demo", "0123456789ab", {}) == "demo/01234567"
+    assert wandb_group("demo", "", {}) == "demo"
+
+
+def test_flat_config_makes_dotted_keys_and_keeps_lists_as_values() -> None:
+    nested = {"method": {"lam": 20.0, "hidden": [64, 64], "by_game": {}}, "seed": 3}
+    assert flat_config(nested) == {
+        "method.lam": 20.0,
+        "method.hidden": [64, 64],
+        "method.by_game": {},
+        "seed": 3,
+    }
+    assert flat_config({"a": {"b": {"c": 1}}}) == {"a.b.c": 1}
+
+
+def test_swept_keys_are_what_varies_between_the_launchs_trials(spec: TrialSpec) -> None:
+    # spec is pbrl_value: another method in the trial list makes method.name swept; a one-value
+    # grid axis is not swept; two seeds are.
+    assert swept_keys(spec, RECORD) == ["method.name", "method.lam", "seed"]
+    one = {"sweep": {"seeds": [0], "search": {"method.lr_x": {"loguniform": [0.01, 0.5]}}},
+           "trials": ["pbrl_value__s0"]}  # fmt: skip
+    assert swept_keys(spec, one) == ["method.lr_x"]
+    assert swept_keys(spec, {}) == []
+
+
+def test_init_kwargs_carry_group_job_type_tags_notes_and_flat_config(
+    spec: TrialSpec, tmp_path: Path
+) -> None:
+    kw = init_kwargs(spec, tmp_path / "t", group="demo", launch_id="0123456789ab", record=RECORD)
+    assert kw["group"] == "demo/smoke-01234567" and kw["job_type"] == "pbrl_value"
+    assert kw["tags"] == ["pbrl_value", "stackelberg", "smoke", "exact"]
+    assert kw["notes"] == RECORD["command"] and kw["id"] == run_id("0123456789ab", spec.name)
+    cfg = kw["config"]
+    assert cfg["method.lam"] == spec.cfg.method.lam and cfg["problem.name"] == "stackelberg"
+    assert not any(isinstance(v, dict) and v for v in cfg.values())
+    assert cfg["swept"] == ["method.name", "method.lam", "seed"]
+    assert cfg["launch.overrides"] == "method.num_iters=7 method.lr_x=0.2"
+    assert cfg["launch.kind"] == "smoke" and cfg["launch.id"] == "0123456789ab"
+
+
+def test_a_monte_carlo_method_is_tagged_mc_and_rlhf_has_no_estimator_tag(tmp_path: Path) -> None:
+    mc = load_sweep(tiny_sweep_file(tmp_path), overrides=["method.estimator=mc"]).trials[0]
+    kw = init_kwargs(mc, tmp_path, group=None, launch_id="", record={"smoke": False})
+    assert kw["tags"] == ["pbrl_value", "stackelberg", "full", "mc"]
+    rl = load_sweep(ROOT / "sweeps/rlhf_toy.yaml", smoke=True).trials[-1]
+    kw = init_kwargs(rl, tmp_path, group=None, launch_id="", record={})
+    assert kw["tags"] == ["pbrl", "toy_rlhf"] and kw["group"] == "rlhf_toy"
+
+
+def test_step_metric_is_env_frames_for_rl_and_iter_for_tabular(
+    spec: TrialSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert step_metric(spec) == "iter"
+    rl = load_sweep(ROOT / "sweeps/rlhf_toy.yaml", smoke=True).trials[0]
+    assert step_metric(rl) == "env_frames"
+    wandb = pytest.importorskip("wandb")
+    runs: list[FakeRun] = []
+    monkeypatch.setattr(wandb, "init", lambda **kw: runs.append(FakeRun(kw)) or runs[-1])
+    assert open_wandb(rl, tmp_path / "rl", launch_id="ab", mode="offline") is not None
+    assert open_wandb(spec, tmp_path / "tab", launch_id="ab", mode="offline") is not None
+    assert runs[0].axes == [("env_frames", None), ("*", "env_frames")]
+    assert runs[1].axes == [("iter", None), ("*", "iter")]
+
+
+def test_open_wandb_reads_the_record_beside_the_trial_folder(
+    spec: TrialSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    wandb = pytest.importorskip("wandb")
+    runs: list[FakeRun] = []
+    monkeypatch.setattr(wandb, "init", lambda **kw: runs.append(FakeRun(kw)) or runs[-1])
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(RECORD), encoding="utf-8")
+    open_wandb(spec, tmp_path / spec.name, group="demo", launch_id="0123456789ab", mode="offline")
+    (tmp_path / "sweep.yaml").write_text("- not\n- a record\n", encoding="utf-8")
+    open_wandb(spec, tmp_path / spec.name, group="demo", launch_id="0123456789ab", mode="offline")
+    assert runs[0].kwargs["group"] == "demo/smoke-01234567"
+    assert runs[1].kwargs["group"] == "demo/01234567"  # unreadable record: what is known
+
+
+def test_a_failing_define_metric_costs_one_line_not_the_run(
+    spec: TrialSpec,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wandb = pytest.importorskip("wandb")
+
+    class NoAxes(FakeRun):
+        def define_metric(self, name: str, step_metric: str | None = None) -> None:
+            raise RuntimeError("no metrics today")
+
+    monkeypatch.setattr(wandb, "init", lambda **kw: NoAxes(kw))
+    sink = open_wandb(spec, tmp_path / "t", launch_id="ab", mode="offline")
+    assert sink is not None
+    sink.log({"iter": 10, "upper/leader_return": 1.0})
+    assert sink.run.logged == [(10, {"iter": 10, "upper/leader_return": 1.0})]
+    said = [x for x in capsys.readouterr().out.splitlines() if "W&B" in x]
+    assert said == ["    W&B define_metric failed (RuntimeError: no metrics today)"]
+
+
+def test_end_summary_says_complete_diverged_interrupted_or_failed() -> None:
+    from pbrl_dist.metrics import Diverged
+
+    assert end_summary(True) == {"status": "complete"}
+    div = Diverged("lower/gap", 30, {"iter": 30})
+    assert end_summary(False, div) == {
+        "status": "diverged",
+        "diverged_metric": "lower/gap",
+        "diverged_iter": 30,
+    }
+    seen = []
+    for error in (KeyboardInterrupt, RuntimeError):
+        try:
+            try:
+                raise error
+            finally:
+                seen.append(end_summary(False)["status"])
+        except BaseException:
+            pass
+    assert seen == ["interrupted", "failed"]
+
+
+def test_close_puts_the_summary_before_finishing(spec: TrialSpec, tmp_path: Path) -> None:
+    run = FakeRun({"id": "x"})
+    order: list[str] = []
+    run.finish = lambda exit_code=0: order.append(f"finish {exit_code} {run.summary}")  # type: ignore[method-assign]
+    wandb_sink.WandbSink(run).close(exit_code=1, summary={"status": "failed"})
+    assert order == ["finish 1 {'status': 'failed'}"]
