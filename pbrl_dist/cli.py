@@ -195,6 +195,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print every trial's state, the counts, the best so far and an ETA (``--watch``: again)."""
+    from pbrl_dist.launch.status import status_command
+
+    return status_command(Path(args.dir), watch=args.watch)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or resume) a sweep file as a Ray Tune experiment."""
     from pbrl_dist.launch.local import Interrupted
@@ -350,6 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--overwrite", action="store_true", help="replace an existing DIR/confirm")
     rep.set_defaults(fn=cmd_report)
+    st = sub.add_parser(
+        "status", help="every trial's state, counts, best so far and ETA (read-only, no lock)"
+    )
+    st.add_argument("dir", help="results folder of pbrl run, pbrl sweep or a submitted job")
+    st.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=5.0,
+        metavar="SECONDS",
+        help="print again every SECONDS (default 5) until every trial is final; Ctrl-C stops",
+    )
+    st.set_defaults(fn=cmd_status)
 
     sw = sub.add_parser(
         "sweep", help="run SWEEP.yaml as a Ray Tune experiment (local Ray or a cluster)"
