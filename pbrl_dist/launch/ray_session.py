@@ -15,6 +15,7 @@ itself started (``remember_session``), never from anything in a results folder.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -133,7 +134,12 @@ def _keep_sigterm_handler() -> Any:
 def _init(address: str | None, num_cpus: int | None) -> bool:
     if address is None:
         # "local": a new instance even if a `ray start` cluster on this machine left its address behind.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            logging_level=logging.WARNING,  # pbrl says where the sweep runs; Ray's INFO lines repeat it
+        )
         return True
     probe(address)
     refused = auth_refusal(address)
@@ -142,7 +148,7 @@ def _init(address: str | None, num_cpus: int | None) -> bool:
             f"--address {address}: the cluster refused to authenticate ({refused}); {AUTH_HINT}"
         )
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
         text = str(e).strip().splitlines()
         first = text[0] if text else type(e).__name__

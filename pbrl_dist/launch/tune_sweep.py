@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import pickle
 import re
@@ -36,6 +37,8 @@ import ray
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
+from pbrl_dist.algos.base import outer_iters
+from pbrl_dist.algos.registry import actor_counts
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
 from pbrl_dist.config.schema import SweepBlock
 from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
@@ -65,6 +68,7 @@ from pbrl_dist.launch.specs import (
 )
 from pbrl_dist.launch.trial import (
     RESULT,
+    actors_label,
     damage,
     diverged_line,
     diverged_result,
@@ -74,6 +78,7 @@ from pbrl_dist.launch.trial import (
 from pbrl_dist.launch.tune_state import SnapshotCallback
 from pbrl_dist.launch.tune_state import repair as repair_state
 from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
+from pbrl_dist.metrics import ProgressSink
 from pbrl_dist.safe_io import UnsafePath, atomic_write_text, with_filename
 
 TUNE_DIR = "_tune"
@@ -151,6 +156,23 @@ def _scheduler(sweep: Sweep, block: SweepBlock) -> Any:
     )
 
 
+class _DropTuneHints(logging.Filter):
+    """Drop Tune's log records that pbrl says better itself: after Ctrl-C, Tune's
+    ``Tuner.restore(...)`` hint (pbrl prints its own resume command) and its "Failed to fetch metrics"
+    block, one line per unfinished trial (their rows are in the trial folders)."""
+
+    DROP = ("Experiment has been interrupted", "Failed to fetch metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROP)
+
+
+_TUNE_HINTS = _DropTuneHints()
+for _name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+    if _TUNE_HINTS not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_TUNE_HINTS)
+
+
 class _CtrlC:
     """Whether Tune's own Ctrl-C handler has fired during ``fit``.
 
@@ -198,6 +220,7 @@ class _Progress(tune.Callback):
         self.scheduler, self.ctrl_c = scheduler, ctrl_c
         self.done = self.stopped = self.errored = self.unfinished = self.diverged = 0
         self.counted: dict[str, bytes] = {}  # complete before this launch (--resume): result.json
+        self.progress: dict[str, ProgressSink] = {}  # by Tune's trial id
         self.t0 = time.perf_counter()
 
     def count_on(self) -> None:
@@ -224,6 +247,29 @@ class _Progress(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ctrl_c.seen()  # notes Tune's handler in place
+        try:
+            spec = trial_spec(trial.config, self.specs, trial.trial_id)
+        except Exception:
+            return
+        # The trial's progress line is printed here, from the rows Tune receives: a line printed in
+        # the trial's process would reach this console through Ray's log forwarding, prefixed
+        # "(trial_fn pid=…)" and merged with other trials' lines by Ray's de-duplication.
+        self.progress[trial.trial_id] = ProgressSink(
+            spec.name,
+            outer_iters(spec.cfg),
+            spec.cfg.logging.progress_every_s,
+            progress_keys(spec),
+            actors=actors_label(
+                spec.cfg.dist.backend, actor_counts(spec.cfg.method, spec.cfg.dist)
+            ),
+        )
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        sink = self.progress.get(trial.trial_id)
+        if sink is not None and "iter" in result and not self.ctrl_c.seen():
+            sink.log(result)
 
     def _name(self, trial: Any) -> str:
         try:
@@ -232,6 +278,7 @@ class _Progress(tune.Callback):
             return str(trial.config.get("trial"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.progress.pop(trial.trial_id, None)  # no progress line after the trial's last line
         res = trial.last_result or {}
         name = self._name(trial)
         tdir = self.out / name
@@ -274,6 +321,7 @@ class _Progress(tune.Callback):
             return ()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.progress.pop(trial.trial_id, None)
         if self.counted.pop(self._name(trial), None) is not None:
             self.done -= 1  # counted at the start, failed now: counted as failed
         self.errored += 1
@@ -340,6 +388,11 @@ def run_sweep(
     check_bounds(sweep.trials, local=address is None and not os.environ.get("RAY_ADDRESS"))
     # Frequent small checkpoints force experiment snapshots; Tune warns about that on every one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's console output: pbrl prints one line per trial and its own resume hint. Tune's newer
+    # output engine prints, even when silent, a settings box, a TensorBoard hint (not installed) and a
+    # `Tuner.restore(...)` hint; the classic one prints nothing at verbose=0 (PBRL_TUNE_VERBOSE=1
+    # brings its tables back).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if resume:
         record = _check_resume(sweep, out)
     else:

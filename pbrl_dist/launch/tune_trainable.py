@@ -273,6 +273,7 @@ def trial_fn(
             wandb_mode=(wandb_modes or {}).get(str(spec.cfg.logging.wandb)),
             on_start=on_start,
             on_end=on_end,
+            progress=False,  # the driver prints progress lines from the rows it receives (_Progress)
         )
     except Diverged as e:  # result.json says diverged; the trial ends cleanly (no retry)
         reporter.flush()  # the diverged row, if it was held back for a checkpoint

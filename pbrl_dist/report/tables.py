@@ -212,11 +212,15 @@ def short(v: Any) -> str:
     return str(v)
 
 
-def format_table(summary: pd.DataFrame, by: Sequence[str] = ("method.name",)) -> str:
+def format_table(
+    summary: pd.DataFrame, by: Sequence[str] = ("method.name",), width: int = 120
+) -> str:
     """Return a plain-text table: one row per group, `mean ± std (max)` per metric.
 
     The ``n`` column is the row's largest ``n``; a metric with fewer values says its own (``n=2``),
-    so every number shown was computed from exactly the ``n`` it is shown with.
+    so every number shown was computed from exactly the ``n`` it is shown with. Metric columns that
+    would make a line wider than ``width`` are left out, and a last line names them (they are in
+    ``summary.csv``).
     """
     if summary.empty:
         return "(no results)"
@@ -240,6 +244,14 @@ def format_table(summary: pd.DataFrame, by: Sequence[str] = ("method.name",)) ->
             )
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines
-    )
+    keep = list(range(len(by) + 1))  # the group's key columns and n are always shown
+    for i in range(len(by) + 1, len(header)):
+        if sum(widths[j] + 2 for j in keep) + widths[i] <= width:
+            keep.append(i)
+    text = [
+        "  ".join(row[i].ljust(widths[i]) for i in keep).rstrip() for row in lines
+    ]
+    dropped = [header[i] for i in range(len(header)) if i not in keep]
+    if dropped:
+        text.append(f"(+{len(dropped)} more in summary.csv: {', '.join(dropped)})")
+    return "\n".join(text)

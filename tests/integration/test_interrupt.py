@@ -29,6 +29,15 @@ def _env() -> dict[str, str]:
     return env
 
 
+TUNE_HINTS = (
+    "Tuner.restore",  # pbrl prints its own resume command
+    "Failed to fetch metrics",  # one line per unfinished trial after Ctrl-C
+    "Configuration for experiment",  # the settings box (pbrl prints the trial count)
+    "TensorBoard",  # not installed
+    "View detailed results here",
+)
+
+
 @pytest.mark.ray
 @pytest.mark.chaos
 @pytest.mark.timeout(600)
@@ -73,6 +82,9 @@ def test_ctrl_c_on_pbrl_sweep_exits_130_and_the_printed_command_resumes_it(
     assert proc.returncode == 130, rest[-2000:] + err[-2000:]
     assert not list(out.glob("*/stopped.json")), "a trial cut by Ctrl-C was marked stopped"
     assert "trials finished (" not in rest  # no "all done" summary, no report
+    # One pbrl line per event: none of Tune's hints that repeat or contradict pbrl's own lines.
+    for hint in TUNE_HINTS:
+        assert hint not in rest + err, hint
     assert not (out / "report").exists()
     (msg,) = [x for x in err.splitlines() if "interrupted:" in x]
     finished = int(msg.split("interrupted: ")[1].split("/")[0])
@@ -94,6 +106,8 @@ def test_ctrl_c_on_pbrl_sweep_exits_130_and_the_printed_command_resumes_it(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "6/6 trials finished (0 errored)" in done.stdout
+    for hint in TUNE_HINTS:
+        assert hint not in done.stdout + done.stderr, hint
     # This launch's progress lines count on from the trials already finished (not from zero).
     counts = [x.split("]")[0] for x in done.stdout.splitlines() if x.startswith("[")]
     (line,) = [x for x in done.stdout.splitlines() if ": resuming 6 trials from " in x]

@@ -82,3 +82,13 @@ def test_format_table_one_row_per_group() -> None:
     assert lines[1].startswith("a ") and "4 ± 4.1 (max 10)" in lines[1]
     assert lines[2].startswith("b ") and "6 ± 1.4 (max 7)" in lines[2]
     assert format_table(pd.DataFrame()) == "(no results)"
+
+
+def test_format_table_fits_its_width_and_names_the_columns_left_out() -> None:
+    summary = final_summary(_trials())
+    full = format_table(summary).splitlines()
+    narrow = format_table(summary, width=len(full[0].split("lower/gap")[0]) + 3).splitlines()
+    assert narrow[-1] == "(+1 more in summary.csv: lower/gap)"
+    assert all(len(line) <= len(full[0].split("lower/gap")[0]) + 3 for line in narrow[:-1])
+    assert [ln.split()[:3] for ln in narrow[:-1]] == [ln.split()[:3] for ln in full]
+    assert max(map(len, full)) <= 120 and not full[-1].startswith("(+")
