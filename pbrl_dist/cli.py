@@ -181,11 +181,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--confirm-seeds re-runs the best configuration of DIR alone: run it without --with"
         )
-    if args.confirm_seeds:  # it imports the trials' problem.target: trust before code
+    if args.with_ and args.export_best:
+        raise ConfigError(
+            "--export-best exports the best settings of DIR alone: run it without --with"
+        )
+    if args.export_best:  # before the report is drawn: one line, nothing done
+        from pbrl_dist.report.export import check_export_target
+
+        check_export_target(Path(args.export_best), overwrite=args.overwrite)
+    if args.confirm_seeds or args.export_best:  # they import problem.target: trust before code
         from pbrl_dist.launch.trust import check_results
 
-        check_results(out, "pbrl report --confirm-seeds")
+        flag = "--confirm-seeds" if args.confirm_seeds else "--export-best"
+        check_results(out, f"pbrl report {flag}")
     report_folder(out, versus=versus, others=[Path(p) for p in args.with_ or []])
+    if args.export_best:
+        from pbrl_dist.report.export import export_best
+
+        export_best(
+            out, Path(args.export_best), metric=args.metric, mode=args.mode, overwrite=args.overwrite
+        )
     if args.confirm_seeds:
         from pbrl_dist.launch.confirm import confirm_best
 
@@ -261,15 +276,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Submit ``pbrl sweep`` to a cluster as a Ray Job, or follow a job's logs."""
+    """Submit ``pbrl sweep`` to a cluster as a Ray Job; or follow, list or stop jobs."""
     from pbrl_dist.launch import submit
 
+    modes = {"SWEEP.yaml": args.sweep, "--logs": args.logs, "--list": args.list, "--stop": args.stop}
+    given = [name for name, value in modes.items() if value]
+    if len(given) > 1:
+        raise ConfigError(
+            f"pbrl submit: give one of SWEEP.yaml, --logs, --list, --stop, not {' and '.join(given)}"
+        )
     if args.logs:
-        if args.sweep:
-            raise ConfigError("pbrl submit: give either SWEEP.yaml or --logs JOB_ID, not both")
         return submit.follow_logs(args.logs, address=args.address)
+    if args.list:
+        return submit.list_jobs(address=args.address)
+    if args.stop:
+        return submit.stop_job(args.stop, address=args.address)
     if not args.sweep:
-        raise ConfigError("pbrl submit: SWEEP.yaml is missing (or pass --logs JOB_ID)")
+        raise ConfigError("pbrl submit: SWEEP.yaml is missing (or pass --logs/--stop JOB_ID, --list)")
     submit.submit(
         args.sweep,
         address=args.address,
@@ -355,7 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable), e.g. an ablation with its base sweep: pbrl report results/ablation "
         "--with results/base --versus pbrl_no_penalty:pbrl; the report is written under DIR",
     )
-    rep.add_argument("--overwrite", action="store_true", help="replace an existing DIR/confirm")
+    rep.add_argument(
+        "--export-best",
+        metavar="FILE",
+        help="write a sweep file running each method's best setting (the --confirm-seeds choice) "
+        "on the seeds and problem instances of DIR: pbrl run FILE",
+    )
+    rep.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing DIR/confirm or --export-best FILE",
+    )
     rep.set_defaults(fn=cmd_report)
     st = sub.add_parser(
         "status", help="every trial's state, counts, best so far and ETA (read-only, no lock)"
@@ -395,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="Ray Jobs API, e.g. http://127.0.0.1:8265 (default: RAY_ADDRESS or that)"
     )
     sb.add_argument("--logs", metavar="JOB_ID", help="follow the logs of a submitted job instead")
+    sb.add_argument("--list", action="store_true", help="list pbrl's jobs on the cluster instead")
+    sb.add_argument("--stop", metavar="JOB_ID", help="stop a submitted job instead")
     sb.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
     sb.add_argument("--out", help="results folder on the cluster (default /results/<sweep name>)")
     sb.add_argument("--resume", action="store_true", help="the job resumes --out instead")

@@ -22,15 +22,7 @@ import yaml
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec
 from pbrl_dist.launch.local import TrialsDiverged, run_local
 from pbrl_dist.launch.specs import respec, spec_from_container
-from pbrl_dist.report.confirm import (
-    best_per_method,
-    default_metric,
-    fresh_seeds,
-    mean_ci,
-    rank_configs,
-    split_axes,
-    unique_rows,
-)
+from pbrl_dist.report.confirm import fresh_seeds, mean_ci, pick_best, unique_rows
 from pbrl_dist.report.tables import load_results, short
 from pbrl_dist.safe_io import atomic_write_text
 
@@ -92,29 +84,14 @@ def _choose(
     """Load, rank within methods; return (all trials, each method's best setting, metric, mode,
     hyperparameter axes, instance axes, sweep block)."""
     _, everything = load_results(out)
-    if everything.empty:
-        raise ConfigError(f"--confirm-seeds: no trial results under {out}")
-    trials = everything[everything["complete"]]
-    if trials.empty:
-        raise ConfigError(f"--confirm-seeds: no complete trial under {out}")
-    if metric is None:
-        dm = default_metric(trials)
-        if dm is None:
-            raise ConfigError(
-                "--confirm-seeds: no default metric for these results; pass --metric and --mode"
-            )
-        metric, dm_mode = dm
-        mode = mode or dm_mode
-    mode = mode or "max"
     block = _block(out)
-    hyper, instances = split_axes(_axes(block), list(trials.columns))
     try:
-        ranked = rank_configs(trials, ["method.name", *hyper], metric, mode, instances=instances)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
-    if ranked.empty:
-        raise ConfigError(f"--confirm-seeds: no complete trial reports {metric}")
-    return everything, best_per_method(ranked), metric, mode, hyper, instances, block
+        best, metric, mode, hyper, instances = pick_best(
+            everything, _axes(block), metric, mode, flag="--confirm-seeds"
+        )
+    except ValueError as e:
+        raise ConfigError(f"{e} (in {out})") from None
+    return everything, best, metric, mode, hyper, instances, block
 
 
 def confirm_best(

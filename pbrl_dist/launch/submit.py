@@ -12,6 +12,10 @@ a relative one would land in the job's temporary copy of the working directory. 
 dashboard's job server come with ``ray[default]``, a dependency of this package. ``WANDB_MODE`` is
 passed on when set; secrets (W&B key, Ray token) are never put into the runtime env, because the
 Jobs API echoes it back. ``RAY_AUTH_MODE`` must be set the same way here and on the cluster.
+
+Job control uses the public Jobs SDK only: ``--list`` (``list_jobs``; pbrl's jobs are the ones whose
+metadata carries ``pbrl_sweep`` or whose entrypoint is ``pbrl sweep ...``), ``--stop`` (``stop_job``,
+then a short wait for a terminal state), ``--logs`` (Ctrl-C stops following, never the job).
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ EXCLUDES = [
     *SECRETS,
 ]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+# Metadata key that marks a job as pbrl's (its value is the sweep's name); `--list` shows those.
+METADATA_KEY = "pbrl_sweep"
+LIST_WIDTH = 120
 
 
 def resolve_address(address: str | None) -> str:
@@ -163,7 +170,9 @@ def submit(
     if os.environ.get("WANDB_MODE"):
         runtime_env["env_vars"] = {"WANDB_MODE": os.environ["WANDB_MODE"]}
     try:
-        job_id = _client(addr).submit_job(entrypoint=cmd, runtime_env=runtime_env)
+        job_id = _client(addr).submit_job(
+            entrypoint=cmd, runtime_env=runtime_env, metadata={METADATA_KEY: sweep.name}
+        )
     except ConfigError:
         raise
     except Exception as e:
@@ -172,21 +181,150 @@ def submit(
     print(f"  entrypoint: {cmd}")
     print(f"  job id: {job_id}")
     print(f"  follow:  pbrl submit --logs {job_id} --address {addr}")
+    print(f"  stop:    pbrl submit --stop {job_id} --address {addr}")
     return job_id
+
+
+def _job_info(client: JobSubmissionClient, job_id: str, addr: str, flag: str) -> Any:
+    """``get_job_info``; an unknown id is one line ``FLAG: no job ID on ADDRESS``."""
+    try:
+        return client.get_job_info(job_id)
+    except Exception as e:
+        # The SDK raises RuntimeError("Request failed with status code 404: ...") for an unknown id.
+        if "status code 404" in str(e):
+            raise ConfigError(f"{flag}: no job {job_id} on {addr}") from None
+        raise ConfigError(f"{flag} {job_id}: {type(e).__name__}: {_first(e)}") from None
+
+
+def _is_pbrl_job(job: Any) -> bool:
+    if METADATA_KEY in (job.metadata or {}):
+        return True
+    try:
+        argv = shlex.split(job.entrypoint or "")
+    except ValueError:
+        return False
+    return argv[:2] == ["pbrl", "sweep"]
+
+
+def _job_line(job: Any, width: int = LIST_WIDTH) -> str:
+    """``ID  STATUS  SUBMITTED  ENTRYPOINT``, the entrypoint cut with ``…`` to fit ``width``."""
+    jid = job.submission_id or job.job_id or "?"
+    status = JobStatus(job.status).value
+    when = (
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(job.start_time / 1000))
+        if job.start_time
+        else "-"
+    )
+    head = f"{jid:<26}  {status:<9}  {when:<16}  "
+    cmd = " ".join((job.entrypoint or "").split())
+    room = max(width - len(head), 10)
+    if len(cmd) > room:
+        cmd = cmd[: room - 1] + "…"
+    return head + cmd
+
+
+def list_jobs(*, address: str | None, width: int = LIST_WIDTH) -> int:
+    """Print pbrl's jobs on the cluster, oldest first, one line each; say how many others were hidden."""
+    addr = resolve_address(address)
+    client = _client(addr)
+    try:
+        jobs = client.list_jobs()
+    except Exception as e:
+        raise ConfigError(f"--list: {addr}: {type(e).__name__}: {_first(e)}") from None
+    mine = sorted((j for j in jobs if _is_pbrl_job(j)), key=lambda j: j.start_time or 0)
+    others = len(jobs) - len(mine)
+    if mine:
+        print(f"{'JOB ID':<26}  {'STATUS':<9}  {'SUBMITTED':<16}  ENTRYPOINT")
+    for job in mine:
+        print(_job_line(job, width))
+    hidden = (
+        f" ({others} other job{'s' if others != 1 else ''} hidden: not pbrl sweeps)"
+        if others
+        else ""
+    )
+    print(f"{len(mine)} pbrl job{'s' if len(mine) != 1 else ''} on {addr}{hidden}")
+    return 0
+
+
+def _resume_command(entry: str, addr: str) -> str | None:
+    """``pbrl submit FILE --resume --out OUT ...`` for a job whose entrypoint is pbrl's ``pbrl sweep``."""
+    try:
+        argv = shlex.split(entry)
+    except ValueError:
+        return None
+    if argv[:2] != ["pbrl", "sweep"] or len(argv) < 3 or "--out" not in argv[3:]:
+        return None
+    rest = argv[3:]
+    if rest[:2] == ["--address", "auto"]:
+        rest = rest[2:]
+    if "--resume" not in rest:
+        rest.append("--resume")
+    parts = ["pbrl", "submit", argv[2], *rest, "--address", addr]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def stop_job(job_id: str, *, address: str | None, wait_s: float = 20.0, poll_s: float = 0.5) -> int:
+    """Stop a job (``stop_job``), wait up to ``wait_s`` for a terminal state and print it.
+
+    Returns 0 once the job has ended (or had already), 1 if it is still not terminal after ``wait_s``.
+    """
+    addr = resolve_address(address)
+    client = _client(addr)
+    info = _job_info(client, job_id, addr, "--stop")
+    status = JobStatus(info.status)
+    if status.is_terminal():
+        print(f"job {job_id}: already {status.value}; nothing to stop")
+        return 0
+    try:
+        client.stop_job(job_id)
+    except Exception as e:
+        raise ConfigError(f"--stop {job_id}: {type(e).__name__}: {_first(e)}") from None
+    print(
+        f"job {job_id}: stop requested (was {status.value}); waiting up to {wait_s:g}s", flush=True
+    )
+    deadline = time.monotonic() + wait_s
+    while not status.is_terminal() and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        status = JobStatus(client.get_job_status(job_id))
+    if not status.is_terminal():
+        print(
+            f"job {job_id}: still {status.value} after {wait_s:g}s (Ray kills its driver if it "
+            f"does not exit); check with: pbrl submit --list --address {addr}"
+        )
+        return 1
+    print(f"job {job_id}: {status.value}")
+    resume = _resume_command(info.entrypoint or "", addr) if _is_pbrl_job(info) else None
+    if resume and status != JobStatus.SUCCEEDED:
+        print(f"  resume: {resume}")
+    return 0
+
+
+def _detached(job_id: str, addr: str) -> str:
+    return (
+        f"\npbrl submit: stopped following job {job_id}; the job goes on running on the cluster.\n"
+        f"  reattach: pbrl submit --logs {job_id} --address {addr}\n"
+        f"  stop it:  pbrl submit --stop {job_id} --address {addr}"
+    )
 
 
 def follow_logs(job_id: str, *, address: str | None, poll_s: float = 2.0) -> int:
     """Print the job's logs until it ends; return 0 if it succeeded, 1 otherwise.
 
     Streams with ``tail_job_logs`` when ``aiohttp`` is installed (``ray[default]``); otherwise polls
-    ``get_job_logs`` every ``poll_s`` seconds and says so once.
+    ``get_job_logs`` every ``poll_s`` seconds and says so once. Ctrl-C (or SIGTERM) stops following,
+    not the job: it says so, prints how to reattach and how to stop the job, and returns 130.
     """
     addr = resolve_address(address)
     client = _client(addr)
+    _job_info(client, job_id, addr, "--logs")
     try:
-        client.get_job_status(job_id)
-    except Exception as e:
-        raise ConfigError(f"--logs {job_id}: {type(e).__name__}: {_first(e)}") from None
+        return _follow(client, job_id, poll_s)
+    except KeyboardInterrupt:
+        print(_detached(job_id, addr), file=sys.stderr, flush=True)
+        return 130
+
+
+def _follow(client: JobSubmissionClient, job_id: str, poll_s: float) -> int:
     try:
         import aiohttp  # noqa: F401  (tail_job_logs needs it)
     except ImportError:

@@ -153,3 +153,42 @@ def mean_ci(values: ArrayLike) -> tuple[float, float, float]:
     vals = np.asarray(values, dtype=float)
     lo, hi = bootstrap_ci(vals)
     return float(vals.mean()), lo, hi
+
+
+def pick_best(
+    everything: pd.DataFrame,
+    axes: Sequence[str],
+    metric: str | None,
+    mode: str | None,
+    *,
+    flag: str,
+) -> tuple[pd.DataFrame, str, str, list[str], list[str]]:
+    """Each method's best setting among the complete trials of ``everything`` (``load_results``).
+
+    ``axes``: the sweep's grid and search keys (``sweep.yaml``); ``metric``/``mode`` default to the
+    problem's. Returns (``best_per_method`` rows, metric, mode, hyperparameter axes, instance axes).
+    The choice of ``--confirm-seeds`` and ``--export-best``. Raises ``ValueError`` (one line starting
+    with ``flag`` or naming ``--metric``) when there is nothing to choose from.
+    """
+    if everything.empty:
+        raise ValueError(f"{flag}: no trial results")
+    trials = everything[everything["complete"]]
+    if trials.empty:
+        raise ValueError(f"{flag}: no complete trial")
+    if metric is None:
+        dm = default_metric(trials)
+        if dm is None:
+            raise ValueError(
+                f"{flag}: no default metric for these results; pass --metric and --mode"
+            )
+        metric, dm_mode = dm
+        mode = mode or dm_mode
+    mode = mode or "max"
+    hyper, instances = split_axes(axes, list(trials.columns))
+    try:
+        ranked = rank_configs(trials, ["method.name", *hyper], metric, mode, instances=instances)
+    except KeyError as e:
+        raise ValueError(str(e.args[0])) from None
+    if ranked.empty:
+        raise ValueError(f"{flag}: no complete trial reports {metric}")
+    return best_per_method(ranked), metric, mode, hyper, instances

@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -49,6 +50,9 @@ class FakeClient:
 
     def get_job_status(self, job_id: str) -> str:
         return next(self.statuses)
+
+    def get_job_info(self, job_id: str) -> Any:
+        return SimpleNamespace(status=self.get_job_status(job_id), entrypoint="", metadata={})
 
     def get_job_logs(self, job_id: str) -> str:
         return next(self.logs, "sweep fig1: 6 trials\n[1/6] done\n")
@@ -91,6 +95,7 @@ def test_submit_sends_pbrl_sweep_with_address_auto(
     env = kw["runtime_env"]
     assert env["working_dir"] == "." and {".venv", "results", ".git"} <= set(env["excludes"])
     assert env["env_vars"] == {"WANDB_MODE": "offline"}  # never the API key
+    assert kw["metadata"] == {"pbrl_sweep": load_sweep(ROOT / argv[2], smoke=True).name}
     assert "raysubmit_test123" in capsys.readouterr().out
 
 
@@ -351,3 +356,44 @@ def test_journey_on_a_real_head(
 
     env = JobSubmissionClient(ray_head).get_job_info(job_id).runtime_env
     assert env["env_vars"] == {"WANDB_MODE": "disabled"}  # travelled; no secrets did
+
+    # Job control on the same head. A job that is not pbrl's is hidden by --list; Ctrl-C on --logs
+    # (a real `pbrl` process, streaming) leaves it running; --stop stops it; an unknown id is refused.
+    from ray.job_submission import JobStatus
+
+    client = JobSubmissionClient(ray_head)
+    other = client.submit_job(entrypoint="echo started; sleep 300")
+    assert main(["submit", "--list", "--address", ray_head]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [r.split()[:2] for r in rows[1:-1]] == [[job_id, "SUCCEEDED"]], rows
+    assert rows[-1] == f"1 pbrl job on {ray_head} (1 other job hidden: not pbrl sweeps)", rows
+
+    follow = subprocess.Popen(
+        [str(Path(sys.executable).parent / "pbrl"), "submit", "--logs", other],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": ray_head},
+    )
+    try:
+        assert follow.stdout is not None
+        seen = []  # Ray's runtime-env lines, then the job's own first line: it is followed now
+        while not seen or seen[-1] not in ("started\n", ""):
+            seen.append(follow.stdout.readline())
+        assert seen[-1] == "started\n", (seen, follow.poll())
+        follow.send_signal(signal.SIGINT)
+        _, err = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert follow.returncode == 130, err
+    assert "the job goes on running" in err and "Traceback" not in err, err
+    assert f"pbrl submit --logs {other} --address {ray_head}" in err
+    assert f"pbrl submit --stop {other} --address {ray_head}" in err
+    assert JobStatus(client.get_job_status(other)) == JobStatus.RUNNING
+
+    assert main(["submit", "--stop", other, "--address", ray_head]) == 0
+    assert f"job {other}: STOPPED" in capsys.readouterr().out.splitlines()
+    assert main(["submit", "--stop", "raysubmit_nope", "--address", ray_head]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert err_lines == [f"pbrl: error: --stop: no job raysubmit_nope on {ray_head}"]
