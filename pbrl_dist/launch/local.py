@@ -8,6 +8,8 @@ how many trials finished and the exact resume command.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 from pbrl_dist.config.loader import ConfigError, Sweep
 from pbrl_dist.launch.checkpoints import FileCheckpointer
 from pbrl_dist.launch.results import (
+    FAILED,
     check_out_dir,
     hold_lock,
     inside,
@@ -34,7 +37,7 @@ from pbrl_dist.launch.trial import (
     run_trial,
 )
 from pbrl_dist.metrics import Diverged
-from pbrl_dist.safe_io import UnsafePath, is_write_error
+from pbrl_dist.safe_io import UnsafePath, atomic_write_text, is_write_error
 
 
 class TrialsFailed(Exception):
@@ -260,6 +263,7 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
                 + (f" (resuming from iteration {state['k']})" if state is not None else ""),
                 flush=True,
             )
+            (tdir / FAILED).unlink(missing_ok=True)  # this launch's attempt decides now
             try:
                 result, wall = run_trial(
                     spec,
@@ -281,7 +285,13 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
                 if is_write_error(e) or isinstance(e, UnsafePath):
                     raise  # the folder cannot be written: stop (one line, the resume command)
                 first = str(e).strip().splitlines()
-                print(f"      failed: {type(e).__name__}: {first[0] if first else ''}", flush=True)
+                reason = f"{type(e).__name__}: {first[0] if first else ''}"
+                print(f"      failed: {reason}", flush=True)
+                with contextlib.suppress(OSError, UnsafePath):  # for pbrl status; the line above said it
+                    atomic_write_text(
+                        tdir / FAILED,
+                        json.dumps({"status": "failed", "reason": reason, "time": time.time()}),
+                    )
                 failed.append(spec.name)
                 continue
             ckpt.clear()

@@ -37,6 +37,9 @@ MARKER = ".pbrl_results"
 LOCK = ".lock"
 DRIVER_FILES = frozenset({LOCK, ".ray_session"})  # what a running driver keeps in its folder
 RECORD = "sweep.yaml"
+FAILED = "failed.json"
+"""Written into a trial folder when the trial raised under ``pbrl run`` (its one-line reason, for
+``pbrl status``); removed when a later launch runs the trial again."""
 TRASH_PREFIX = ".pbrl-trash-"  # old entries that ``--overwrite`` is removing
 OWN_ENTRIES = frozenset(
     {MARKER, RECORD, "_tune", "report", "figures", "confirm", "confirm.json", LOCK, ".ray_session"}

@@ -44,7 +44,7 @@ from typing import Any, TextIO
 import yaml
 
 from pbrl_dist.config.loader import ConfigError
-from pbrl_dist.launch.results import LOCK, MARKER, read_record
+from pbrl_dist.launch.results import FAILED, LOCK, MARKER, read_record
 from pbrl_dist.launch.trial import diverged_line, read_rows
 from pbrl_dist.metrics import scalar_metrics
 
@@ -283,6 +283,10 @@ def read_trial(tdir: Path, metric: str | None, tune_path: Path | None) -> TrialS
     row = final if status == "complete" and isinstance(final, dict) else last
     if metric is not None and status != "diverged":
         t.value = scalar_metrics(row, finite_only=True).get(metric)
+    if res is None and status != "complete":  # pbrl run writes why a trial raised
+        with contextlib.suppress(OSError, ValueError):
+            res = json.loads((tdir / FAILED).read_text(encoding="utf-8"))
+            res = res if isinstance(res, dict) else None
     if res is not None and res.get("status") == "failed":
         t.state, t.detail = "failed", str(res.get("reason") or res.get("error") or "failed")
     elif status == "complete":

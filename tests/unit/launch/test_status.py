@@ -104,18 +104,34 @@ def test_read_status_counts_finished_diverged_and_pending_trials_of_the_record(o
     assert all(len(line) <= WIDTH for line in text.splitlines())
 
 
-def test_read_status_failed_trial_shows_its_one_line_reason(out: Path) -> None:
-    tdir = _by_status(out, "complete")[0]
-    reason = "RuntimeError: rollout worker 3 lost (node gone)"
-    (tdir / "result.json").write_text(
-        json.dumps({"trial": tdir.name, "status": "failed", "reason": reason}), encoding="utf-8"
-    )
+def test_read_status_failed_trial_of_pbrl_run_shows_its_one_line_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial that raises under ``pbrl run`` leaves ``failed.json`` with its reason; a later launch
+    that runs it again removes it."""
+    import pbrl_dist.launch.trial as trial
+
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(TINY, encoding="utf-8")
+    out = tmp_path / "out"
+    real = trial.build_problem
+
+    def boom(spec: Any) -> Any:  # after the trial wrote its config.yaml, as a real failure would
+        raise RuntimeError("rollout worker 3 lost (node gone)\nsecond line")
+
+    monkeypatch.setattr(trial, "build_problem", boom)
+    assert main(["run", str(sweep), "--out", str(out), "--no-report"]) == 1
     st = read_status(out)
-    t = next(t for t in st.trials if t.name == tdir.name)
+    (t,) = st.trials
+    reason = "RuntimeError: rollout worker 3 lost (node gone)"
     assert (t.state, t.detail) == ("failed", reason)
     assert st.counts()["failed"] == 1
-    line = next(x for x in format_status(st).splitlines() if x.startswith(tdir.name))
+    line = next(x for x in format_status(st).splitlines() if x.startswith(t.name))
     assert line.split()[1] == "failed" and line.endswith(reason)
+    monkeypatch.setattr(trial, "build_problem", real)
+    assert main(["run", "--resume", "--out", str(out), "--no-report"]) == 0
+    assert not (out / t.name / "failed.json").exists()
+    assert read_status(out).counts() == {"finished": 1}
 
 
 def test_read_status_stopped_by_the_scheduler(out: Path) -> None:
