@@ -195,6 +195,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         flag = "--confirm-seeds" if args.confirm_seeds else "--export-best"
         check_results(out, f"pbrl report {flag}")
     report_folder(out, versus=versus, others=[Path(p) for p in args.with_ or []])
+    not_started = _not_started(out)
+    if not_started:
+        print(f"{not_started}; `pbrl status {out}` shows every trial's state")
     if args.export_best:
         from pbrl_dist.report.export import export_best
 
@@ -208,6 +211,24 @@ def cmd_report(args: argparse.Namespace) -> int:
             out, args.confirm_seeds, metric=args.metric, mode=args.mode, overwrite=args.overwrite
         )
     return 0
+
+
+def _not_started(out: Path) -> str | None:
+    """``"6 of the 18 planned trials have not started"`` when the record names trials without a
+    folder yet (a running or interrupted sweep), else None."""
+    from pbrl_dist.launch.results import read_record
+
+    try:
+        record = read_record(out)
+    except ConfigError:
+        return None
+    block = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
+    samples = max(1, int(block.get("num_samples", 1) or 1))
+    planned = len(record.get("trials") or []) * samples
+    started = sum(1 for p in out.iterdir() if (p / "config.yaml").is_file())
+    if planned <= started:
+        return None
+    return f"{planned - started} of the {planned} planned trials have not started"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

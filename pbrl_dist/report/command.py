@@ -64,8 +64,10 @@ def join_results(
 
     Raises:
         ConfigError: naming ``--with DIR2``: not a results folder, no trial on the same seeds and
-            problem (with the settings that differ), a trial name or a method name that is in two
-            folders (their trials would be pooled into one row).
+            problem (with the settings that differ), a folder given twice, a method in two folders
+            with no ``method.*`` setting that tells its trials apart (they would be pooled into one
+            row; a setting that does, e.g. ``method.lam`` 5 vs 50, becomes a report axis). A trial
+            name in two folders is kept apart by the added one's path (``DIR2/name``).
     """
     from pbrl_dist.report import load_results
 
@@ -97,12 +99,18 @@ def join_results(
                 f"--with {other}: none of its {len(t2)} trials has the seed and problem settings of a "
                 f"trial in {out}{why}"
             )
+        rename: dict[str, str] = {}  # a trial name of two folders: the added one by its path
         for name in same["trial"]:
             if name in where:
-                raise ConfigError(f"--with {other}: trial {name} is in {where[name]} too")
+                if Path(where[name]).resolve() == other.resolve():
+                    raise ConfigError(f"--with {other}: trial {name} is in {where[name]} too")
+                rename[name] = str(other / name)
+        same = same.assign(trial=same["trial"].replace(rename))
+        c2 = c2.assign(trial=c2["trial"].replace(rename))
         mine = set(trials["method.name"].astype(str))
         theirs = set(same["method.name"].astype(str))
-        if mine & theirs:
+        apart = settings_apart(trials, same, mine & theirs) if mine & theirs else []
+        if mine & theirs and not apart:
             raise ConfigError(
                 f"--with {other}: method {sorted(mine & theirs)[0]} is in {out} too; their trials "
                 "would be pooled into one row (rename one, e.g. methods.<name> in the sweep file)"
@@ -110,12 +118,30 @@ def join_results(
         where.update(dict.fromkeys(same["trial"], other))
         trials = pd.concat([trials, same], ignore_index=True)
         curves = pd.concat([curves, c2[c2["trial"].isin(same["trial"])]], ignore_index=True)
-        axes = list(dict.fromkeys([*axes, *sweep_axes(other)]))
+        axes = list(dict.fromkeys([*axes, *sweep_axes(other), *apart]))
+        told = f"; told apart by {', '.join(apart)}" if apart else ""
         lines.append(
             f"with {len(same)} of the {len(t2)} trials of {other} (same seeds and problem; "
-            f"methods: {', '.join(sorted(theirs))})"
+            f"methods: {', '.join(sorted(theirs))}{told})"
         )
     return curves, trials, axes, lines
+
+
+def settings_apart(a: pd.DataFrame, b: pd.DataFrame, methods: set[str]) -> list[str]:
+    """The ``method.*`` settings whose values tell the trials of ``methods`` in ``a`` and in ``b``
+    apart (e.g. ``method.lam``: 5 in one folder, 50 in the other), so that each folder's trials get
+    their own report rows; [] when some trial of ``b`` has the settings of one of ``a`` (they would
+    be pooled) or nothing differs."""
+    a = a[a["method.name"].astype(str).isin(methods)]
+    b = b[b["method.name"].astype(str).isin(methods)]
+    cols = sorted(
+        {c for c in [*a.columns, *b.columns] if c.startswith("method.") and c != "method.name"}
+    )
+    differ = [c for c in cols if {k[0] for k in _keys(a, [c])} != {k[0] for k in _keys(b, [c])}]
+    key = ["method.name", *differ]
+    if not differ or set(_keys(a, key)) & set(_keys(b, key)):
+        return []
+    return differ
 
 
 def config_labels(frame: pd.DataFrame, by: tuple[str, ...]) -> pd.Series:

@@ -546,23 +546,34 @@ def draw_learning_curves(curve_stats: pd.DataFrame, path: Path, *, level: float 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pbrl_dist.report.figures import method_colors
+
     tasks = list(dict.fromkeys(curve_stats["task"]))
-    methods = list(dict.fromkeys(curve_stats["method"]))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(7, 5 * len(tasks)), 4), squeeze=False)
+    methods = [str(m) for m in dict.fromkeys(curve_stats["method"])]
+    colors = method_colors(methods)  # a method's colour in every figure
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(max(7, 5 * len(tasks)), 4.6), squeeze=False, layout="constrained"
+    )
+    n_max: dict[str, int] = {}
     for ax, task in zip(axes[0], tasks, strict=True):
         for method, grp in curve_stats[curve_stats["task"] == task].groupby("method", sort=False):
             c = colors[str(method)]
-            ax.plot(grp[FRAMES], grp["iqm"], color=c, label=f"{method} (n={int(grp['n'].max())})")
+            ax.plot(grp[FRAMES], grp["iqm"], color=c)
             ax.fill_between(grp[FRAMES], grp["lo"], grp["hi"], color=c, alpha=0.2)
+            n_max[str(method)] = max(n_max.get(str(method), 0), int(grp["n"].max()))
         ax.set_title(str(task))
         ax.set_xlabel("env frames")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
     axes[0][0].set_ylabel("true episode return (IQM over seeds)")
     fig.suptitle(f"RLHF learning curves: IQM over seeds, {level:.0%} stratified bootstrap band")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[m]) for m in n_max]
+    fig.legend(  # below the axes, never on a curve
+        handles,
+        [f"{m} (n={n})" for m, n in n_max.items()],
+        loc="outside lower center",
+        ncols=min(len(n_max), 4),
+        frameon=False,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

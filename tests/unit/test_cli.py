@@ -59,3 +59,22 @@ def test_cli_report_into_a_closed_pipe_still_writes_its_files(
     assert (out / "report" / "summary.csv").stat().st_size > 0
     figures = list((out / "figures").glob("*.png"))
     assert figures and all(f.stat().st_size > 0 for f in figures)
+
+
+def test_report_says_how_many_planned_trials_have_not_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report of a running sweep counts the trials the record names but no folder holds yet."""
+    import shutil
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    sweep = tiny_sweep_file(tmp_path, seeds="[0, 1, 2]")
+    out = tmp_path / "out"
+    assert main(["run", str(sweep), "--out", str(out), "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "have not started" not in capsys.readouterr().out
+    shutil.rmtree(out / "pbrl_value__s2")  # as if the sweep had not reached it yet
+    assert main(["report", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"1 of the 3 planned trials have not started; `pbrl status {out}`" in said

@@ -132,12 +132,15 @@ def test_cli_smoke_toy(tmp_path: Path) -> None:
 
 
 @pytest.mark.atari
-def test_cli_smoke_atari_beamrider(tmp_path: Path) -> None:
+def test_cli_smoke_atari_beamrider(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "atari"
     argv = ["run", str(FIG2), "--smoke", "--out", str(out), "sweep.grid.problem.game=[BeamRider]"]
     assert cli.main(argv) == 0
     _check_results(out, 3)
-    assert (out / "figures" / "fig2_atari_rlhf.png").exists()
+    # No episode ends in the smoke budget: no empty figure, one line saying why.
+    assert not (out / "figures" / "fig2_atari_rlhf.png").exists()
+    said = capsys.readouterr().out
+    assert "figure fig2_atari_rlhf.png: not written: no rl/episode_return value" in said
     frames = json.loads(
         (out / "pbrl__game=BeamRider__s0" / "metrics.jsonl").read_text().splitlines()[-1]
     )
