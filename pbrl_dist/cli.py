@@ -222,7 +222,8 @@ def _not_started(out: Path) -> str | None:
         record = read_record(out)
     except ConfigError:
         return None
-    block = record.get("sweep") if isinstance(record.get("sweep"), dict) else {}
+    block = record.get("sweep")
+    block = block if isinstance(block, dict) else {}
     samples = max(1, int(block.get("num_samples", 1) or 1))
     planned = len(record.get("trials") or []) * samples
     started = sum(1 for p in out.iterdir() if (p / "config.yaml").is_file())

@@ -72,7 +72,7 @@ def join_results(
     from pbrl_dist.report import load_results
 
     curves, trials = load_results(out)
-    axes, lines = sweep_axes(out), []
+    axes, lines = sweep_axes(out), list[str]()
     if not others or trials.empty:
         return curves, trials, axes, lines
     where = dict.fromkeys(trials["trial"], out)
