@@ -1,10 +1,14 @@
-"""Checks shared by the loader tests: a trial's name agrees with the config it runs."""
+"""Checks shared by the loader tests: a trial's name agrees with the config it runs; two loads give
+the same trials."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from pbrl_dist.config.loader import Sweep
@@ -41,3 +45,37 @@ def check_names_agree(sweep: Sweep) -> None:
         recorded = dict(t.container)
         recorded["problem"] = {k: v for k, v in recorded["problem"].items() if k != "target"}
         assert ran == recorded, t.name  # config.yaml is what runs
+
+
+def strictly_equal(a: Any, b: Any, where: str = "") -> None:
+    """``a`` and ``b`` hold the same values of the same types (``20`` and ``20.0`` differ), through
+    dicts (in the same key order), lists and dataclasses; NaN equals NaN."""
+    assert type(a) is type(b), (where, a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b), (where, list(a), list(b))
+        for k in a:
+            strictly_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), (where, a, b)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            strictly_equal(x, y, f"{where}[{i}]")
+    elif dataclasses.is_dataclass(a):
+        strictly_equal(vars(a), vars(b), where)
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), (where, a, b)
+    else:
+        assert a == b, (where, a, b)
+
+
+def check_same_trials(sweep: Sweep, reference: Sweep) -> None:
+    """``sweep`` has exactly the trials of ``reference`` (names, order, containers, typed configs,
+    ``config.yaml`` text), the same sweep block and the same notes."""
+    assert [t.name for t in sweep.trials] == [t.name for t in reference.trials]
+    strictly_equal(sweep.block, reference.block)
+    assert sweep.notes == reference.notes and sweep.name == reference.name
+    for t, ref in zip(sweep.trials, reference.trials, strict=True):
+        strictly_equal(t.container, ref.container, t.name)
+        strictly_equal(t.cfg, ref.cfg, t.name)
+        assert t.cfg == ref.cfg, t.name
+        assert t.to_yaml() == yaml.safe_dump(ref.container, sort_keys=False), t.name
+        assert t.cfg is not ref.cfg and t.container is not ref.container

@@ -10,21 +10,27 @@ Nothing is written and nothing runs until every trial of the sweep has been buil
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
+import functools
 import itertools
 import math
 import re
-from collections.abc import Iterable, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import BooleanNode, DictConfig, FloatNode, IntegerNode, OmegaConf, StringNode
 from omegaconf.errors import OmegaConfBaseException
 
 from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.algos.registry import algo_specs
+from pbrl_dist.cadence import Timer
 from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
 from pbrl_dist.problems.registry import (
     ProblemTargetError,
@@ -62,8 +68,9 @@ class TrialSpec:
     container: dict[str, Any]
 
     def to_yaml(self) -> str:
-        """Return the resolved config as YAML (top-level ``problem:``, ``method:``, ``seed:``)."""
-        return yaml.safe_dump(self.container, sort_keys=False)
+        """Return the resolved config as YAML (top-level ``problem:``, ``method:``, ``seed:``):
+        exactly ``yaml.safe_dump(container, sort_keys=False)``, built from cached pieces."""
+        return dump_yaml(self.container)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """A trial of a user's problem (``problem.target``) travels as plain data: the process that
@@ -81,6 +88,84 @@ def _rebuild_spec(name: str, container: dict[str, Any]) -> TrialSpec:
     obj = OmegaConf.to_object(merged)
     assert isinstance(obj, TrialConfig)
     return TrialSpec(name=name, cfg=obj, container=container)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+_LINE_BREAKS = re.compile("[\n\r\x85\u2028\u2029]")
+_PIECES: dict[tuple[Any, ...], str | None] = {}
+_NESTED = object()  # the piece of a key whose value is a mapping: ``key:`` alone
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """``yaml.safe_dump(data, sort_keys=False)``, fast for a resolved trial config.
+
+    PyYAML's pure-Python emitter takes milliseconds per trial config (a minute for 10⁴ trials). A
+    block mapping of text keys and scalars is, line for line, the emitter's text for each
+    ``key: value`` at its depth, which depends only on (depth, key, value): each piece is made once
+    by ``yaml.safe_dump`` itself and cached. Anything else (lists, empty or shared mappings, other
+    types, long or multi-line keys) is dumped whole by ``yaml.safe_dump``."""
+    out: list[str] = []
+    if type(data) is dict and data and _emit(data, 0, out, set()):
+        return "".join(out)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _emit(node: dict[Any, Any], depth: int, out: list[str], seen: set[int]) -> bool:
+    seen.add(id(node))
+    pieces = _PIECES
+    for key, value in node.items():
+        kind = type(value)
+        if kind is dict:
+            if not value or id(value) in seen:
+                return False
+            piece = _piece(depth, key, _NESTED)
+            if piece is None:
+                return False
+            out.append(piece)
+            if not _emit(value, depth + 1, out, seen):
+                return False
+            continue
+        if kind not in _SCALARS:
+            return False
+        # a float by its repr where equal values are written differently (0.0 and -0.0; NaN)
+        text = repr(value) if kind is float and (value == 0.0 or value != value) else value
+        cache_key = (depth, key, kind, text)
+        piece = pieces[cache_key] if cache_key in pieces else _piece(depth, key, value)
+        if piece is None:
+            return False
+        out.append(piece)
+    return True
+
+
+def _piece(depth: int, key: Any, value: Any) -> str | None:
+    """The lines ``yaml.safe_dump`` writes for ``key: value`` at ``depth`` (``key:`` alone for a
+    mapping value), or None when they cannot be cut out of a document exactly; cached under the
+    key ``_emit`` looks up."""
+    nested = value is _NESTED
+    kind = dict if nested else type(value)
+    text = repr(value) if kind is float and (value == 0.0 or value != value) else value
+    cache_key = (depth, key, kind, None if nested else text)
+    if cache_key in _PIECES:
+        return _PIECES[cache_key]
+    piece = None
+    if type(key) is str and len(key) <= 100 and not _LINE_BREAKS.search(key):
+        doc: Any = {key: {"x": 0} if nested else value}
+        for _ in range(depth):
+            doc = {"p": doc}  # parents at the same indentation as the real ones
+        out = yaml.safe_dump(doc, sort_keys=False)
+        lines = out.splitlines(keepends=True)
+        body = lines[depth : len(lines) - 1 if nested else len(lines)]
+        if (
+            body
+            and not out.endswith("...\n")
+            and all(line == "  " * i + "p:\n" for i, line in enumerate(lines[:depth]))
+            and (not nested or lines[-1] == "  " * (depth + 1) + "x: 0\n")
+        ):
+            piece = "".join(body)
+    if len(_PIECES) > 200_000:
+        _PIECES.clear()
+    _PIECES[cache_key] = piece
+    return piece
 
 
 @dataclass
@@ -445,25 +530,24 @@ def _shard_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
 
 def validate(cfg: TrialConfig) -> None:
     """Check ranges and choices; raise ``ConfigError`` naming the first bad field."""
-    flat = (
-        {f"method.{f.name}": getattr(cfg.method, f.name) for f in fields(cfg.method)}
-        | {f"dist.{f.name}": getattr(cfg.dist, f.name) for f in fields(cfg.dist)}
-        | {f"logging.{f.name}": getattr(cfg.logging, f.name) for f in fields(cfg.logging)}
-        | {f"problem.{f.name}": getattr(cfg.problem, f.name) for f in fields(cfg.problem)}
-    )
+    flat = {
+        f"{section}.{name}": getattr(obj, name)
+        for section, obj in (
+            ("method", cfg.method),
+            ("dist", cfg.dist),
+            ("logging", cfg.logging),
+            ("problem", cfg.problem),
+        )
+        for name in _field_names(type(obj))
+    }
     _check_choices_and_finite(flat, _method_choices(cfg))
     _check_backend(cfg)
     # Generic rule for counts of any section (a user's problem gets it too): num_* ≥ 1.
     for key, v in flat.items():
-        leaf = key.split(".")[-1]
-        if isinstance(v, bool):
+        if isinstance(v, bool) or not isinstance(v, int) or v > 0:
             continue
         may_be_zero = key in ("dist.num_oracles", "dist.num_rollout_workers")
-        if (
-            leaf.startswith("num_")
-            and isinstance(v, int)
-            and (v < 0 or (v == 0 and not may_be_zero))
-        ):
+        if key.split(".")[-1].startswith("num_") and (v < 0 or not may_be_zero):
             raise _fail(
                 key, f"must be a {'non-negative' if may_be_zero else 'positive'} integer (got {v})"
             )
@@ -607,6 +691,280 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# --- Fast expansion -------------------------------------------------------------------------------
+#
+# ``_slow_trial`` is the definition of a trial: the schema picked by the layers, the eight layers
+# merged onto it by omegaconf, resolved, typed and validated. That costs tens of milliseconds per
+# trial (every ``OmegaConf.merge`` copies the whole config), minutes for 10⁴ trials. The trials of one
+# method differ only in the grid point and the seed, which set leaf values; so ``_FastTrials`` merges
+# the six shared layers once per method (the template), types each grid value once (the node's own
+# conversion, or a merge onto the template), and builds each trial as the template's container and
+# object with those leaves set, then runs the same ``validate`` and ``_trial_name``. Whatever it does
+# not cover exactly (interpolations, missing values, an axis that picks the schema or overlaps
+# another, a non-scalar value), and any trial that fails any check, goes through ``_slow_trial``,
+# which then raises the very error it always raised.
+
+FAST = True
+"""Use the template path of ``load_sweep`` (tests compare both paths on every shipped sweep file)."""
+
+_SCHEMA_KEYS = ("problem.name", "problem.target", "method.algo")
+_UNSET = object()
+
+
+def _special(node: Any) -> bool:
+    """Whether plain data holds an interpolation (``${...}``) or omegaconf's missing value ``???``."""
+    if isinstance(node, str):
+        return "${" in node or node == "???"
+    if isinstance(node, dict):
+        return any(_special(k) or _special(v) for k, v in node.items())
+    if isinstance(node, list | tuple):
+        return any(_special(v) for v in node)
+    return False
+
+
+def _copy_plain(node: Any) -> Any:
+    """A deep copy of a resolved container (dicts, lists and scalars; anything else by deepcopy)."""
+    kind = type(node)
+    if kind is dict:
+        return {k: _copy_plain(v) for k, v in node.items()}
+    if kind is list:
+        return [_copy_plain(v) for v in node]
+    if kind in _SCALARS:
+        return node
+    return copy.deepcopy(node)
+
+
+_FIELD_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
+def _field_names(cls: Any) -> tuple[str, ...]:
+    """The field names of a dataclass (``dataclasses.fields`` is slow in a loop over 10⁴ trials)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+@functools.cache
+def _copies_by_dict(cls: Any) -> bool:
+    """Whether ``copy.copy`` of a ``cls`` instance is a new instance with the same ``__dict__``."""
+    return (
+        not hasattr(cls, "__slots__")
+        and not hasattr(cls, "__copy__")
+        and not hasattr(cls, "__setstate__")
+        and cls.__reduce_ex__ is object.__reduce_ex__  # type: ignore[comparison-overlap]
+        and cls.__reduce__ is object.__reduce__  # type: ignore[comparison-overlap]
+        and cls.__getstate__ is object.__getstate__  # type: ignore[comparison-overlap]
+    )
+
+
+def _fresh(obj: Any) -> Any:
+    """A copy of a typed config object with nothing mutable shared with ``obj``."""
+    cls = type(obj)
+    if cls in _SCALARS:
+        return obj
+    if dataclasses.is_dataclass(cls):
+        if _copies_by_dict(cls):
+            new = cls.__new__(cls)
+            new.__dict__.update(obj.__dict__)
+        else:
+            new = copy.copy(obj)
+        for name in _field_names(cls):
+            v = getattr(obj, name)
+            if type(v) not in _SCALARS:
+                object.__setattr__(new, name, _fresh(v))
+        return new
+    return _copy_plain(obj)
+
+
+def _put(node: Any, key: str, value: Any) -> None:
+    """Set dotted ``key`` in a container (dicts) or a config object (dataclasses, dicts); the
+    parents must exist (``KeyError`` else)."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    if isinstance(node, dict):
+        if leaf not in node:
+            raise KeyError(key)
+        node[leaf] = value
+    elif dataclasses.is_dataclass(node) and leaf in _field_names(type(node)):
+        object.__setattr__(node, leaf, value)
+    else:
+        raise KeyError(key)
+
+
+def _get(node: Any, key: str) -> Any:
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def _node_at(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return None
+        node = node._get_node(part)
+    return node
+
+
+def typed_leaf(cfg: DictConfig, key: str, value: Any) -> tuple[Any, Any] | None:
+    """(resolved-container value, config-object value) of merging ``{key: value}`` onto ``cfg``, for
+    a scalar leaf; None where that is not a plain scalar or the merge fails (the caller then takes
+    the full merge, which raises its own error). ``cfg`` holds no interpolation."""
+    if isinstance(value, str) and ("${" in value or value == "???"):
+        return None
+    node, kind = _node_at(cfg, key), type(value)
+    if isinstance(node, FloatNode) and kind in (int, float):
+        try:
+            return float(value), float(value)
+        except OverflowError:  # an int beyond a float: omegaconf's own error, the full way
+            return None
+    if (
+        (isinstance(node, IntegerNode) and kind is int)
+        or (isinstance(node, StringNode) and kind is str)
+        or (isinstance(node, BooleanNode) and kind is bool)
+    ):
+        return value, value
+    if node is None or kind not in _SCALARS:
+        return None
+    try:  # another node type or a value it converts: omegaconf's own merge, once per value
+        probe = OmegaConf.merge(cfg, _dotted_to_nested([(key, value)]))
+        plain, obj = _get(OmegaConf.to_container(probe), key), _get(OmegaConf.to_object(probe), key)
+    except Exception:
+        return None
+    if type(plain) not in _SCALARS or type(obj) not in _SCALARS or plain != obj:
+        return None
+    return plain, obj
+
+
+@dataclass
+class _Template:
+    """The six shared layers of a method merged once: typed config, resolved container, object."""
+
+    cfg: DictConfig
+    container: dict[str, Any]
+    obj: TrialConfig
+    typed: dict[tuple[str, type, str], tuple[Any, Any] | None] = field(default_factory=dict)
+
+
+class _FastTrials:
+    """Trials of a sweep built from one template per method (see the note above ``FAST``)."""
+
+    def __init__(self, exp: str, axes: Sequence[str]) -> None:
+        self.exp = exp
+        self.templates: dict[str, _Template | None] = {}
+        # an axis that picks the schema or overlaps another axis: every trial the full way
+        self.enabled = not any(_touches(a, s) for a in axes for s in _SCHEMA_KEYS) and not any(
+            _touches(a, b) for a, b in itertools.combinations(axes, 2)
+        )
+
+    def trial(
+        self, mname: str, layers: list[dict[str, Any]], point: dict[str, Any], seed: Any
+    ) -> tuple[str, TrialConfig, dict[str, Any]] | None:
+        """``(name, config object, container)`` as ``_slow_trial`` gives them, or None."""
+        if not self.enabled or type(seed) is not int:
+            return None
+        tpl = self.templates.get(mname, _UNSET)
+        if tpl is _UNSET:
+            tpl = self.templates[mname] = self._template(layers[:6])
+        if tpl is None:
+            return None
+        assert isinstance(tpl, _Template)
+        leaves = []
+        for key, value in point.items():
+            memo = (key, type(value), repr(value))
+            if memo not in tpl.typed:
+                tpl.typed[memo] = typed_leaf(tpl.cfg, key, value)
+            typed = tpl.typed[memo]
+            if typed is None:
+                return None
+            leaves.append((key, typed))
+        container, obj = _copy_plain(tpl.container), _fresh(tpl.obj)
+        try:
+            for key, (plain, value) in leaves:
+                _put(container, key, plain)
+                _put(obj, key, value)
+            container["seed"] = seed
+            object.__setattr__(obj, "seed", seed)
+            validate(obj)
+            name = _trial_name(mname, point, container)
+        except Exception:
+            return None
+        return name, obj, container
+
+    def _template(self, layers: list[dict[str, Any]]) -> _Template | None:
+        try:
+            schema, target = _schema_for(layers)
+            cfg = OmegaConf.structured(schema)
+            for layer in _without_target(layers):
+                cfg = OmegaConf.merge(cfg, {k: v for k, v in layer.items() if k in TRIAL_KEYS})
+            cfg.exp = self.exp
+            if _special(OmegaConf.to_container(cfg, resolve=False)):
+                return None
+            _check_plain_names(cfg)
+            container = typed_container(cfg, target)
+            obj = OmegaConf.to_object(cfg)
+        except Exception:
+            return None
+        if not isinstance(obj, TrialConfig) or "seed" not in container:
+            return None
+        return _Template(cfg=cfg, container=container, obj=obj)
+
+
+def _slow_trial(
+    layers: list[dict[str, Any]],
+    exp: str,
+    mname: str,
+    point: dict[str, Any],
+    path: Path,
+    where: str,
+) -> tuple[str, TrialConfig, dict[str, Any]]:
+    """One trial the full way: merge every layer onto its schema, resolve, type, validate, name."""
+    try:
+        merged = _merge_typed(layers, "")
+        merged.exp = exp
+        _check_plain_names(merged)
+        container = typed_container(merged, _target(layers))
+        obj = OmegaConf.to_object(merged)
+        assert isinstance(obj, TrialConfig)
+        validate(obj)
+        name = _trial_name(mname, point, container)
+    except OmegaConfBaseException as e:
+        raise _fail(getattr(e, "full_key", "config"), str(e).splitlines()[0]) from None
+    except ConfigError as e:
+        raise ConfigError(f"{e} [in {path.name}, trial {where}]") from None
+    return name, obj, container
+
+
+class _Progress:
+    """``pbrl: expanding N trials … k/N`` on stderr every 2 s, once the expansion has taken 2 s."""
+
+    def __init__(
+        self, total: int, every_s: float = 2.0, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.total, self.done, self.shown = total, 0, -1
+        self.timer = Timer(every_s, clock)
+
+    def step(self) -> None:
+        self.done += 1
+        if self.timer.ready():
+            self.line()
+
+    def end(self) -> None:
+        """The last count, when a progress line was shown and it said less."""
+        if 0 <= self.shown < self.done:
+            self.line()
+
+    def line(self) -> None:
+        self.shown = self.done
+        print(
+            f"pbrl: expanding {self.total} trials … {self.done}/{self.total}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _sweep_block(
     data: dict[str, Any], smoke_block: dict[str, Any], cli: dict[str, Any]
 ) -> tuple[dict[str, Any], SweepBlock, list[str]]:
@@ -621,10 +979,9 @@ def _sweep_block(
     block_dict, notes = _replace_axes(layers, block_dict)
     _check_size_early(block_dict)
     try:
-        block = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), block_dict))
+        block = typed_sweep_block(block_dict)
     except OmegaConfBaseException as e:
         raise _fail(f"sweep.{getattr(e, 'full_key', '')}", str(e).splitlines()[0]) from None
-    assert isinstance(block, SweepBlock)
     for key, values in block.grid.items():
         if key == "seed":
             raise _fail(
@@ -642,6 +999,48 @@ def _sweep_block(
     if block.max_trials < 1:
         raise _fail("sweep.max_trials", f"must be ≥ 1 (got {block.max_trials})")
     return block_dict, block, notes
+
+
+_LONG_LIST = 64
+
+
+def _long_plain_list(v: Any) -> bool:
+    """A list longer than ``_LONG_LIST`` of scalars omegaconf keeps as they are in a ``list[Any]``
+    (no interpolation, no missing value)."""
+    return (
+        type(v) is list
+        and len(v) > _LONG_LIST
+        and all(
+            type(x) in (int, float, bool, type(None))
+            or (type(x) is str and "${" not in x and x != "???")
+            for x in v
+        )
+    )
+
+
+def typed_sweep_block(block: dict[str, Any]) -> SweepBlock:
+    """``OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), block))``, the same
+    object and the same errors, without omegaconf typing each item of a long seed list or grid axis
+    (about 0.5 ms an item: 10⁴ seeds took seconds). A long list of plain ints (``seeds``) or plain
+    scalars (a grid axis, ``list[Any]``) is typed as its first item and put back whole, which is
+    what omegaconf gives for it."""
+    stand_in, seeds, grid = dict(block), block.get("seeds"), block.get("grid")
+    long_seeds = None
+    if isinstance(seeds, list) and _long_plain_list(seeds) and all(type(x) is int for x in seeds):
+        long_seeds = seeds
+        stand_in["seeds"] = seeds[:1]
+    long_axes: dict[str, list[Any]] = {}
+    if isinstance(grid, dict):
+        long_axes = {k: v for k, v in grid.items() if _long_plain_list(v)}
+        if long_axes:
+            stand_in["grid"] = {k: v[:1] if k in long_axes else v for k, v in grid.items()}
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), stand_in))
+    assert isinstance(obj, SweepBlock)
+    if long_seeds is not None:
+        obj.seeds = list(long_seeds)
+    for k, v in long_axes.items():
+        obj.grid[k] = list(v)
+    return obj
 
 
 def _check_size_early(block: dict[str, Any]) -> None:
@@ -858,9 +1257,15 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
             f"{count} trials (methods × grid × seeds) is more than sweep.max_trials={block.max_trials}; "
             "raise sweep.max_trials if you mean it",
         )
+    fast = _FastTrials(exp, keys) if FAST else None
+    progress = _Progress(count)
+    shared_base = {k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}}
+    shared_base |= {k.split(".", 1)[1] for k in block.search if k.startswith("method.")}
     for mname, (file_own, smoke_own, cli_own) in methods.items():
+        own_keys = set(file_own) | set(smoke_own) | set(cli_own)
         for combo in itertools.product(*(block.grid[k] for k in keys)):
             point = dict(zip(keys, combo, strict=True))
+            point_layer = _dotted_to_nested(point.items())
             for seed in block.seeds:
                 # Specific beats shared within a layer; a later layer beats an earlier one.
                 layers = [
@@ -870,29 +1275,24 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
                     {"method": smoke_own},
                     cli_base,
                     {"method": cli_own},
-                    _dotted_to_nested(point.items()),
+                    point_layer,
                     {"seed": seed},
                 ]
-                where = re.sub(
-                    r"[^\w=.,+-]",
-                    "_",
-                    "__".join(
-                        [mname, *(f"{k.split('.')[-1]}={v}" for k, v in point.items()), f"s{seed}"]
-                    ),
-                )
-                try:
-                    merged = _merge_typed(layers, "")
-                    merged.exp = exp
-                    _check_plain_names(merged)
-                    container = typed_container(merged, _target(layers))
-                    obj = OmegaConf.to_object(merged)
-                    assert isinstance(obj, TrialConfig)
-                    validate(obj)
-                    name = _trial_name(mname, point, container)
-                except OmegaConfBaseException as e:
-                    raise _fail(getattr(e, "full_key", "config"), str(e).splitlines()[0]) from None
-                except ConfigError as e:
-                    raise ConfigError(f"{e} [in {path.name}, trial {where}]") from None
+                built = fast.trial(mname, layers, point, seed) if fast is not None else None
+                if built is None:
+                    where = re.sub(
+                        r"[^\w=.,+-]",
+                        "_",
+                        "__".join(
+                            [
+                                mname,
+                                *(f"{k.split('.')[-1]}={v}" for k, v in point.items()),
+                                f"s{seed}",
+                            ]
+                        ),
+                    )
+                    built = _slow_trial(layers, exp, mname, point, path, where)
+                name, obj, container = built
                 if len(name) > MAX_TRIAL_NAME:
                     raise _fail(
                         "sweep.grid",
@@ -900,16 +1300,19 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
                         f"(at most {MAX_TRIAL_NAME}): shorten the method name or the grid values",
                     )
                 trials.append(TrialSpec(name=name, cfg=obj, container=container))
-                shared = {
-                    k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}
+                shared = shared_base | {
+                    k.split(".", 1)[1] for k in point if k.startswith("method.")
                 }
-                shared |= {k.split(".", 1)[1] for k in point if k.startswith("method.")}
-                shared |= {k.split(".", 1)[1] for k in block.search if k.startswith("method.")}
-                set_by[name] = (set(file_own) | set(smoke_own) | set(cli_own), shared)
+                set_by[name] = (set(own_keys), shared)
+                progress.step()
+    progress.end()
     _check_unread(trials, set_by, path)
     # Seed-major order: every method and grid point of the first seed, then of the next, so a sweep
     # that stops part-way (Ctrl-C, a session limit) has compared the methods on the same seeds.
-    trials = [t for seed in block.seeds for t in trials if t.cfg.seed == seed]
+    by_seed: dict[int, list[TrialSpec]] = {}
+    for t in trials:
+        by_seed.setdefault(t.cfg.seed, []).append(t)
+    trials = [t for seed in block.seeds for t in by_seed.get(seed, [])]
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise _fail("sweep", "two trials resolve to the same name; make the grid values distinct")

@@ -18,13 +18,22 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pbrl_dist.algos.registry import actor_counts
 from pbrl_dist.config.loader import (
+    _SCALARS,
+    _SCHEMA_KEYS,
     ConfigError,
     Sweep,
     TrialSpec,
     _dotted_to_nested,
+    _fresh,
+    _get,
     _merge_typed,
+    _put,
+    _special,
     _target,
+    _touches,
     typed_container,
+    typed_leaf,
+    typed_sweep_block,
     validate,
 )
 from pbrl_dist.config.schema import SweepBlock, TrialConfig
@@ -60,16 +69,59 @@ def respec(spec: TrialSpec, changes: dict[str, Any], *, name: str | None = None)
 
 def typed_block(sweep: Sweep) -> SweepBlock:
     """Return the sweep's (smoke- and CLI-merged) ``sweep:`` block as a ``SweepBlock``."""
-    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepBlock), sweep.block))
-    assert isinstance(obj, SweepBlock)
-    return obj
+    return typed_sweep_block(sweep.block)
+
+
+class QuickRespec:
+    """``respec(t, {key: value}).cfg`` for many trials without omegaconf's merge per trial.
+
+    A trial's config object with one scalar leaf set to the value as its node types it (once per
+    schema), then ``validate``: what ``respec`` computes, in microseconds instead of tens of
+    milliseconds (``check_search`` probes every trial of a 10⁴-trial sweep at every search endpoint).
+    ``cfg`` answers None where that is not exactly ``respec`` (interpolations or missing values in the
+    trial, an axis that picks the schema, a non-scalar leaf) and where the trial fails a check: the
+    caller then calls ``respec``, which raises its own error.
+    """
+
+    def __init__(self) -> None:
+        self.schemas: dict[tuple[type, type], Any] = {}
+        self.typed: dict[tuple[type, type, str, type, str], tuple[Any, Any] | None] = {}
+        self.plain: dict[int, bool] = {}
+
+    def cfg(self, t: TrialSpec, key: str, value: Any) -> TrialConfig | None:
+        """The validated config object of ``respec(t, {key: value})``, or None (see the class)."""
+        if any(_touches(key, k) for k in _SCHEMA_KEYS):
+            return None
+        if id(t) not in self.plain:
+            self.plain[id(t)] = not _special(t.container)
+        try:
+            if not self.plain[id(t)] or type(_get(t.container, key)) not in _SCALARS:
+                return None
+            group = (type(t.cfg.problem), type(t.cfg.method))
+            memo = (*group, key, type(value), repr(value))
+            if memo not in self.typed:
+                if group not in self.schemas:
+                    self.schemas[group] = OmegaConf.structured(t.cfg)
+                self.typed[memo] = typed_leaf(self.schemas[group], key, value)
+            typed = self.typed[memo]
+            if typed is None:
+                return None
+            obj = _fresh(t.cfg)
+            _put(obj, key, typed[1])
+            validate(obj)
+        except Exception:
+            return None
+        return obj
 
 
 def check_search(sweep: Sweep, block: SweepBlock) -> None:
     """Validate ``sweep.search`` / ``num_samples`` / ``scheduler``; every trial at every search endpoint."""
+    quick = QuickRespec()
     for key, spec in block.search.items():
         for v in _search_probes(key, spec, block):
             for t in sweep.trials:  # every value the search can produce is at least within these
+                if quick.cfg(t, key, v) is not None:
+                    continue  # exactly what respec gives, valid
                 try:
                     respec(t, {key: v})
                 except ConfigError as e:
@@ -323,7 +375,9 @@ def idle_actor_notes(trials: list[TrialSpec]) -> list[str]:
             ("dist.num_oracles", "no best-response oracle"),
         )
     ):
-        asked = [t for t in ray_trials if (t.cfg.dist.num_rollout_workers, t.cfg.dist.num_oracles)[i]]
+        asked = [
+            t for t in ray_trials if (t.cfg.dist.num_rollout_workers, t.cfg.dist.num_oracles)[i]
+        ]
         idle = [t for t in asked if actor_counts(t.cfg.method, t.cfg.dist)[i] == 0]
         if idle:
             n = max((t.cfg.dist.num_rollout_workers, t.cfg.dist.num_oracles)[i] for t in idle)

@@ -144,9 +144,34 @@ def interval_estimates(
     return out
 
 
+def trim_mean_quarter(a: np.ndarray, axis: int | None) -> Any:
+    """``scipy.stats.trim_mean(a, 0.25, axis=axis)`` bit for bit, without scipy's per-call wrapper.
+
+    The IQM is computed ``reps`` times per statistic in a bootstrap, and scipy's ``nan_policy``
+    wrapper (``inspect.signature`` on every call) costs about 1 ms a call: most of a report's time
+    with many configurations. For a float64 array without NaN, taken whole (``axis=None``, rliable's
+    ``aggregate_iqm``) or along axis 0 of a matrix, these are the numpy calls scipy makes (ravel, or
+    the axis moved to the end; ``np.partition`` at the cuts; the mean of the middle). Anything else
+    goes to scipy."""
+    a = np.asarray(a)
+    if a.dtype != np.float64 or a.size == 0 or np.isnan(a).any():
+        return scipy.stats.trim_mean(a, 0.25, axis=axis)
+    if axis is None:
+        x = a.reshape(-1)
+    elif axis == 0 and a.ndim == 2:
+        x = np.moveaxis(a, 0, -1)
+    else:
+        return scipy.stats.trim_mean(a, 0.25, axis=axis)
+    n = x.shape[-1]
+    lo = int(0.25 * n)
+    hi = n - lo
+    return np.mean(np.partition(x, (lo, hi - 1), -1)[..., lo:hi], axis=-1)
+
+
 def iqm_and_mean(scores: np.ndarray) -> np.ndarray:
-    """[IQM, mean] of a (runs × tasks) matrix (rliable's ``aggregate_iqm``, ``aggregate_mean``)."""
-    return np.array([rl_metrics.aggregate_iqm(scores), rl_metrics.aggregate_mean(scores)])
+    """[IQM, mean] of a (runs × tasks) matrix (rliable's ``aggregate_iqm``, ``aggregate_mean``;
+    the IQM by ``trim_mean_quarter``, the same number)."""
+    return np.array([trim_mean_quarter(scores, None), rl_metrics.aggregate_mean(scores)])
 
 
 def fast_probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
@@ -473,9 +498,7 @@ def reward_model_table(
 
 def _iqm_per_point(scores: np.ndarray) -> np.ndarray:
     """IQM over runs (× tasks) at every point of a (runs × tasks × points) array."""
-    return np.asarray(
-        scipy.stats.trim_mean(scores.reshape(-1, scores.shape[-1]), 0.25, axis=0), dtype=float
-    )
+    return np.asarray(trim_mean_quarter(scores.reshape(-1, scores.shape[-1]), 0), dtype=float)
 
 
 def _common_grid(runs: list[pd.DataFrame]) -> np.ndarray:
