@@ -21,7 +21,7 @@ import json
 import pickletools
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ray import tune
 
@@ -242,8 +242,38 @@ def repair(path: Path) -> tuple[bool, str | None]:
     )
 
 
-class SnapshotCallback(tune.Callback):
+_THIS_LAUNCH: dict[str, tune.Callback] = {}
+
+
+def this_launch(kind: str) -> tune.Callback:
+    """This launch's callback of ``kind`` (``LaunchCallback.install``), else one that does nothing."""
+    return _THIS_LAUNCH.get(kind) or tune.Callback()
+
+
+class LaunchCallback(tune.Callback):
+    """A callback that belongs to one launch of a sweep.
+
+    Tune pickles its callbacks into the experiment's ``tuner.pkl`` and ``Tuner.restore`` unpickles
+    them, so a resumed sweep would run the first launch's copies (counting from zero, printing to a
+    gone console). A launch callback pickles as a reference, "this launch's callback of my kind":
+    ``install`` it before the ``Tuner`` is made or restored and every copy Tune makes is it.
+    """
+
+    kind = ""
+
+    def install(self) -> Self:
+        """Make this the callback of its kind that Tune's copies stand for; return it."""
+        _THIS_LAUNCH[self.kind] = self
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (this_launch, (self.kind,))
+
+
+class SnapshotCallback(LaunchCallback):
     """Keeps ``path/.pbrl_verified`` current (``Snapshots``) as the sweep runs."""
+
+    kind = "snapshot"
 
     def __init__(self, path: Path) -> None:
         """Snapshots of the Tune experiment folder ``path``."""

@@ -75,7 +75,7 @@ from pbrl_dist.launch.trial import (
     progress_keys,
     run_trial,
 )
-from pbrl_dist.launch.tune_state import SnapshotCallback
+from pbrl_dist.launch.tune_state import LaunchCallback, SnapshotCallback
 from pbrl_dist.launch.tune_state import repair as repair_state
 from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
 from pbrl_dist.metrics import ProgressSink
@@ -204,7 +204,7 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self.before)
 
 
-class _Progress(tune.Callback):
+class _Progress(LaunchCallback):
     """One line per finished, stopped or failed trial (Tune's tables are off unless PBRL_TUNE_VERBOSE>0).
 
     A trial that ends without its ``result.json`` was stopped by the scheduler when there is one
@@ -212,6 +212,8 @@ class _Progress(tune.Callback):
     it as complete. Otherwise (Ctrl-C reached the trial while it was finishing, e.g. during W&B's
     final upload) it is unfinished: ``--resume`` runs it again.
     """
+
+    kind = "progress"
 
     def __init__(
         self, total: int, specs: dict[str, TrialSpec], out: Path, *, scheduler: bool, ctrl_c: _CtrlC
@@ -460,7 +462,8 @@ def _fit(
         out.resolve(),
         scheduler=block.scheduler.name == "asha",
         ctrl_c=ctrl_c,
-    )
+    ).install()
+    snapshots = SnapshotCallback(path).install()
     restorable = True
     if resume:  # a state file cut by a full disk: back from pbrl's verified copy (tune_state)
         restorable, note = repair_state(path)
@@ -475,16 +478,13 @@ def _fit(
             resume_errored=True,
             param_space=param_space(sweep, block),
         )
-        # The restored run config carries the callbacks pickled at the first launch (an older
-        # pbrl's, counting from zero): this launch's progress replaces them.
+        # The restored run config's callbacks were pickled as references to this launch's
+        # (LaunchCallback): they are ``progress`` and ``snapshots``, counting on from here.
         progress.count_on()
         print(
             f"sweep {sweep.name}: resuming {n} trials from {path} ({progress.done} finished)",
             flush=True,
         )
-        local = tuner._local_tuner
-        if local is not None:  # None only with Ray Client, which pbrl does not use
-            local.get_run_config().callbacks = [progress, SnapshotCallback(path)]
     else:
         if not resume:
             prepare_out_dir(out, overwrite=overwrite)
@@ -509,7 +509,7 @@ def _fit(
                 failure_config=tune.FailureConfig(max_failures=block.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 verbose=int(os.environ.get("PBRL_TUNE_VERBOSE", "0")),
-                callbacks=[progress, SnapshotCallback(path)],
+                callbacks=[progress, snapshots],
             ),
         )
     try:

@@ -79,3 +79,23 @@ def test_tune_state_repair_without_a_copy_uses_an_older_session_else_restarts(
     (path / "tuner.pkl").write_bytes(b"\x80")
     restorable, note = repair(path)
     assert not restorable and note is not None and "starting the grid again" in note
+
+
+def test_launch_callback_unpickles_as_this_launchs_callback(tmp_path: Path) -> None:
+    """Tune pickles callbacks into tuner.pkl; a restored copy is the resuming launch's own."""
+    import copy
+
+    from ray import tune
+
+    from pbrl_dist.launch.tune_state import SnapshotCallback
+
+    first = SnapshotCallback(tmp_path).install()
+    stored = pickle.dumps([first])
+    second = SnapshotCallback(tmp_path).install()  # the resuming launch
+    (restored,) = pickle.loads(stored)
+    assert restored is second and copy.deepcopy(second) is second
+    from pbrl_dist.launch import tune_state
+
+    tune_state._THIS_LAUNCH.clear()  # unpickled where no launch installed one: it does nothing
+    (stray,) = pickle.loads(stored)
+    assert type(stray) is tune.Callback
