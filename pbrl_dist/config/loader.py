@@ -559,7 +559,6 @@ def validate(cfg: TrialConfig) -> None:
         ("dist.cpus_per_worker", cfg.dist.cpus_per_worker >= 0, "must be ≥ 0"),
         ("dist.checkpoint_every", cfg.dist.checkpoint_every > 0, "must be > 0"),
         ("dist.actor_timeout_s", cfg.dist.actor_timeout_s > 0, "must be > 0"),
-        ("dist.fail_once_at_iter", cfg.dist.fail_once_at_iter >= 0, "must be ≥ 0"),
     ]
     if hasattr(cfg.method, "checks"):
         checks += cfg.method.checks()

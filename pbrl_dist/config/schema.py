@@ -30,9 +30,6 @@ class DistConfig:
         actor_timeout_s: the longest one call to a rollout-worker or oracle actor may take (seconds, from
             the call's issue; ray backend): an actor that has not answered by then is hung, killed and
             replaced like a dead one (a warning line comes at half of it). Far above any legitimate call.
-        fail_once_at_iter: **testing only.** A Tune trial raises once, right after saving its checkpoint at
-            the first checkpoint iteration ≥ this value (0 = never); a marker file in the trial folder makes
-            the retry run through. Used to test that Tune retries a trial from its checkpoint.
     """
 
     backend: str = "local"
@@ -43,7 +40,6 @@ class DistConfig:
     placement_strategy: str = "PACK"
     checkpoint_every: int = 200
     actor_timeout_s: float = 60.0
-    fail_once_at_iter: int = 0
 
 
 @dataclass

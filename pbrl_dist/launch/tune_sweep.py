@@ -77,7 +77,7 @@ from pbrl_dist.launch.trial import (
 )
 from pbrl_dist.launch.tune_state import LaunchCallback, SnapshotCallback
 from pbrl_dist.launch.tune_state import repair as repair_state
-from pbrl_dist.launch.tune_trainable import trial_fn, trial_spec
+from pbrl_dist.launch.tune_trainable import FAIL_ONCE_ENV, trial_fn, trial_spec
 from pbrl_dist.metrics import ProgressSink
 from pbrl_dist.safe_io import UnsafePath, atomic_write_text, with_filename
 
@@ -128,6 +128,7 @@ def make_trainable(
         launch_id=launch_id,
         wandb_modes=modes or {},
         restart_corrupt=restart_corrupt,
+        fail_once_at=int(os.environ.get(FAIL_ONCE_ENV, "0") or 0),  # a test hook
     )
     pgfs = {
         name: tune.PlacementGroupFactory(list(b.bundles), strategy=b.strategy)

@@ -56,6 +56,10 @@ from pbrl_dist.safe_io import open_append
 
 ATTEMPTS = "tune_attempts.jsonl"
 FAIL_MARKER = ".fail_once_done"
+FAIL_ONCE_ENV = "PBRL_TEST_FAIL_ONCE_AT_ITER"
+"""Testing only, read by the driver (not part of any config): every Tune trial of the launch raises
+once, right after saving its checkpoint at the first checkpoint iteration ≥ this value; a marker
+file in the trial folder makes the retry run through (tests that Tune retries from the checkpoint)."""
 TMP_DIR = ".ckpt_tmp"
 
 
@@ -71,11 +75,13 @@ class TuneReporter:
     checkpoint go out in one ``tune.report``; any other row is reported at once.
     """
 
-    def __init__(self, spec: TrialSpec, trial_dir: Path, *, restart_corrupt: bool = False) -> None:
-        """Read ``dist.checkpoint_every`` and the test hook ``dist.fail_once_at_iter``."""
+    def __init__(
+        self, spec: TrialSpec, trial_dir: Path, *, restart_corrupt: bool = False, fail_at: int = 0
+    ) -> None:
+        """Read ``dist.checkpoint_every``; ``fail_at``: the test hook ``FAIL_ONCE_ENV``."""
         self.restart_corrupt = restart_corrupt
         self.every = int(spec.cfg.dist.checkpoint_every)
-        self.fail_at = int(spec.cfg.dist.fail_once_at_iter)
+        self.fail_at = fail_at
         self.num_iters = outer_iters(spec.cfg)
         self.trial_dir = trial_dir
         self._pending: dict[str, Any] | None = None
@@ -177,7 +183,7 @@ class TuneReporter:
         marker = self.trial_dir / FAIL_MARKER
         if self.fail_at and k >= self.fail_at and not marker.exists():
             marker.write_text(f"failed once after the checkpoint at iteration {k}\n")
-            raise RuntimeError(f"dist.fail_once_at_iter: simulated failure after iteration {k}")
+            raise RuntimeError(f"{FAIL_ONCE_ENV}: simulated failure after iteration {k}")
 
 
 def _on_disk() -> list[tuple[str, dict[str, Any]]]:
@@ -225,6 +231,7 @@ def trial_fn(
     launch_id: str = "",
     wandb_modes: dict[str, str] | None = None,
     restart_corrupt: bool = False,
+    fail_once_at: int = 0,
 ) -> None:
     """Run the trial named ``config["trial"]`` (with sampled ``config["search"]`` values) under Tune."""
     logging.getLogger("ray.train").setLevel(
@@ -246,7 +253,9 @@ def trial_fn(
         tune.report(_tune_metrics({"iter": done["final"].get("iter", 0), **done["final"]}))
         return
     shutil.rmtree(trial_dir / TMP_DIR, ignore_errors=True)  # a save killed half-way
-    reporter = TuneReporter(spec, trial_dir, restart_corrupt=restart_corrupt)
+    reporter = TuneReporter(
+        spec, trial_dir, restart_corrupt=restart_corrupt, fail_at=fail_once_at
+    )
     restored = reporter.restore()
     entry["restored_from"] = None if restored is None else int(restored["k"])
 

@@ -50,12 +50,16 @@ def test_sweep_writes_the_pbrl_run_layout_with_the_same_numbers(
 
 
 def test_a_trial_that_fails_once_is_retried_from_its_checkpoint(
-    tiny_sweep: Path, tmp_path: Path
+    tiny_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """dist.fail_once_at_iter raises after the checkpoint at iteration 20; Tune restarts the trial there.
+    """The test hook FAIL_ONCE_ENV raises after the checkpoint at iteration 20; Tune restarts the
+    trial there.
 
     The trial uses the ray executor (learner + one rollout-worker actor in its placement group).
     """
+    from pbrl_dist.launch.tune_trainable import FAIL_ONCE_ENV
+
+    monkeypatch.setenv(FAIL_ONCE_ENV, "20")  # read by the driver, handed to the trials
     out, ref = tmp_path / "tune", tmp_path / "local"
     common = ["method.estimator=mc", "method.num_iters=30"]
     assert (
@@ -66,7 +70,6 @@ def test_a_trial_that_fails_once_is_retried_from_its_checkpoint(
                 "--out",
                 str(out),
                 *common,
-                "dist.fail_once_at_iter=20",
                 "dist.backend=ray",
             ]
         )
