@@ -40,9 +40,10 @@ test-slow: $(STAMP)
 chaos: $(STAMP)   # every fault-injection test (docs/RELIABILITY.md), the slow ones too
 	PYTHONHASHSEED=0 $(PY) -m pytest -n 2 -m chaos $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)   # style, types, and the layers of DESIGN.md §2 ([tool.importlinter] in pyproject.toml)
 	$(VENV)/bin/ruff check pbrl_dist tests benchmarks
-	$(VENV)/bin/mypy pbrl_dist/core pbrl_dist/config pbrl_dist/executors pbrl_dist/launch
+	$(VENV)/bin/mypy pbrl_dist
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_tabular.py

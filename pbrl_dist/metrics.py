@@ -1,9 +1,11 @@
 """Metric names and sinks.
 
 Every metric key used anywhere in pbrl_dist is listed in ``METRICS`` with its meaning (a problem
-registered from outside documents its own in ``ProblemSpec.metrics``; ``describe_metric`` reads
-both). Keys are namespaced by level: ``upper/`` (leader / designer / reward model objective), ``lower/`` (follower / players),
+registered from outside documents its own in ``ProblemSpec.metrics``; ``catalog.describe_metric``
+reads both). Keys are namespaced by level: ``upper/`` (leader / designer / reward model objective), ``lower/`` (follower / players),
 ``penalty/`` (penalty estimates), ``perf/`` (throughput), ``rm/`` (reward model).
+
+A leaf below every loop: it imports only ``cadence`` and ``safe_io`` (DESIGN.md §2).
 """
 
 from __future__ import annotations
@@ -55,19 +57,6 @@ METRICS.update(
         "upper/score_loss": "c·(segment score-function surrogate) of the last agent update (0 between labellings)",
     }
 )
-
-
-def describe_metric(key: str) -> str | None:
-    """The meaning of a metric key: ``METRICS``, else the ``ProblemSpec.metrics`` of the problem that
-    declares it (a user's problem documents its own metrics there)."""
-    if key in METRICS:
-        return METRICS[key]
-    from pbrl_dist.problems import problem_specs
-
-    for spec in problem_specs().values():
-        if spec.metrics.get(key):
-            return spec.metrics[key]
-    return None
 
 
 class MetricSink(Protocol):

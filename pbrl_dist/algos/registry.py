@@ -77,9 +77,11 @@ def register_algo(spec: AlgoSpec) -> AlgoSpec:
 
 
 def algo_specs() -> dict[str, AlgoSpec]:
-    """Every registered loop by ``method.algo``."""
-    import pbrl_dist.algos  # noqa: F401  (registers the built-ins)
+    """Every registered loop by ``method.algo``.
 
+    The tabular loops registered themselves when ``pbrl_dist/algos/__init__.py`` ran (before this
+    module); ``rlhf`` once ``pbrl_dist.rlhf`` or ``pbrl_dist.catalog`` is imported (``config/`` does).
+    """
     return _ALGOS
 
 

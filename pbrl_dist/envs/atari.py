@@ -162,7 +162,7 @@ class AtariVecEnv:
         """Start one agent step of every env on ALE's threads and return at once (see ``recv``).
 
         ``send`` then ``recv`` is exactly ``step``; in between the caller's thread is free, e.g. to
-        run the policy on another env shard (``rlhf.rollouts`` pipelines shards this way).
+        run the policy on another env shard (``executors.shards`` pipelines shards this way).
         """
         if self._needs_reset:
             raise RuntimeError("AtariVecEnv.step: call reset() first")

@@ -16,7 +16,7 @@ from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.executors.protocols import ActorInfo, OracleRequest
 
 if TYPE_CHECKING:
-    from pbrl_dist.rlhf.rollouts import RolloutSource, RolloutSpec
+    from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
 
 
 def solve_local(requests: Sequence[OracleRequest]) -> list[torch.Tensor]:
@@ -74,7 +74,7 @@ class LocalRolloutRunner:
 
     def make_rollouts(self, spec: RolloutSpec) -> RolloutSource:
         """Return all of the role's shards, stepped here."""
-        from pbrl_dist.rlhf.rollouts import ShardGroup
+        from pbrl_dist.executors.shards import ShardGroup
 
         src = ShardGroup(spec)
         self.sources.append(src)

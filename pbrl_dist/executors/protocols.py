@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 
 if TYPE_CHECKING:
-    from pbrl_dist.rlhf.rollouts import RolloutSource, RolloutSpec
+    from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
 
 OracleRequest = tuple[Any, ...]
 """``(name, P_SAS, r_SA, rho_S, gamma, tau, logits0_SA, kwargs)``: one ``core.oracles.ORACLES`` call."""

@@ -9,7 +9,7 @@ the learner's process). The learner
   a list so that each actor fetches (deserializes) a version once;
 - gathers fixed-length fragments from every actor with one ``ray.get`` and concatenates them in shard
   order. Actor w owns the consecutive shards ``[w·S/W, (w+1)·S/W)`` of the role's ``S = env_shards``
-  and steps them pipelined (``rlhf.rollouts.collect_pipelined``). Shard seeds do not depend on W, so a
+  and steps them pipelined (``executors.shards.collect_pipelined``). Shard seeds do not depend on W, so a
   run is bitwise the same on the ``local`` backend and on any number of workers that divides S;
 - ``collect_async`` submits without waiting, so the agent's and the oracle's fragments of one
   iteration are collected at the same time on different actors.
@@ -38,7 +38,7 @@ import torch
 
 from pbrl_dist.executors.pool import DEFAULT_TIMEOUT_S, ActorPool
 from pbrl_dist.executors.protocols import ActorInfo
-from pbrl_dist.rlhf.rollouts import (
+from pbrl_dist.executors.shards import (
     Rollout,
     RolloutSource,
     RolloutSpec,

@@ -112,9 +112,11 @@ def _load_entry_points() -> None:
 
 
 def problem_specs() -> dict[str, ProblemSpec]:
-    """Return every registered problem (built-ins, entry points, imported targets) by name."""
-    import pbrl_dist.problems  # noqa: F401  (registers the built-ins)
+    """Return every registered problem (built-ins, entry points, imported targets) by name.
 
+    The built-ins registered themselves: importing this module runs ``pbrl_dist/problems/__init__.py``
+    first, which imports them.
+    """
     _load_entry_points()
     return _REGISTRY
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from pbrl_dist.core.a2c import a2c_loss, nstep_returns
+from pbrl_dist.executors.shards import Rollout
 from pbrl_dist.rlhf.config import RLHFConfig
-from pbrl_dist.rlhf.rollouts import Rollout
 
 
 @dataclass

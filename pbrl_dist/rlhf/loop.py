@@ -48,7 +48,7 @@ a run is a function of its config; a checkpoint holds all of it (see ``RLHFLearn
 
 Pieces: ``config.py`` (the method schema), ``a2c.py`` (one A2C trainer for the agent and the oracle),
 ``reward_model.py`` (r_φ, labels, BT epochs, the penalty), ``buffer.py`` (preference buffer, reward
-statistics), ``stats.py`` (typed counters), ``rollouts.py`` (env shards and rollout sources).
+statistics), ``stats.py`` (typed counters); env shards and rollout sources are in ``executors/shards.py``.
 """
 
 from __future__ import annotations
@@ -67,19 +67,19 @@ from pbrl_dist.cadence import Timer, due
 from pbrl_dist.core.a2c import segment_score_loss, upper_coef, value_gap_surrogate
 from pbrl_dist.core.preference import SegmentPairs
 from pbrl_dist.core.types import generator
-from pbrl_dist.metrics import MetricSink
-from pbrl_dist.nets import make_actor_critic
-from pbrl_dist.problems.rlhf import RLHFProblem
-from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
-from pbrl_dist.rlhf.config import RLHFConfig, agent_lr, couplings
-from pbrl_dist.rlhf.reward_model import PenaltyFn, RewardModelTrainer, absorbing_reward
-from pbrl_dist.rlhf.rollouts import (
+from pbrl_dist.executors.shards import (
     LocalRollouts,
     Rollout,
     RolloutSource,
     RolloutSpec,
     cat_time,
 )
+from pbrl_dist.metrics import MetricSink
+from pbrl_dist.nets import make_actor_critic
+from pbrl_dist.problems.rlhf import RLHFProblem
+from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
+from pbrl_dist.rlhf.config import RLHFConfig, agent_lr, couplings
+from pbrl_dist.rlhf.reward_model import PenaltyFn, RewardModelTrainer, absorbing_reward
 from pbrl_dist.rlhf.stats import EpisodeLog, PenaltyStats, Progress, load_into, state_of
 
 if TYPE_CHECKING:

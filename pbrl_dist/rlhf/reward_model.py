@@ -26,10 +26,10 @@ from pbrl_dist.core.preference import (
     valid_segment_starts,
 )
 from pbrl_dist.core.types import generator
+from pbrl_dist.executors.shards import Rollout
 from pbrl_dist.nets import make_reward_model, reward
 from pbrl_dist.rlhf.buffer import PreferenceBuffer, RunningMeanStd
 from pbrl_dist.rlhf.config import RLHFConfig
-from pbrl_dist.rlhf.rollouts import Rollout
 from pbrl_dist.rlhf.stats import RewardModelStats, load_into, state_of
 
 PenaltyFn = Callable[[nn.Module], torch.Tensor]

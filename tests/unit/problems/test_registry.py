@@ -8,7 +8,8 @@ import pytest
 
 from pbrl_dist.algos import ALGO_SPECS, ALGOS, METHOD_SCHEMAS
 from pbrl_dist.cadence import Timer, due
-from pbrl_dist.problems import COMPATIBLE, LOGGED_METRICS, PROBLEMS, ProblemSpec, register_problem
+from pbrl_dist.catalog import LOGGED_METRICS
+from pbrl_dist.problems import COMPATIBLE, PROBLEMS, ProblemSpec, register_problem
 from pbrl_dist.problems.registry import ProblemTargetError, resolve_target
 from pbrl_dist.report.confirm import problem_default_metric
 from pbrl_dist.report.figures import FIGURES
