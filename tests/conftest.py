@@ -29,9 +29,9 @@ def rng() -> np.random.Generator:
 
 # ---- SIGINT left as found ------------------------------------------------------------------------
 # A child process inherits its parent's ignored and blocked signals. A pytest worker whose SIGINT was
-# left ignored or blocked by some earlier in-process code (CI: test_d11's `pbrl run` child then ran
-# through its Ctrl-C, rc 0) would make every later Ctrl-C test of that worker fail for a reason that
-# is not theirs. This guard puts SIGINT back before and after every test and names the test that
+# left ignored or blocked by some earlier in-process code (CI: test_local_run_interrupted's `pbrl run`
+# child then ran through its Ctrl-C, rc 0) would make every later Ctrl-C test of that worker fail for a
+# reason that is not theirs. This guard puts SIGINT back before and after every test and names the test that
 # changed it in a warning, so the culprit shows in the summary.
 
 _SIGINT_BIT = 1 << (signal.SIGINT - 1)
