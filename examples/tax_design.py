@@ -151,5 +151,7 @@ SPEC = ProblemSpec(
     progress=("upper/principal_return", "lower/gap"),
     figure=("tax_design.png", "pbrl_dist.report.figures:progress_figure"),
     estimators=("exact",),
+    # bytes one trial holds at least (P: states² × actions float64): refused up front if too big
+    memory_floor=lambda p, m: (p.num_states**2 * p.num_actions * 8, "problem.num_states"),
 )
 """What ``problem.target: tax_design.py:SPEC`` names (registered when the sweep is loaded)."""

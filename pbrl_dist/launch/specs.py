@@ -314,21 +314,13 @@ GIB = 1024**3
 
 
 def memory_floor(cfg: TrialConfig) -> tuple[int, str]:
-    """A lower bound of the bytes one trial holds, and the field that drives it.
+    """A lower bound of the bytes one trial holds, and the field that drives it, as the trial's
+    problem says (``ProblemSpec.memory_floor``); ``(0, "")`` for a problem that names none."""
+    from pbrl_dist.problems import get_problem
 
-    Tabular problems: the transition tensor P (float64, states² × joint actions). Deep RLHF: the
-    observations of one fragment per role (stored, plus float32 copies in the learner) and of the
-    preference buffer's segment pairs. The real footprint is larger; a trial whose floor exceeds
-    the memory there is cannot run.
-    """
-    p, m = cfg.problem, cfg.method
-    if hasattr(p, "num_envs"):
-        obs = int(p.obs_bytes())
-        roll = p.num_envs * (m.n_steps + 1) * obs * 2 * 5
-        buf = m.buffer_size * 2 * m.segment_length * obs + m.pair_window_steps * p.num_envs * obs
-        return roll + buf, ("problem.num_envs" if roll >= buf else "method.buffer_size")
-    actions = getattr(p, "num_leader_actions", 3) * getattr(p, "num_follower_actions", 3)
-    return int(p.num_states) ** 2 * actions * 8, "problem.num_states"
+    spec = get_problem(cfg.problem.name)
+    floor = spec.memory_floor if spec is not None else None
+    return floor(cfg.problem, cfg.method) if floor is not None else (0, "")
 
 
 def available_memory() -> int:

@@ -52,3 +52,9 @@ class BilevelProblem(Protocol):
     ) -> dict[str, Any]:
         """Return Monte Carlo gradient pieces from ``num_rollouts`` rollouts drawn with ``seed``."""
         ...
+
+
+def transition_floor(num_states: int, joint_actions: int) -> tuple[int, str]:
+    """``ProblemSpec.memory_floor`` of a tabular problem: its transition tensor P (float64, states² ×
+    joint actions), driven by ``problem.num_states``."""
+    return int(num_states) ** 2 * int(joint_actions) * 8, "problem.num_states"

@@ -21,6 +21,7 @@ from pbrl_dist.core import mc
 from pbrl_dist.core.mdp import evaluate_joint_policy, expected_value
 from pbrl_dist.core.types import DTYPE, generator
 from pbrl_dist.core.zerosum import ni_function
+from pbrl_dist.problems.base import transition_floor
 from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
@@ -267,5 +268,6 @@ SPEC = register_problem(
         higher_is_better=("upper/designer_return",),
         progress=("upper/designer_return", "lower/ni_gap"),
         figure=("fig3_incentive.png", "pbrl_dist.report.figures:fig3_incentive"),
+        memory_floor=lambda p, m: transition_floor(p.num_states, p.num_actions1 * p.num_actions2),
     )
 )

@@ -46,6 +46,9 @@ class ProblemSpec:
         estimators: the ``method.estimator`` values the problem supports (e.g. ``("exact",)`` for a
             problem without Monte Carlo rollouts); None = every value the loop knows. Checked with the
             rest of the config, before anything runs.
+        memory_floor: ``memory_floor(problem_cfg, method_cfg) -> (bytes, dotted key)``: a lower bound of
+            the memory one trial holds and the field that drives it (a trial whose floor exceeds the
+            memory there is refused before anything starts); None: no floor is known.
     """
 
     name: str
@@ -57,6 +60,7 @@ class ProblemSpec:
     progress: tuple[str, ...] = ()
     figure: tuple[str, Callable[..., Any] | str] | None = None
     estimators: tuple[str, ...] | None = None
+    memory_floor: Callable[[Any, Any], tuple[int, str]] | None = None
     source: str = field(default="", compare=False)
 
     def validate(self) -> None:

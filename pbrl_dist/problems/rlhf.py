@@ -291,6 +291,15 @@ def build(cfg: RLHFProblemConfig) -> RLHFProblem:
     raise TypeError(f"problem: expected AtariRLHFConfig or ToyRLHFConfig, got {type(cfg).__name__}")
 
 
+def memory_floor(p: Any, m: Any) -> tuple[int, str]:
+    """``ProblemSpec.memory_floor`` of deep RLHF: the observations of one fragment per role (stored,
+    plus float32 copies in the learner) and of the preference buffer's segment pairs."""
+    obs = int(p.obs_bytes())
+    roll = p.num_envs * (m.n_steps + 1) * obs * 2 * 5
+    buf = m.buffer_size * 2 * m.segment_length * obs + m.pair_window_steps * p.num_envs * obs
+    return roll + buf, ("problem.num_envs" if roll >= buf else "method.buffer_size")
+
+
 # Deep RLHF (Figure 2): an Atari game, any gymnasium env with discrete actions, or the toy gridworld.
 # The metric keys come from the loop (``algos`` registry: ``rlhf``).
 _RLHF_PROGRESS = ("rl/episode_return",)
@@ -309,5 +318,6 @@ for _cfg, _fig in (
             higher_is_better=("rl/episode_return",),
             progress=_RLHF_PROGRESS,
             figure=_fig,
+            memory_floor=memory_floor,
         )
     )

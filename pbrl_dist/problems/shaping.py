@@ -22,6 +22,7 @@ import torch
 from pbrl_dist.core.mdp import evaluate_policy, expected_value, softmax_policy_gradient
 from pbrl_dist.core.penalties import value_penalty
 from pbrl_dist.core.types import DTYPE, generator
+from pbrl_dist.problems.base import transition_floor
 from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
@@ -190,5 +191,6 @@ SPEC = register_problem(
         progress=("upper/task_return", "lower/gap"),
         estimators=("exact",),
         figure=("shaping_chain.png", "pbrl_dist.report.figures:shaping"),
+        memory_floor=lambda p, m: transition_floor(p.num_states, 2),  # two actions: left, right
     )
 )

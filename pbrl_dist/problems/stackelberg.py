@@ -22,6 +22,7 @@ from pbrl_dist.core import mc
 from pbrl_dist.core.mdp import evaluate_joint_policy, expected_value, neg_entropy
 from pbrl_dist.core.penalties import value_penalty
 from pbrl_dist.core.types import DTYPE, generator
+from pbrl_dist.problems.base import transition_floor
 from pbrl_dist.problems.registry import ProblemSpec, register_problem
 
 
@@ -295,5 +296,8 @@ SPEC = register_problem(
         higher_is_better=("upper/leader_return",),
         progress=("upper/leader_return", "lower/gap"),
         figure=("fig1_stackelberg.png", "pbrl_dist.report.figures:fig1_stackelberg"),
+        memory_floor=lambda p, m: transition_floor(
+            p.num_states, p.num_leader_actions * p.num_follower_actions
+        ),
     )
 )

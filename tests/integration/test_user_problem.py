@@ -121,3 +121,23 @@ def test_an_installed_entry_point_registers_the_problem(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stderr[-2000:]
     _check_results(out)
+
+
+def test_a_user_problem_with_its_own_field_names_runs(tmp_path: Path) -> None:
+    """Nothing outside a problem assumes its field names: the example with ``num_states`` and
+    ``num_actions`` renamed (and a name of its own) runs through ``pbrl run`` and ``pbrl show``."""
+    renames = {"tax_design": "tax_renamed", "num_states": "n_cells", "num_actions": "n_levies"}
+    for src, dst in (("tax_design.py", "tax_renamed.py"), ("tax_design.yaml", "tax_renamed.yaml")):
+        text = (ROOT / "examples" / src).read_text()
+        for old, new in renames.items():
+            text = text.replace(old, new)
+        assert "num_states" not in text and "num_actions" not in text
+        (tmp_path / dst).write_text(text)
+    sweep = tmp_path / "tax_renamed.yaml"
+    out = tmp_path / "run"
+    assert main(["show", str(sweep), "--smoke"]) == 0
+    assert main(["run", str(sweep), "--smoke", "--out", str(out), "method.num_iters=10"]) == 0
+    for name in SMOKE_TRIALS:
+        cfg = yaml.safe_load((out / name / "config.yaml").read_text())
+        assert cfg["problem"]["n_cells"] == 6 and "num_states" not in cfg["problem"]
+        assert json.loads((out / name / "result.json").read_text())["status"] == "complete"
