@@ -114,8 +114,29 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> bo
         return False
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    with _keep_sigterm_handler():
+    with _keep_sigterm_handler(), _ctrl_c_after_start():
         return _init(address, num_cpus)
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_start() -> Any:
+    """Hold a Ctrl-C that comes while Ray starts and raise it once ``ray.init`` has returned.
+
+    ``ray.init`` spawns Ray's processes; a ``KeyboardInterrupt`` raised inside Python's after-fork
+    hooks (e.g. logging's lock release) is printed as "Exception ignored" and lost, and the sweep
+    would go on as if Ctrl-C had never come.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if came:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -282,3 +282,25 @@ def test_ray_session_readme_local_head_recipe_is_authenticated() -> None:
     for line in starts:
         assert "RAY_AUTH_MODE=disabled" not in line, line
         assert "RAY_AUTH_MODE=token" in line and "--dashboard-host=127.0.0.1" in line, line
+
+
+def test_ensure_ray_holds_a_ctrl_c_during_start_and_raises_it_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C while Ray starts is not lost in its processes' start-up: it comes out after."""
+    from pbrl_dist.launch import ray_session
+
+    finished: list[bool] = []
+
+    def start(address: object, num_cpus: object) -> bool:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the signal is handled while "Ray starts": held, not raised here
+        finished.append(True)
+        return True
+
+    monkeypatch.setattr(ray_session.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_session, "_init", start)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        ray_session.ensure_ray()
+    assert finished == [True] and signal.getsignal(signal.SIGINT) is before
