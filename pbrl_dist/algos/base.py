@@ -225,3 +225,17 @@ ORACLE_READS = frozenset({"oracle", "oracle_steps", "oracle_lr", "oracle_tol", "
 """Fields of a penalty loop with a best-response oracle."""
 TABULAR_METRICS = ("upper/objective", "penalty/value", "penalty/bellman")
 """What the tabular PBRL loop adds to the problem's metrics (``penalty/<method.penalty>`` only)."""
+
+
+def tau_checks(cfg: Any, *, bellman: bool) -> list[tuple[str, bool, str]]:
+    """``AlgoSpec.checks`` of the penalty loops: the rules on the problem's entropy temperature τ that
+    the method's settings make (``cfg``: the whole trial config; a problem without ``tau`` has none)."""
+    tau = getattr(cfg.problem, "tau", None)
+    if tau is None:
+        return []
+    out = []
+    if bellman and cfg.method.penalty == "bellman":
+        out.append(("problem.tau", tau > 0, "must be > 0 with method.penalty=bellman"))
+    if cfg.method.oracle == "exact":
+        out.append(("problem.tau", tau > 0, "must be > 0 with method.oracle=exact (use vi)"))
+    return out

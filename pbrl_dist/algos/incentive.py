@@ -24,6 +24,7 @@ from pbrl_dist.algos.base import (
     project,
     solve_oracles,
     start_state,
+    tau_checks,
 )
 from pbrl_dist.algos.registry import AlgoSpec, register_algo
 from pbrl_dist.cadence import due
@@ -257,6 +258,7 @@ register_algo(
         reads=COMMON_READS | MC_READS | ORACLE_READS,
         choices={"estimator": tuple(NI_ESTIMATORS), "oracle": tuple(ORACLES)},
         metrics=_NI_METRICS,
+        checks=lambda cfg: tau_checks(cfg, bellman=False),
     )
 )
 register_algo(

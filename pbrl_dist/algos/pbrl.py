@@ -29,6 +29,7 @@ from pbrl_dist.algos.base import (
     mc_pieces,
     project,
     start_state,
+    tau_checks,
 )
 from pbrl_dist.algos.registry import AlgoSpec, register_algo
 from pbrl_dist.cadence import due
@@ -206,5 +207,6 @@ register_algo(
             "oracle": tuple(ORACLES),
         },
         metrics=TABULAR_METRICS,
+        checks=lambda cfg: tau_checks(cfg, bellman=True),
     )
 )

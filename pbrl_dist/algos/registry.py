@@ -32,6 +32,9 @@ class AlgoSpec:
         actor_work: ``actor_work(cfg) -> (rollout workers, oracles)``: whether a config gives each kind
             of actor anything to do (default: rollout workers with a Monte Carlo ``estimator``, oracle
             actors when the loop reads ``oracle``). Actors without work are not started (``actor_counts``).
+        checks: ``checks(trial_cfg) -> [(dotted key, ok, message)]``: the loop's rules that couple its
+            ``method:`` block with the trial's ``problem:`` and ``dist:`` blocks (the loader reports the
+            first that fails; the method block's own ranges are its schema's ``checks()``).
     """
 
     name: str
@@ -41,6 +44,7 @@ class AlgoSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
     actor_work: Callable[[Any], tuple[bool, bool]] | None = None
+    checks: Callable[[Any], list[tuple[str, bool, str]]] | None = None
 
     def gives_work(self, cfg: Any) -> tuple[bool, bool]:
         """Return (rollout workers, oracle actors): whether ``cfg`` (this schema) gives each work."""

@@ -28,7 +28,6 @@ import yaml
 from omegaconf import BooleanNode, DictConfig, FloatNode, IntegerNode, OmegaConf, StringNode
 from omegaconf.errors import OmegaConfBaseException
 
-from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.algos.registry import algo_specs
 from pbrl_dist.cadence import Timer
 from pbrl_dist.config.schema import CHOICES, SweepBlock, TrialConfig
@@ -506,28 +505,6 @@ def _allowed_keys(cfg: DictConfig, full_key: str) -> str:
     return ""
 
 
-def _shard_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
-    """Deep RLHF on the ray backend: every rollout (and oracle) worker owns whole env shards."""
-    shards = getattr(cfg.problem, "env_shards", None)
-    if shards is None or cfg.dist.backend != "ray":
-        return []
-    if getattr(cfg.method, "reuse_acting_graph", False):
-        return [
-            (
-                "method.reuse_acting_graph",
-                False,
-                "needs dist.backend=local (Ray rollout workers act in other processes, so there "
-                "is no acting graph to reuse)",
-            )
-        ]
-    workers = (
-        ("dist.num_rollout_workers", max(1, cfg.dist.num_rollout_workers)),
-        ("dist.num_oracles", cfg.dist.num_oracles),
-    )
-    msg = f"must divide problem.env_shards={shards} (each rollout worker owns whole env shards)"
-    return [(key, n == 0 or shards % n == 0, msg) for key, n in workers]
-
-
 def validate(cfg: TrialConfig) -> None:
     """Check ranges and choices; raise ``ConfigError`` naming the first bad field."""
     flat = {
@@ -564,8 +541,11 @@ def validate(cfg: TrialConfig) -> None:
         checks += cfg.method.checks()
     if hasattr(cfg.problem, "checks"):
         checks += cfg.problem.checks()
+    # Generic rules for the conventional names of any problem (a user's too): discount, temperature.
     if hasattr(cfg.problem, "gamma"):
         checks.append(("problem.gamma", 0 <= cfg.problem.gamma < 1, "must be in [0, 1)"))
+    if hasattr(cfg.problem, "tau"):
+        checks.append(("problem.tau", cfg.problem.tau >= 0, "must be ≥ 0"))
     spec = get_problem(cfg.problem.name)
     allowed = spec.algos if spec is not None else None
     if allowed is not None and getattr(cfg.method, "algo", None) not in allowed:
@@ -591,9 +571,9 @@ def validate(cfg: TrialConfig) -> None:
                     f"problem {cfg.problem.name} supports {', '.join(spec.estimators)} only",
                 )
             )
-    if isinstance(cfg.method, MethodConfig):
-        checks += _tabular_checks(cfg)
-    checks += _shard_checks(cfg)
+    algo = algo_specs().get(getattr(cfg.method, "algo", ""))
+    if algo is not None and algo.checks is not None:
+        checks += algo.checks(cfg)  # the loop's rules coupling method, problem and dist
     for key, ok, msg in checks:
         if not ok:
             got = OmegaConf.select(OmegaConf.structured(cfg), key)
@@ -636,24 +616,6 @@ def _check_backend(cfg: TrialConfig) -> None:
                 f"{n} actors need dist.backend=ray (got dist.backend={d.backend}); "
                 f"add dist.backend=ray or drop {key}",
             )
-
-
-def _tabular_checks(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
-    """Rules that couple the tabular method to its problem (the method's own ranges are
-    ``MethodConfig.checks``)."""
-    checks: list[tuple[str, bool, str]] = []
-    prob = cfg.problem
-    if hasattr(prob, "tau"):
-        checks.append(("problem.tau", prob.tau >= 0, "must be ≥ 0"))
-        if cfg.method.algo == "pbrl" and cfg.method.penalty == "bellman":
-            checks.append(("problem.tau", prob.tau > 0, "must be > 0 with method.penalty=bellman"))
-        if cfg.method.algo in ("pbrl", "pbrl_ni") and cfg.method.oracle == "exact":
-            checks.append(
-                ("problem.tau", prob.tau > 0, "must be > 0 with method.oracle=exact (use vi)")
-            )
-    if hasattr(prob, "sparsity"):
-        checks.append(("problem.sparsity", 0 <= prob.sparsity <= 1, "must be in [0, 1]"))
-    return checks
 
 
 def _trial_name(method: str, point: dict[str, Any], container: dict[str, Any]) -> str:

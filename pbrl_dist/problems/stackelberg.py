@@ -267,6 +267,10 @@ class StackelbergConfig:
     tau: float = 0.1
     game: int = 0
 
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(dotted key, ok, message) for this problem's own range rules."""
+        return [("problem.sparsity", 0 <= self.sparsity <= 1, "must be in [0, 1]")]
+
 
 def build(cfg: StackelbergConfig) -> StackelbergProblem:
     """Build the problem of a validated config."""

@@ -6,7 +6,7 @@ order of the steps.
 
 from pbrl_dist.algos.registry import AlgoSpec, register_algo
 from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
-from pbrl_dist.rlhf.config import MODES, RLHF_READS, RLHFConfig, couplings, reads
+from pbrl_dist.rlhf.config import MODES, RLHF_READS, RLHFConfig, couplings, reads, shard_checks
 from pbrl_dist.rlhf.loop import RLHFLearner, run
 from pbrl_dist.rlhf.reward_model import RewardModelTrainer, reward_model_step
 
@@ -19,6 +19,7 @@ register_algo(
         choices={"mode": MODES},
         # env shards always step on the rollout workers; only PBRL mode has the oracle role π̂*
         actor_work=lambda cfg: (True, cfg.mode == "pbrl"),
+        checks=shard_checks,
         metrics=(
             "env_frames", "perf/env_frames", "perf/env_steps_per_s", "perf/oracle_env_frames",
             "rl/episode_return", "rl/best_episode_return", "rl/episodes", "rm/accuracy",

@@ -279,3 +279,26 @@ RLHF_READS: dict[str, frozenset[str]] = {
 def reads(cfg: Any) -> frozenset[str]:
     """Return the ``method.*`` fields the config's mode reads (the unread-field check uses it)."""
     return RLHF_READS.get(cfg.mode, RLHF_READS["pbrl"])
+
+
+def shard_checks(cfg: Any) -> list[tuple[str, bool, str]]:
+    """``AlgoSpec.checks`` of deep RLHF (``cfg``: the whole trial config): on the ray backend every
+    rollout (and oracle) worker owns whole env shards, and there is no acting graph to reuse."""
+    shards = getattr(cfg.problem, "env_shards", None)
+    if shards is None or cfg.dist.backend != "ray":
+        return []
+    if cfg.method.reuse_acting_graph:
+        return [
+            (
+                "method.reuse_acting_graph",
+                False,
+                "needs dist.backend=local (Ray rollout workers act in other processes, so there "
+                "is no acting graph to reuse)",
+            )
+        ]
+    workers = (
+        ("dist.num_rollout_workers", max(1, cfg.dist.num_rollout_workers)),
+        ("dist.num_oracles", cfg.dist.num_oracles),
+    )
+    msg = f"must divide problem.env_shards={shards} (each rollout worker owns whole env shards)"
+    return [(key, n == 0 or shards % n == 0, msg) for key, n in workers]
