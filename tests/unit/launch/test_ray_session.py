@@ -8,22 +8,19 @@ port: it reaps (holding the folder's lock) and then stops in one line before Ray
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _ray_head import free_port, ray_head
 
 from pbrl_dist.cli import main
 from pbrl_dist.launch import ray_session
@@ -38,12 +35,6 @@ method: {name: pbrl_value, algo: pbrl, lam: 20.0, num_iters: 4, log_every: 2}
 logging: {wandb: disabled}
 sweep: {seeds: [0]}
 """
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _dead_pid() -> tuple[int, int]:
@@ -86,7 +77,7 @@ def _reap_by_cli(tmp_path: Path, out: Path, capsys: pytest.CaptureFixture[str]) 
     import ray
 
     ray.shutdown()
-    rc = main(["sweep", str(sweep), "--out", str(out), "--address", f"127.0.0.1:{_closed_port()}"])
+    rc = main(["sweep", str(sweep), "--out", str(out), "--address", f"127.0.0.1:{free_port()}"])
     captured = capsys.readouterr()
     assert rc == 2, captured.err
     assert "no Ray cluster answers there" in captured.err
@@ -182,58 +173,6 @@ def test_ray_session_remember_records_the_driver_outside_the_folder(
     assert not (out / SESSION_FILE).exists()
 
 
-@contextlib.contextmanager
-def _head(tmp_path: Path, auth_mode: str) -> Iterator[int]:
-    """A real ``ray start --head --block`` with ``RAY_AUTH_MODE=auth_mode`` on one CPU; its GCS port.
-
-    Stopped by its own process group and by its temp dir (never ``ray stop``, which would stop every
-    Ray of this user on the machine).
-    """
-    ray_cli = Path(sys.executable).parent / "ray"
-    assert ray_cli.exists(), f"no ray CLI next to {sys.executable} (ray[default] is a dependency)"
-    temp = tempfile.mkdtemp(prefix="pbrlauth", dir="/tmp")  # short: Ray's socket paths are long
-    port = _closed_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env |= {"RAY_AUTH_MODE": auth_mode, "HOME": str(tmp_path)}  # no ~/.ray/auth_token of yours
-    cmd = [str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1"]
-    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]
-    cmd += ["--node-ip-address=127.0.0.1", "--ray-client-server-port", str(_closed_port())]
-    cmd += ["--dashboard-agent-listen-port", str(_closed_port())]
-    cmd += ["--metrics-export-port", str(_closed_port())]
-    log = (tmp_path / "head.log").open("wb")
-    head = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            assert time.monotonic() < deadline, (
-                "the Ray head did not start within 90 s: "
-                + (tmp_path / "head.log").read_text(errors="replace")[-2000:]
-            )
-            time.sleep(0.2)
-        yield port
-    finally:
-        head.terminate()  # `ray start --block` stops what it started on SIGTERM
-        try:
-            head.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=10)
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
-            with contextlib.suppress(OSError):
-                if temp.encode() in (proc / "cmdline").read_bytes():
-                    os.kill(int(proc.name), signal.SIGKILL)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 @pytest.mark.ray
 def test_ray_session_a_token_shell_against_a_head_without_auth_is_one_line_with_the_hint(
     tmp_path: Path,
@@ -242,7 +181,7 @@ def test_ray_session_a_token_shell_against_a_head_without_auth_is_one_line_with_
     actor it makes would die unstarted. One line naming the mode to set, within 30 s, no folder."""
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(TINY)
-    with _head(tmp_path, "disabled") as port:
+    with ray_head(tmp_path, "disabled") as port:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         env |= {"WANDB_MODE": "disabled", "PBRL_STATE_DIR": str(tmp_path / "state")}

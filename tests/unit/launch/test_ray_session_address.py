@@ -5,21 +5,18 @@ with nothing written.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _ray_head import ray_head
 from _tiny import tiny_sweep_file
 
 from pbrl_dist.config.loader import ConfigError
@@ -31,12 +28,6 @@ PBRL = str(BIN / "pbrl")
 @pytest.fixture(autouse=True)
 def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -113,59 +104,13 @@ def test_ray_session_auth_mismatch_becomes_one_error_with_the_ray_auth_mode_hint
     assert "\n" not in msg
 
 
-def _kill_head(head: subprocess.Popen[bytes], tag: str) -> None:
-    """Stop the head this test started: its own process group, then any process naming its temp dir."""
-    head.terminate()  # `ray start --block` stops the processes it started on SIGTERM
-    try:
-        head.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=10)
-    me = os.getpid()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == me:
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if tag.encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc.name), signal.SIGKILL)
-
-
 @pytest.mark.ray
 def test_ray_session_real_token_auth_cluster_refuses_a_client_with_auth_disabled(
     tmp_path: Path,
 ) -> None:
     """A real head with ``RAY_AUTH_MODE=token``; ``pbrl sweep`` with auth disabled: rc 2 and the hint."""
-    ray_cli = BIN / "ray"
-    if not ray_cli.exists():
-        pytest.skip("no ray CLI next to this Python")
     sweep = tiny_sweep_file(tmp_path)
-    temp = tempfile.mkdtemp(prefix="pbrlauth", dir="/tmp")  # short: Ray's socket paths are long
-    port = _free_port()
-    head_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    head_env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    cmd = [str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1"]
-    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]
-    cmd += ["--dashboard-port", str(_free_port()), "--ray-client-server-port", str(_free_port())]
-    cmd += ["--dashboard-agent-listen-port", str(_free_port())]
-    cmd += ["--metrics-export-port", str(_free_port())]
-    log = (tmp_path / "head.log").open("wb")
-    head = subprocess.Popen(
-        cmd, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                pytest.skip("the token-auth head did not start within 60 s")
-            time.sleep(0.2)
+    with ray_head(tmp_path, "token", token=secrets.token_hex(32)) as port:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env["RAY_AUTH_MODE"] = "disabled"
         address = f"127.0.0.1:{port}"
@@ -185,7 +130,3 @@ def test_ray_session_real_token_auth_cluster_refuses_a_client_with_auth_disabled
         assert len(errors) == 1, proc.stderr[-3000:]
         assert address in errors[0] and "RAY_AUTH_MODE" in errors[0]
         assert not (tmp_path / "out").exists()
-    finally:
-        _kill_head(head, temp)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
