@@ -84,5 +84,6 @@ register_algo(
         reads=COMMON_READS | MC_READS,
         choices={"estimator": ESTIMATORS},
         metrics=(),  # the problem's own metrics only
+        batchable=lambda cfg: cfg.estimator == "exact",  # Monte Carlo estimates are per game
     )
 )

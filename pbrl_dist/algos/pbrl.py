@@ -208,5 +208,6 @@ register_algo(
         },
         metrics=TABULAR_METRICS,
         checks=lambda cfg: tau_checks(cfg, bellman=True),
+        batchable=lambda cfg: cfg.estimator == "exact",  # Monte Carlo estimates are per game
     )
 )

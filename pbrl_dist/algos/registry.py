@@ -35,6 +35,11 @@ class AlgoSpec:
         checks: ``checks(trial_cfg) -> [(dotted key, ok, message)]``: the loop's rules that couple its
             ``method:`` block with the trial's ``problem:`` and ``dist:`` blocks (the loader reports the
             first that fails; the method block's own ranges are its schema's ``checks()``).
+        batchable: ``batchable(method_cfg) -> bool``: whether ``run`` on a batched problem
+            (``ProblemSpec.stack``) gives every lane exactly the bits of its solo run, so the trials of
+            a group can run as one computation (``algos.lanes``): the loop treats leading dimensions
+            as independent problems and logs per-lane values as lists. None: never (e.g. a loop that
+            logs ``float(...)`` of a whole batch).
     """
 
     name: str
@@ -45,6 +50,7 @@ class AlgoSpec:
     metrics: tuple[str, ...] = ()
     actor_work: Callable[[Any], tuple[bool, bool]] | None = None
     checks: Callable[[Any], list[tuple[str, bool, str]]] | None = None
+    batchable: Callable[[Any], bool] | None = None
 
     def gives_work(self, cfg: Any) -> tuple[bool, bool]:
         """Return (rollout workers, oracle actors): whether ``cfg`` (this schema) gives each work."""

@@ -8,6 +8,13 @@ M_τ = {S, A, r, P, τ·h} with the negative entropy h_s(p) = Σ_a p(a) log p(a)
 The regularizer of the current step sits in V, not in Q, so V^π(s) = ⟨π(s), Q^π(s, ·)⟩ − τ·h(π(s)).
 Every function accepts arbitrary leading batch dimensions (``B``) in front of the documented shapes,
 so a batch of games is solved by one call. Tabular math is float64 throughout.
+
+Batch invariance: each batch element gets exactly the bits it gets alone. Contractions are written as a
+broadcast product and a ``sum`` over one axis (``torch.einsum`` picks a different BLAS kernel for a
+batched and an unbatched contraction, which changes the last bits), and iterative solvers stop per
+batch element (``keep_done``): an element is frozen from the iteration where it would have stopped
+alone, and the loop ends once every element is done (an element whose numbers are NaN never stops and
+runs to the iteration cap without touching the others).
 """
 
 from __future__ import annotations
@@ -49,14 +56,14 @@ def policy_transition(P_SAS: torch.Tensor, pi_SA: torch.Tensor) -> torch.Tensor:
     Returns:
         (..., S, S) row-stochastic matrix.
     """
-    return torch.einsum("...sa,...sat->...st", pi_SA, P_SAS)
+    return (pi_SA.unsqueeze(-1) * P_SAS).sum(-2)
 
 
 def q_from_v(
     P_SAS: torch.Tensor, r_SA: torch.Tensor, v_S: torch.Tensor, gamma: float
 ) -> torch.Tensor:
     """Return Q(s, a) = r(s, a) + γ·Σ_s' P(s'|s, a) v(s')  (eq. 2.2)."""
-    return r_SA + gamma * torch.einsum("...sat,...t->...sa", P_SAS, v_S)
+    return r_SA + gamma * (P_SAS * v_S[..., None, None, :]).sum(-1)
 
 
 def evaluate_policy_with_cost(
@@ -172,6 +179,20 @@ def soft_greedy(q_SA: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Ten
     return is_max / is_max.sum(-1, keepdim=True), v_S
 
 
+def keep_done(done: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Return ``old`` in the batch elements that are ``done`` and ``new`` in the others.
+
+    Args:
+        done: (...) per-batch-element stop flags (0-dim for an unbatched solve).
+        old: (..., *event) the values an element had when it stopped.
+        new: (..., *event) this iteration's values.
+
+    Returns:
+        (..., *event) a selection, so every element's bits are those of ``old`` or ``new``.
+    """
+    return torch.where(done.reshape(done.shape + (1,) * (new.dim() - done.dim())), old, new)
+
+
 def soft_value_iteration(
     P_SAS: torch.Tensor,
     r_SA: torch.Tensor,
@@ -187,6 +208,8 @@ def soft_value_iteration(
     Math:
         v ← τ·log Σ_a exp((r + γ·P v)/τ);  stop when γ/(1−γ)·‖v_k − v_{k−1}‖_∞ ≤ tol,
         which bounds ‖v_k − V*‖_∞ ≤ tol.  π*(a|s) = exp((Q*(s,a) − V*(s))/τ).
+        Batched: the test is per batch element (the sup over its own states), and an element keeps
+        the iterate at which it stopped while the others go on.
 
     Reference:
         Shen, Yang & Chen 2024/25, Lemma 4 (unique optimum for τ > 0); MATH.md §1.
@@ -209,12 +232,14 @@ def soft_value_iteration(
     with torch.no_grad():
         v = torch.zeros(r_SA.shape[:-1], dtype=r_SA.dtype) if v0 is None else v0.detach().clone()
         scale = gamma / (1.0 - gamma) if gamma > 0 else 1.0
+        done = torch.zeros((), dtype=torch.bool)
         for _ in range(max_iter):
             q = q_from_v(P_SAS, r_SA, v, gamma)
             _, v_new = soft_greedy(q, tau)
-            delta = (v_new - v).abs().max()
-            v = v_new
-            if scale * float(delta) <= tol:
+            delta = (v_new - v).abs().amax(-1)
+            v = keep_done(done, v, v_new)
+            done = done | (scale * delta <= tol)
+            if bool(done.all()):
                 break
         q = q_from_v(P_SAS, r_SA, v, gamma)
         pi, v = soft_greedy(q, tau)
@@ -235,7 +260,8 @@ def soft_policy_iteration(
 
     Math:
         π_{k+1} = softmax(Q^{π_k}/τ) with Q^{π_k} from the exact linear solve; V^{π_k} increases
-        monotonically and converges quadratically near V*. Stops when ‖V^{π_{k+1}} − V^{π_k}‖_∞ ≤ tol.
+        monotonically and converges quadratically near V*. Stops when ‖V^{π_{k+1}} − V^{π_k}‖_∞ ≤ tol,
+        per batch element (an element keeps the iterate at which it stopped while the others go on).
 
     Args:
         P_SAS: (..., S, A, S) transitions.
@@ -257,12 +283,14 @@ def soft_policy_iteration(
     with torch.no_grad():
         pi = torch.full_like(r_SA, 1.0 / r_SA.shape[-1]) if pi0 is None else pi0.detach()
         v, q = evaluate_policy(P_SAS, r_SA, pi, gamma, tau)
+        done = torch.zeros((), dtype=torch.bool)
         for _ in range(max_iter):
             pi = torch.softmax(q / tau, dim=-1)
-            v_new, q = evaluate_policy(P_SAS, r_SA, pi, gamma, tau)
-            delta = float((v_new - v).abs().max())
-            v = v_new
-            if delta <= tol:
+            v_new, q_new = evaluate_policy(P_SAS, r_SA, pi, gamma, tau)
+            delta = (v_new - v).abs().amax(-1)
+            v, q = keep_done(done, v, v_new), keep_done(done, q, q_new)
+            done = done | (delta <= tol)
+            if bool(done.all()):
                 break
         pi, v = soft_greedy(q, tau)
     return SoftOptimal(pi, v, q)

@@ -6,7 +6,9 @@ the next call from the previous output (Algorithm 1, step 1):
     oracle(P_SAS, r_SA, rho_S, gamma, tau, logits0_SA, *, num_steps, step_size, tol) -> logits_SA
 
 ``softmax(logits_SA)`` is the approximate best response π̂ ≈ π*_x. Oracles run without gradient
-tracking: the penalty gradients of Lemmas 6-9 need π̂ only as a constant.
+tracking: the penalty gradients of Lemmas 6-9 need π̂ only as a constant. Leading batch dimensions
+are independent problems: each element's output is bitwise what it gets alone (early stops are per
+element, ``core.mdp.keep_done``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from pbrl_dist.core.mdp import (
     evaluate_policy,
+    keep_done,
     soft_policy_iteration,
     soft_value_iteration,
     softmax_policy_gradient,
@@ -114,18 +117,21 @@ def pmd_oracle(
         Shen, Yang & Chen 2024/25, App. C.7 (C.35)-(C.36); linear convergence (Lan 2023).
 
     Returns:
-        log π^T (normalized logits); stops early when the policy stops moving (max |Δ log π| ≤ tol).
+        log π^T (normalized logits); stops early when the policy stops moving (max |Δ log π| ≤ tol),
+        per batch element (an element keeps the policy at which it stopped while the others go on).
     """
     del rho_S
     eta = step_size
     with torch.no_grad():
         log_pi = torch.log_softmax(logits0_SA, -1)
+        done = torch.zeros((), dtype=torch.bool)
         for _ in range(num_steps):
             _, q = evaluate_policy(P_SAS, r_SA, log_pi.exp(), gamma, tau)
             new = torch.log_softmax((log_pi + eta * q) / (1.0 + eta * tau), -1)
-            delta = float((new - log_pi).abs().max())
-            log_pi = new
-            if delta <= tol:
+            delta = (new - log_pi).abs().amax((-2, -1))
+            log_pi = keep_done(done, log_pi, new)
+            done = done | (delta <= tol)
+            if bool(done.all()):
                 break
     return log_pi
 

@@ -33,6 +33,7 @@ import torch
 from pbrl_dist.core.mdp import (
     evaluate_joint_policy,
     expected_value,
+    keep_done,
     neg_entropy,
     occupancy,
     soft_policy_iteration,
@@ -148,8 +149,8 @@ def induced_mdp_player1(
     Invariants:
         ``evaluate_policy(P¹, r¹, π1, γ, τ)[0] == joint_evaluate(P, r, π1, π2, γ, τ)[0]``.
     """
-    P_SAS = torch.einsum("...sb,...sabt->...sat", pi2_SB, P_SABS)
-    r_SA = torch.einsum("...sb,...sab->...sa", pi2_SB, r_SAB)
+    P_SAS = (pi2_SB[..., None, :, None] * P_SABS).sum(-2)
+    r_SA = (pi2_SB.unsqueeze(-2) * r_SAB).sum(-1)
     return P_SAS, r_SA + tau * neg_entropy(pi2_SB).unsqueeze(-1)
 
 
@@ -177,8 +178,8 @@ def induced_mdp_player2(
     Invariants:
         ``evaluate_policy(P², r², π2, γ, τ)[0] == −joint_evaluate(P, r, π1, π2, γ, τ)[0]``.
     """
-    P_SBS = torch.einsum("...sa,...sabt->...sbt", pi1_SA, P_SABS)
-    r_SB = -torch.einsum("...sa,...sab->...sb", pi1_SA, r_SAB)
+    P_SBS = (pi1_SA[..., None, None] * P_SABS).sum(-3)
+    r_SB = -(pi1_SA.unsqueeze(-1) * r_SAB).sum(-2)
     return P_SBS, r_SB + tau * neg_entropy(pi1_SA).unsqueeze(-1)
 
 
@@ -521,8 +522,8 @@ def _game_residual(
     """
     A1, A2 = Q_AB.shape[-2], Q_AB.shape[-1]
     p, q = torch.softmax(u_A, -1), torch.softmax(w_B, -1)
-    y1 = torch.einsum("...ab,...b->...a", Q_AB, q) / tau
-    y2 = -torch.einsum("...ab,...a->...b", Q_AB, p) / tau
+    y1 = (Q_AB * q.unsqueeze(-2)).sum(-1) / tau
+    y2 = -(Q_AB * p.unsqueeze(-1)).sum(-2) / tau
     G = torch.cat([u_A - torch.log_softmax(y1, -1), w_B - torch.log_softmax(y2, -1)], -1)
     # d log_softmax(y)/dy = I − 1·σᵀ;  d softmax(w)/dw = diag(q) − q qᵀ.
     s1, s2 = torch.softmax(y1, -1), torch.softmax(y2, -1)
@@ -588,6 +589,9 @@ def regularized_matrix_game(
         Newton in log space, warm-started at (log_p0, log_q0); entries that do not converge are re-solved by
         continuation in the temperature (τ_k = spread(Q)·4^{−k} down to τ, Newton warm-started along the path).
         value = pᵀQq − τ·h(p) + τ·h(q). Entries that still miss ``tol`` are returned at the last iterate.
+        Batch invariance: Newton stops per entry, so an entry solved from the warm start gets its solo
+        bits; the continuation starts at the spread of the WHOLE batch, so an entry that falls back
+        to it may differ from its solo solve (within the tolerance).
 
     Reference:
         Shapley (1953); regularized matrix games as in Cen, Wei & Chi (2021), "Fast policy extragradient methods
@@ -631,7 +635,7 @@ def regularized_matrix_game(
         log_p, log_q = torch.log_softmax(u, -1), torch.log_softmax(w, -1)
         p, q = log_p.exp(), log_q.exp()
         value = (
-            torch.einsum("...a,...ab,...b->...", p, Q_AB, q)
+            ((p.unsqueeze(-1) * Q_AB).sum(-2) * q).sum(-1)
             - tau * (p * log_p).sum(-1)
             + tau * (q * log_q).sum(-1)
         )
@@ -658,6 +662,7 @@ def nash_equilibrium(
         when ‖T v⁺ − v⁺‖_∞ ≤ γ·‖T v − v‖_∞, otherwise takes the value-iteration step v⁺ = T v. Hence at least
         linear convergence at rate γ, quadratic near the solution. Stops when ‖T v − v‖_∞ ≤ (1−γ)·tol, which
         bounds ‖v − V^{NE}‖_∞ ≤ tol; the returned policies are the state-game saddle of Q_v, and ψ = O(tol²/τ).
+        Batched games stop one by one (each keeps the iterate at which it stopped, ``keep_done``).
 
     Reference:
         Shapley (1953); Pollatschek & Avi-Itzhak (1969); Cen, Wei & Chi (2021); Shen, Yang & Chen 2024/25, Sec. 5.
@@ -684,7 +689,7 @@ def nash_equilibrium(
         P_SABS, r_SAB = P_SABS.detach(), r_SAB.detach()
 
         def shapley(v_S: torch.Tensor, warm: MatrixGameSolution | None) -> MatrixGameSolution:
-            Q = r_SAB + gamma * torch.einsum("...sabt,...t->...sab", P_SABS, v_S)
+            Q = r_SAB + gamma * (P_SABS * v_S[..., None, None, None, :]).sum(-1)
             if warm is None:
                 return regularized_matrix_game(Q, tau)
             return regularized_matrix_game(Q, tau, log_p0=warm.log_p_A, log_q0=warm.log_q_B)
@@ -692,16 +697,9 @@ def nash_equilibrium(
         def residual(v_S: torch.Tensor, sol: MatrixGameSolution) -> torch.Tensor:
             return (sol.value - v_S).abs().amax(-1)
 
-        v = torch.zeros(r_SAB.shape[:-2], dtype=r_SAB.dtype) if v0 is None else v0.detach().clone()
-        sol = shapley(v, None)
-        res = residual(v, sol)
-        # The attainable residual is limited by round-off in Q ~ max|r|/(1−γ).
-        threshold = max(
-            (1.0 - gamma) * tol, 1e-14 * (1.0 + float(r_SAB.abs().max()) / (1.0 - gamma))
-        )
-        for _ in range(max_iter):
-            if float(res.max()) <= threshold:
-                break
+        def step(
+            v: torch.Tensor, sol: MatrixGameSolution, res: torch.Tensor
+        ) -> tuple[torch.Tensor, MatrixGameSolution, torch.Tensor]:
             v_pai, _ = joint_evaluate(
                 P_SABS, r_SAB, sol.log_p_A.exp(), sol.log_q_B.exp(), gamma, tau
             )
@@ -709,19 +707,37 @@ def nash_equilibrium(
             res_pai = residual(v_pai, sol_pai)
             accept = res_pai <= gamma * res
             if bool(accept.all()):
-                v, sol, res = v_pai, sol_pai, res_pai
-                continue
+                return v_pai, sol_pai, res_pai
             v_vi = sol.value
             sol_vi = shapley(v_vi, sol)
             res_vi = residual(v_vi, sol_vi)
             acc = accept.unsqueeze(-1)
-            v = torch.where(acc, v_pai, v_vi)
-            sol = MatrixGameSolution(
-                torch.where(acc.unsqueeze(-1), sol_pai.log_p_A, sol_vi.log_p_A),
-                torch.where(acc.unsqueeze(-1), sol_pai.log_q_B, sol_vi.log_q_B),
-                torch.where(acc, sol_pai.value, sol_vi.value),
+            return (
+                torch.where(acc, v_pai, v_vi),
+                MatrixGameSolution(
+                    torch.where(acc.unsqueeze(-1), sol_pai.log_p_A, sol_vi.log_p_A),
+                    torch.where(acc.unsqueeze(-1), sol_pai.log_q_B, sol_vi.log_q_B),
+                    torch.where(acc, sol_pai.value, sol_vi.value),
+                ),
+                torch.where(accept, res_pai, res_vi),
             )
-            res = torch.where(accept, res_pai, res_vi)
+
+        v = torch.zeros(r_SAB.shape[:-2], dtype=r_SAB.dtype) if v0 is None else v0.detach().clone()
+        sol = shapley(v, None)
+        res = residual(v, sol)
+        # The attainable residual is limited by round-off in Q ~ max|r|/(1−γ) (per game).
+        r_max = r_SAB.abs().amax((-3, -2, -1))
+        threshold = (1e-14 * (1.0 + r_max / (1.0 - gamma))).clamp(min=(1.0 - gamma) * tol)
+        done = res <= threshold
+        for _ in range(max_iter):
+            if bool(done.all()):
+                break
+            v_new, sol_new, res_new = step(v, sol, res)
+            v, res = keep_done(done, v, v_new), keep_done(done, res, res_new)
+            sol = MatrixGameSolution(
+                *(keep_done(done, a, b) for a, b in zip(sol, sol_new, strict=True))
+            )
+            done = done | (res <= threshold)
         pi1, pi2 = sol.log_p_A.exp(), sol.log_q_B.exp()
         v_S, _ = joint_evaluate(P_SABS, r_SAB, pi1, pi2, gamma, tau)
     return NashEquilibrium(pi1, pi2, v_S)

@@ -78,6 +78,8 @@ class IncentiveProblem:
     """Incentive design as a bilevel problem with a zero-sum lower level.
 
     Parameters: x (S, A1, A2) incentive logits; θ1 (S, A1), θ2 (S, A2) the players' softmax logits.
+    The objective and metrics are per game (lists over a batch of games), but the spec has no
+    ``stack``: the incentive loops (``algos/incentive.py``) run one instance at a time.
     """
 
     def __init__(self, game: IncentiveGame) -> None:
@@ -105,19 +107,20 @@ class IncentiveProblem:
     def upper_objective(
         self, x: torch.Tensor, th1: torch.Tensor, th2: torch.Tensor
     ) -> torch.Tensor:
-        """Return f(x, π) = −V^d(π) + c(x)."""
+        """Return f(x, π) = −V^d(π) + c(x) (one value per game when batched)."""
         pi1, pi2 = torch.softmax(th1, -1), torch.softmax(th2, -1)
-        return -designer_return(self.game, pi1, pi2) + self.game.cost_coef * torch.sigmoid(x).sum()
+        cost = self.game.cost_coef * torch.sigmoid(x).sum((-3, -2, -1))
+        return -designer_return(self.game, pi1, pi2) + cost
 
     def metrics(self, x: torch.Tensor, th1: torch.Tensor, th2: torch.Tensor) -> dict[str, Any]:
-        """Return the exact designer return and NI gap ψ."""
+        """Return the exact designer return and NI gap ψ (lists over the games when batched)."""
         with torch.no_grad():
             pi1, pi2 = torch.softmax(th1, -1), torch.softmax(th2, -1)
             g = self.game
             psi = ni_function(g.P_SABS, self.reward(x), pi1, pi2, g.rho_S, g.gamma, g.tau)
             return {
-                "upper/designer_return": float(designer_return(g, pi1, pi2)),
-                "lower/ni_gap": float(psi),
+                "upper/designer_return": designer_return(g, pi1, pi2).tolist(),
+                "lower/ni_gap": psi.tolist(),
             }
 
     def mc_chunk(

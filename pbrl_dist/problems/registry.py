@@ -49,6 +49,12 @@ class ProblemSpec:
         memory_floor: ``memory_floor(problem_cfg, method_cfg) -> (bytes, dotted key)``: a lower bound of
             the memory one trial holds and the field that drives it (a trial whose floor exceeds the
             memory there is refused before anything starts); None: no floor is known.
+        stack: ``stack(problems) -> problem``: one batched problem (leading dimension = lanes, in the
+            order given) from solo problems of the same sizes, e.g. one per seed and ``problem.game``
+            of a group (``algos.lanes``). Every exact computation of the batched problem must give
+            lane i exactly the bits (``torch.equal``) that ``problems[i]`` gives alone, and its
+            metrics are lists over the lanes. Raises ``ValueError`` with a one-line reason when the
+            problems cannot share a batch (sizes, γ or τ differ). None: the problem is never batched.
     """
 
     name: str
@@ -61,6 +67,7 @@ class ProblemSpec:
     figure: tuple[str, Callable[..., Any] | str] | None = None
     estimators: tuple[str, ...] | None = None
     memory_floor: Callable[[Any, Any], tuple[int, str]] | None = None
+    stack: Callable[[list[Any]], Any] | None = None
     source: str = field(default="", compare=False)
 
     def validate(self) -> None:
@@ -76,6 +83,8 @@ class ProblemSpec:
             )
         if not callable(self.build):
             raise TypeError("build must be callable: build(config) -> problem")
+        if self.stack is not None and not callable(self.stack):
+            raise TypeError("stack must be callable: stack(problems) -> problem, or None")
         if not self.algos or not all(isinstance(a, str) for a in self.algos):
             raise TypeError("algos must name at least one method.algo")
         unknown = [m for m in (*self.higher_is_better, *self.progress) if m not in self.metrics]

@@ -88,12 +88,21 @@ def make_chain(cfg: ShapingConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 class ShapingProblem:
-    """Reward shaping as a ``BilevelProblem``: x = shaping logits (S, A), y = policy logits (S, A)."""
+    """Reward shaping as a ``BilevelProblem``: x = shaping logits (S, A), y = policy logits (S, A).
 
-    def __init__(self, cfg: ShapingConfig) -> None:
-        """Build the chain."""
+    A batched chain (``stack_problems``) gives x, y (G, S, A) and metrics as lists over the chains;
+    every exact piece gives chain g bitwise what the solo chain g gives.
+    """
+
+    def __init__(
+        self,
+        cfg: ShapingConfig,
+        chain: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Build the chain of ``cfg`` (or take ``chain`` = (P_SAS, r_SA, rho_S), e.g. stacked chains;
+        then only the scalars of ``cfg`` are read: γ, τ, κ and the retraining settings)."""
         self.cfg = cfg
-        self.P_SAS, self.r_SA, self.rho_S = make_chain(cfg)
+        self.P_SAS, self.r_SA, self.rho_S = make_chain(cfg) if chain is None else chain
         self.gamma, self.tau = cfg.gamma, cfg.tau
 
     def init_params(self, seed: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,27 +129,25 @@ class ShapingProblem:
         """Return f(x, π_y) = −V_{M_0}(π_y)."""
         return -self.task_return(torch.softmax(y, -1))
 
-    def retrain(self, r_SA: torch.Tensor) -> float:
-        """Train a fresh uniform policy by ``retrain_iters`` exact PG steps on r; return its task return."""
+    def retrain(self, r_SA: torch.Tensor) -> Any:
+        """Train a fresh uniform policy by ``retrain_iters`` exact PG steps on r; return its task return
+        (a float, or a list over the chains when batched)."""
         y = torch.zeros_like(r_SA)
         for _ in range(self.cfg.retrain_iters):
             y = y + self.cfg.retrain_lr * softmax_policy_gradient(
                 self.P_SAS, r_SA, y, self.rho_S, self.gamma, self.tau
             )
-        return float(self.task_return(torch.softmax(y, -1)))
+        return self.task_return(torch.softmax(y, -1)).tolist()
 
     def metrics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-        """Return task return of π_y, the lower gap, and the equal-budget retraining comparison."""
+        """Return task return of π_y, the lower gap, and the equal-budget retraining comparison
+        (lists over the chains when batched)."""
         with torch.no_grad():
             pi = torch.softmax(y, -1)
-            out = {
-                "upper/task_return": float(self.task_return(pi)),
-                "lower/gap": float(
-                    value_penalty(
-                        self.P_SAS, self.shaped_reward(x), pi, self.rho_S, self.gamma, self.tau
-                    )
-                ),
-            }
+            gap = value_penalty(
+                self.P_SAS, self.shaped_reward(x), pi, self.rho_S, self.gamma, self.tau
+            )
+            out = {"upper/task_return": self.task_return(pi).tolist(), "lower/gap": gap.tolist()}
             if self.cfg.retrain_iters > 0:
                 out["upper/retrain_shaped_return"] = self.retrain(self.shaped_reward(x))
                 out["upper/retrain_sparse_return"] = self.retrain(self.r_SA)
@@ -164,6 +171,30 @@ class ShapingProblem:
     def mc_chunk(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Monte Carlo estimates are not implemented for this problem (exact gradients only)."""
         raise ValueError("problem 'shaping' supports method.estimator=exact only")
+
+
+STACK_EQUAL = ("num_states", "gamma", "tau", "shaping_scale", "retrain_iters", "retrain_lr")
+"""``ShapingConfig`` fields the chains of one batch share (the others only change the tensors)."""
+
+
+def stack_problems(problems: list[ShapingProblem]) -> ShapingProblem:
+    """``ProblemSpec.stack``: one problem over the stacked chains (leading dimension G; lane i =
+    problems[i]).
+
+    Raises ``ValueError`` when the problems differ in a field of ``STACK_EQUAL``.
+    """
+    if not problems:
+        raise ValueError("no problems to stack")
+    c0 = problems[0].cfg
+    for p in problems[1:]:
+        diff = [k for k in STACK_EQUAL if getattr(p.cfg, k) != getattr(c0, k)]
+        if diff:
+            raise ValueError(
+                f"problem.{diff[0]} differs: {getattr(p.cfg, diff[0])} vs {getattr(c0, diff[0])}"
+            )
+    P = torch.stack([p.P_SAS for p in problems])
+    r = torch.stack([p.r_SA for p in problems])
+    return ShapingProblem(c0, (P, r, torch.stack([p.rho_S for p in problems])))
 
 
 def build(cfg: ShapingConfig) -> ShapingProblem:
@@ -192,5 +223,6 @@ SPEC = register_problem(
         estimators=("exact",),
         figure=("shaping_chain.png", "pbrl_dist.report.figures:shaping"),
         memory_floor=lambda p, m: transition_floor(p.num_states, 2),  # two actions: left, right
+        stack=stack_problems,
     )
 )

@@ -66,8 +66,22 @@ def make_game(
 
 
 def stack_games(games: list[StackelbergGame]) -> StackelbergGame:
-    """Stack games of equal size into one batched game (leading dimension G)."""
+    """Stack games of equal size, γ and τ into one batched game (leading dimension G, in order).
+
+    Raises ``ValueError`` (one line: what differs) when the games cannot share a batch.
+    """
+    if not games:
+        raise ValueError("no games to stack")
     g0 = games[0]
+    for g in games[1:]:
+        if g.P_SABS.shape != g0.P_SABS.shape:
+            raise ValueError(
+                f"game sizes differ: {tuple(g.P_SABS.shape)} vs {tuple(g0.P_SABS.shape)} (S, A, B, S)"
+            )
+        if (g.gamma, g.tau) != (g0.gamma, g0.tau):
+            raise ValueError(
+                f"problem.gamma/tau differ: ({g.gamma}, {g.tau}) vs ({g0.gamma}, {g0.tau})"
+            )
     return StackelbergGame(
         torch.stack([g.P_SABS for g in games]),
         torch.stack([g.r_leader_SAB for g in games]),
@@ -79,9 +93,14 @@ def stack_games(games: list[StackelbergGame]) -> StackelbergGame:
 
 
 def follower_mdp(game: StackelbergGame, pi_SA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the follower's MDP (P_x [S,B,S], r_x [S,B]) induced by leader policy π (differentiable)."""
-    P_x = torch.einsum("...sa,...sabt->...sbt", pi_SA, game.P_SABS)
-    r_x = torch.einsum("...sa,...sab->...sb", pi_SA, game.r_follower_SAB)
+    """Return the follower's MDP (P_x [S,B,S], r_x [S,B]) induced by leader policy π (differentiable).
+
+    Math:
+        P_x(s'|s,b) = Σ_a π(a|s)·P(s'|s,a,b),   r_x(s,b) = Σ_a π(a|s)·r_f(s,a,b); written as a broadcast
+        product summed over a (not ``einsum``), so a batched game gives each game its solo bits.
+    """
+    P_x = (pi_SA[..., None, None] * game.P_SABS).sum(-3)
+    r_x = (pi_SA[..., None] * game.r_follower_SAB).sum(-2)
     return P_x, r_x
 
 
@@ -120,7 +139,11 @@ def follower_gap(
 
 
 class StackelbergProblem:
-    """The Stackelberg game as a ``BilevelProblem``: x = leader logits (S, A), y = follower logits (S, B)."""
+    """The Stackelberg game as a ``BilevelProblem``: x = leader logits (S, A), y = follower logits (S, B).
+
+    A batched game (``stack_games``) gives x (G, S, A), y (G, S, B) and metrics as lists over the games;
+    every exact piece gives game g bitwise what the solo game g gives (``stack_problems``).
+    """
 
     def __init__(self, game: StackelbergGame) -> None:
         """Wrap a (possibly batched) game."""
@@ -243,6 +266,14 @@ class StackelbergProblem:
         return out
 
 
+def stack_problems(problems: list[StackelbergProblem]) -> StackelbergProblem:
+    """``ProblemSpec.stack``: one problem over the stacked games of ``problems`` (lane i = problems[i]).
+
+    Raises ``ValueError`` when the games differ in size, γ or τ.
+    """
+    return StackelbergProblem(stack_games([p.game for p in problems]))
+
+
 @dataclass
 class StackelbergConfig:
     """Random Stackelberg game of MATH.md §7.1 (sizes, sparsity, γ, τ are PROPOSED defaults).
@@ -303,5 +334,6 @@ SPEC = register_problem(
         memory_floor=lambda p, m: transition_floor(
             p.num_states, p.num_leader_actions * p.num_follower_actions
         ),
+        stack=stack_problems,
     )
 )
