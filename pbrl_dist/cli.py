@@ -202,7 +202,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         from pbrl_dist.report.export import export_best
 
         export_best(
-            out, Path(args.export_best), metric=args.metric, mode=args.mode, overwrite=args.overwrite
+            out,
+            Path(args.export_best),
+            metric=args.metric,
+            mode=args.mode,
+            overwrite=args.overwrite,
         )
     if args.confirm_seeds:
         from pbrl_dist.launch.confirm import confirm_best
@@ -301,7 +305,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Submit ``pbrl sweep`` to a cluster as a Ray Job; or follow, list or stop jobs."""
     from pbrl_dist.launch import submit
 
-    modes = {"SWEEP.yaml": args.sweep, "--logs": args.logs, "--list": args.list, "--stop": args.stop}
+    modes = {
+        "SWEEP.yaml": args.sweep,
+        "--logs": args.logs,
+        "--list": args.list,
+        "--stop": args.stop,
+    }
     given = [name for name, value in modes.items() if value]
     if len(given) > 1:
         raise ConfigError(
@@ -314,7 +323,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.stop:
         return submit.stop_job(args.stop, address=args.address)
     if not args.sweep:
-        raise ConfigError("pbrl submit: SWEEP.yaml is missing (or pass --logs/--stop JOB_ID, --list)")
+        raise ConfigError(
+            "pbrl submit: SWEEP.yaml is missing (or pass --logs/--stop JOB_ID, --list)"
+        )
     submit.submit(
         args.sweep,
         address=args.address,
@@ -359,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--smoke", action="store_true", help="merge the file's smoke: block (tiny sizes)"
     )
-    r.add_argument("--out", help="results folder (default results/<sweep name>; with --smoke results/<sweep name>_smoke)")
+    r.add_argument(
+        "--out",
+        help="results folder (default results/<sweep name>; with --smoke results/<sweep name>_smoke)",
+    )
     _launch_flags(r)
     r.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. method.lam=10")
     r.set_defaults(fn=cmd_run)
@@ -435,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep file, e.g. sweeps/fig1_stackelberg.yaml (optional with --resume)",
     )
     sw.add_argument("--smoke", action="store_true", help="merge the file's smoke: block")
-    sw.add_argument("--out", help="results folder (default results/<sweep name>; with --smoke results/<sweep name>_smoke)")
+    sw.add_argument(
+        "--out",
+        help="results folder (default results/<sweep name>; with --smoke results/<sweep name>_smoke)",
+    )
     sw.add_argument(
         "--address",
         help="join a running cluster (auto, or HOST:6379); default: start Ray here with all CPUs",

@@ -959,6 +959,23 @@ def _sweep_block(
         raise _fail("sweep.seeds", "must be a non-empty list of integers")
     if block.max_trials < 1:
         raise _fail("sweep.max_trials", f"must be ≥ 1 (got {block.max_trials})")
+    if block.trials not in ("group", "seed"):
+        raise _fail(
+            "sweep.trials",
+            f"{block.trials!r} is not allowed; choose group (one Tune trial = a configuration over "
+            "its seeds) or seed (one Tune trial per seed)",
+        )
+    if block.aggregate not in ("mean", "iqm"):
+        raise _fail("sweep.aggregate", f"{block.aggregate!r} is not allowed; choose mean or iqm")
+    file_grid = (data.get("sweep") or {}).get("grid") or {}
+    for key in block.group_over:
+        # An axis a later layer replaced by one value (smoke block, command line) groups nothing.
+        if key not in block.grid and key not in file_grid:
+            raise _fail(
+                "sweep.group_over",
+                f"{key!r} is not a grid axis of this sweep (grid: {', '.join(block.grid) or 'none'});"
+                " only grid values can join a group",
+            )
     return block_dict, block, notes
 
 

@@ -109,6 +109,14 @@ class SweepBlock:
         max_concurrent_trials: cap on trials running at once (0 = as many as the resources allow).
         max_trials: refuse a sweep that expands to more trials than this (a typo in a grid can make
             millions; both ``pbrl run`` and ``pbrl sweep``).
+        trials: what one Tune trial is (``pbrl sweep`` only): ``group`` (default) — one configuration
+            over all of its seeds (and the ``group_over`` grid values), so that search and ASHA see
+            the across-seed aggregate and stop whole configurations; ``seed`` — one seed per Tune
+            trial. Every seed keeps its own folder either way, with the same numbers.
+        group_over: grid keys (e.g. ``problem.game``) whose values join a configuration's group like
+            seeds do: instances a report averages over.
+        aggregate: what a group reports to Tune each step: the ``mean`` of its seeds' metrics, or
+            their interquartile mean (``iqm``).
     """
 
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -120,6 +128,9 @@ class SweepBlock:
     max_failures: int = 2
     max_concurrent_trials: int = 0
     max_trials: int = 10_000
+    trials: str = "group"
+    group_over: list[str] = field(default_factory=list)
+    aggregate: str = "mean"
 
 
 CHOICES: dict[str, tuple[str, ...]] = {  # registry-backed method fields: algos/registry.py

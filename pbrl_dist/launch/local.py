@@ -287,7 +287,9 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
                 first = str(e).strip().splitlines()
                 reason = f"{type(e).__name__}: {first[0] if first else ''}"
                 print(f"      failed: {reason}", flush=True)
-                with contextlib.suppress(OSError, UnsafePath):  # for pbrl status; the line above said it
+                with contextlib.suppress(
+                    OSError, UnsafePath
+                ):  # for pbrl status; the line above said it
                     atomic_write_text(
                         tdir / FAILED,
                         json.dumps({"status": "failed", "reason": reason, "time": time.time()}),

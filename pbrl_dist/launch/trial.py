@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from pbrl_dist.metrics import (
     JsonlSink,
     MetricSink,
     ProgressSink,
+    non_finite,
 )
 from pbrl_dist.problems import get_problem
 from pbrl_dist.safe_io import atomic_file, atomic_write_text
@@ -172,6 +173,156 @@ def run_trial(
     return result, wall
 
 
+class _LaneGuard:
+    """A lane's sink in a batch: forwards rows until one holds a NaN or ±inf, then marks the lane
+    diverged and drops its later rows (what the lane logs alone, where ``DivergenceGuard`` stops
+    it); the other lanes go on."""
+
+    def __init__(self, inner: MetricSink) -> None:
+        self.inner = inner
+        self.diverged: Diverged | None = None
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Forward ``row`` unless the lane has diverged; note a divergence."""
+        if self.diverged is not None:
+            return
+        self.inner.log(row)
+        bad = non_finite(row)
+        if bad is not None:
+            self.diverged = Diverged(bad, row.get("iter"), row)
+
+
+LaneEnd = tuple[str, Any, int | None]
+"""How a lane ended: ("complete", final metrics with wall_s, None) or ("diverged", why, iteration)."""
+
+
+def run_lanes_trial(
+    specs: Sequence[TrialSpec],
+    dirs: Sequence[Path],
+    *,
+    sinks: Sequence[MetricSink],
+    ckpt: Checkpointer | None = None,
+    wandb_group: str | None = None,
+    launch_id: str = "",
+    wandb_mode: str | None = None,
+    on_start: Sequence[Callable[[Runner], None]] = (),
+    on_end: Sequence[Callable[[Runner], None]] = (),
+) -> list[LaneEnd]:
+    """Run trials that differ only in seed (and problem instance) as lanes of one batched computation
+    (``algos.lanes.run_lanes``), each into its own folder with exactly the files ``run_trial`` writes
+    for it alone: the same rows, final state and final metrics, bitwise.
+
+    ``sinks[i]`` gets lane i's rows; ``ckpt`` saves and restores the one batched state of all lanes.
+    A lane whose row holds a NaN or ±inf is diverged at that row (``result.json`` says so, as alone)
+    while the others run on. ``result.json`` records the batch's wall time and ``batch_lanes``.
+    """
+    from pbrl_dist.algos.lanes import lane_problem, run_lanes
+
+    first = specs[0].cfg
+    torch.set_num_threads(max(1, int(first.dist.cpus_per_trial)))
+    state = ckpt.restore() if ckpt is not None else None
+    paths = [d / "metrics.jsonl" for d in dirs]
+    if state is not None and not all(metrics_cover(p, state) for p in paths):
+        print(
+            f"    {specs[0].name} and its group: a member's metrics.jsonl lacks rows the checkpoint "
+            f"at iteration {state['k']} had logged; starting the group from scratch",
+            flush=True,
+        )
+        assert ckpt is not None
+        ckpt, state = _FreshStart(ckpt), None
+    jsonls: list[JsonlSink] = []
+    for spec, d, path in zip(specs, dirs, paths, strict=True):
+        d.mkdir(parents=True, exist_ok=True)
+        for stale in (RESULT, "stopped.json"):
+            (d / stale).unlink(missing_ok=True)
+        atomic_write_text(d / "config.yaml", spec.to_yaml())
+        _cut_rows(path, state)
+        jsonls.append(JsonlSink(path))
+    problems = [build_problem(s) for s in specs]
+    seeds = [s.cfg.seed for s in specs]
+    actors = actor_counts(first.method, first.dist)
+    from pbrl_dist.executors import make_runner
+
+    runner = make_runner(lane_problem(problems, seeds), first.dist, actors)
+    wbs: list[Any] = []
+    guards: list[_LaneGuard] = []
+    ok = False
+    results: list[Result] = []
+    t0 = time.perf_counter()
+    try:
+        for start in on_start:
+            start(runner)
+        from pbrl_dist.launch.wandb_sink import open_wandb
+
+        for i, spec in enumerate(specs):
+            wb = open_wandb(spec, dirs[i], group=wandb_group, launch_id=launch_id, mode=wandb_mode)
+            if wb is not None:
+                wb.catch_up(read_rows(paths[i]))
+            wbs.append(wb)
+            lane_sinks = [jsonls[i], sinks[i]] if i < len(sinks) else [jsonls[i]]
+            guards.append(_LaneGuard(FanOut(*lane_sinks, *([wb] if wb is not None else []))))
+        t0 = time.perf_counter()
+        results = run_lanes(problems, first.method, seeds, sinks=guards, runner=runner, ckpt=ckpt)
+        ok = True
+    finally:
+        for j in jsonls:
+            j.close()
+        from pbrl_dist.launch.wandb_sink import end_summary
+
+        for wb, g in zip(wbs, guards, strict=False):
+            if wb is not None:
+                lane_ok = ok and g.diverged is None
+                wb.close(exit_code=0 if lane_ok else 1, summary=end_summary(lane_ok, g.diverged))
+        for i in range(len(specs)):
+            if i < len(on_end):
+                with contextlib.suppress(Exception):
+                    on_end[i](runner)
+        runner.shutdown()
+    wall = time.perf_counter() - t0
+    ends: list[LaneEnd] = []
+    for spec, d, g, result in zip(specs, dirs, guards, results, strict=True):
+        if g.diverged is not None:
+            e = g.diverged
+            summary = {
+                "trial": spec.name,
+                "status": "diverged",
+                "metric": e.metric,
+                "iter": e.iter,
+                "wall_s": wall,
+                "batch_lanes": len(specs),
+                "final": e.row,
+            }
+            atomic_write_text(d / RESULT, json.dumps(summary, indent=1))
+            ends.append(("diverged", str(e), e.iter))
+            continue
+        arrays: dict[str, Any] = dict(result.final_state)
+        with atomic_file(d / "final_state.npz") as fh:
+            np.savez(fh, **arrays)
+        summary = {
+            "trial": spec.name,
+            "status": "complete",
+            "wall_s": wall,
+            "batch_lanes": len(specs),
+            "final": result.metrics,
+        }
+        atomic_write_text(d / RESULT, json.dumps(summary, indent=1))
+        ends.append(("complete", {**result.metrics, "wall_s": wall}, None))
+    return ends
+
+
+def _cut_rows(path: Path, state: dict[str, Any] | None) -> None:
+    """Make metrics.jsonl agree with the state the run resumes from (none: start afresh)."""
+    if state is None:
+        path.unlink(missing_ok=True)
+        return
+    keep = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
+    ]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 def completed_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
     """The trial's ``result.json`` if it completed with this very config, else None (a diverged
     trial is not complete: see ``final_result``).
@@ -289,15 +440,7 @@ def _truncate_metrics(path: Path, ckpt: Checkpointer | None, name: str) -> Check
         )
         assert ckpt is not None
         ckpt, state = _FreshStart(ckpt), None
-    if state is None:
-        path.unlink(missing_ok=True)
-        return ckpt
-    keep = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
-    ]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    _cut_rows(path, state)
     return ckpt
 
 

@@ -39,8 +39,9 @@ from ray.tune.search import BasicVariantGenerator
 
 from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.algos.registry import actor_counts
-from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec, load_sweep
+from pbrl_dist.config.loader import ConfigError, Sweep, load_sweep
 from pbrl_dist.config.schema import SweepBlock
+from pbrl_dist.launch.groups import Group, group_spec, make_groups
 from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
 from pbrl_dist.launch.ray_session import (
     ensure_ray,
@@ -63,7 +64,6 @@ from pbrl_dist.launch.specs import (
     check_search,
     fingerprint,
     sweep_notes,
-    trial_bundles,
     typed_block,
 )
 from pbrl_dist.launch.trial import (
@@ -77,7 +77,7 @@ from pbrl_dist.launch.trial import (
 )
 from pbrl_dist.launch.tune_state import LaunchCallback, SnapshotCallback
 from pbrl_dist.launch.tune_state import repair as repair_state
-from pbrl_dist.launch.tune_trainable import FAIL_ONCE_ENV, trial_fn, trial_spec
+from pbrl_dist.launch.tune_trainable import FAIL_ONCE_ENV, trial_fn
 from pbrl_dist.metrics import ProgressSink
 from pbrl_dist.safe_io import UnsafePath, atomic_write_text, with_filename
 
@@ -100,9 +100,9 @@ def _domain(kind: str, values: list[Any]) -> Any:
     return tune.randint(*values)
 
 
-def param_space(sweep: Sweep, block: SweepBlock) -> dict[str, Any]:
-    """Return Tune's param_space: a grid over trial names (+ the ``search`` axes)."""
-    space: dict[str, Any] = {"trial": tune.grid_search([t.name for t in sweep.trials])}
+def param_space(groups: Sequence[Group], block: SweepBlock) -> dict[str, Any]:
+    """Return Tune's param_space: a grid over group names (+ the ``search`` axes)."""
+    space: dict[str, Any] = {"trial": tune.grid_search([g.name for g in groups])}
     if block.search:
         space["search"] = {
             key: _domain(*next(iter(spec.items()))) for key, spec in block.search.items()
@@ -112,27 +112,29 @@ def param_space(sweep: Sweep, block: SweepBlock) -> dict[str, Any]:
 
 def make_trainable(
     sweep: Sweep,
+    groups: Sequence[Group],
     out: Path,
     *,
     launch_id: str = "",
     modes: dict[str, str] | None = None,
     restart_corrupt: bool = False,
+    aggregate: str = "mean",
 ) -> Any:
-    """Return the trainable with the trial specs attached and its per-trial placement groups."""
-    specs = {t.name: t for t in sweep.trials}
+    """Return the trainable with the groups attached and each group's placement group."""
     fn = tune.with_parameters(
         trial_fn,
-        specs=specs,
+        groups={g.name: g for g in groups},
         out=str(out.resolve()),
         group=sweep.name,
         launch_id=launch_id,
         wandb_modes=modes or {},
         restart_corrupt=restart_corrupt,
         fail_once_at=int(os.environ.get(FAIL_ONCE_ENV, "0") or 0),  # a test hook
+        aggregate=aggregate,
     )
     pgfs = {
-        name: tune.PlacementGroupFactory(list(b.bundles), strategy=b.strategy)
-        for name, b in ((t.name, trial_bundles(t.cfg)) for t in sweep.trials)
+        g.name: tune.PlacementGroupFactory(list(b.bundles), strategy=b.strategy)
+        for g, b in ((g, g.bundles()) for g in groups)
     }
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
@@ -206,65 +208,73 @@ class _CtrlC:
 
 
 class _Progress(LaunchCallback):
-    """One line per finished, stopped or failed trial (Tune's tables are off unless PBRL_TUNE_VERBOSE>0).
+    """One line per finished, stopped or failed Tune trial (a group: a configuration over its seeds;
+    Tune's tables are off unless PBRL_TUNE_VERBOSE>0).
 
-    A trial that ends without its ``result.json`` was stopped by the scheduler when there is one
-    (ASHA) and Ctrl-C has not come: it gets a ``stopped.json`` so that ``pbrl report`` never counts
-    it as complete. Otherwise (Ctrl-C reached the trial while it was finishing, e.g. during W&B's
-    final upload) it is unfinished: ``--resume`` runs it again.
+    A group that ends without every member's ``result.json`` was stopped by the scheduler when there
+    is one (ASHA) and Ctrl-C has not come: each such member gets a ``stopped.json`` so that ``pbrl
+    report`` never counts it as complete. Otherwise (Ctrl-C reached the trial while it was finishing,
+    e.g. during W&B's final upload) it is unfinished: ``--resume`` runs it again.
     """
 
     kind = "progress"
 
     def __init__(
-        self, total: int, specs: dict[str, TrialSpec], out: Path, *, scheduler: bool, ctrl_c: _CtrlC
+        self, total: int, groups: dict[str, Group], out: Path, *, scheduler: bool, ctrl_c: _CtrlC
     ) -> None:
-        self.total, self.specs, self.out = total, specs, out
+        self.total, self.groups, self.out = total, groups, out
         self.scheduler, self.ctrl_c = scheduler, ctrl_c
         self.done = self.stopped = self.errored = self.unfinished = self.diverged = 0
-        self.counted: dict[str, bytes] = {}  # complete before this launch (--resume): result.json
+        self.counted: dict[str, list[bytes]] = {}  # complete before this launch (--resume)
         self.progress: dict[str, ProgressSink] = {}  # by Tune's trial id
         self.t0 = time.perf_counter()
 
     def count_on(self) -> None:
-        """On ``--resume``: count the trials already complete, so this launch's lines count on.
+        """On ``--resume``: count the groups already complete, so this launch's lines count on.
 
-        Ctrl-C can catch a trial after its ``result.json`` was written but before Tune marked it
-        terminated; Tune runs it again (it returns its stored result at once) and it is not counted
-        twice. A counted trial that is really run again (its files were damaged) is counted by how
-        that run ends instead.
+        Ctrl-C can catch a group after its members' ``result.json`` were written but before Tune
+        marked it terminated; Tune runs it again (it returns its stored result at once) and it is not
+        counted twice. A counted group that is really run again (its files were damaged) is counted
+        by how that run ends instead.
         """
-        self.counted = {p.parent.name: p.read_bytes() for p in self.out.glob(f"*/{RESULT}")}
+        for g in self.groups.values():
+            got = [_read_bytes(self.out / m.name / RESULT) for m in g.members]
+            if all(b is not None for b in got):
+                self.counted[g.name] = [b for b in got if b is not None]
         self.done = len(self.counted)
 
-    def _already_counted(self, name: str, result: Path) -> bool:
-        """True for a counted trial whose stored result Tune only read back; uncounts one run again."""
-        if name not in self.counted:
+    def _already_counted(self, g: Group) -> bool:
+        """True for a counted group whose stored results Tune only read back; uncounts one run again."""
+        if g.name not in self.counted:
             return False
-        stored = self.counted.pop(name)
-        with contextlib.suppress(OSError):
-            if result.read_bytes() == stored:  # a new run writes its own wall time
-                return True
+        stored = self.counted.pop(g.name)
+        if [_read_bytes(self.out / m.name / RESULT) for m in g.members] == stored:
+            return True  # a new run writes its own wall time
         self.done -= 1  # run again for real: its end (done, failed, cut, stopped) counts it
         return False
 
+    def _group(self, trial: Any) -> Group | None:
+        try:
+            return group_spec(trial.config, self.groups, trial.trial_id)
+        except Exception:
+            return None
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ctrl_c.seen()  # notes Tune's handler in place
-        try:
-            spec = trial_spec(trial.config, self.specs, trial.trial_id)
-        except Exception:
+        g = self._group(trial)
+        if g is None:
             return
+        spec = g.members[0]
         # The trial's progress line is printed here, from the rows Tune receives: a line printed in
         # the trial's process would reach this console through Ray's log forwarding, prefixed
         # "(trial_fn pid=…)" and merged with other trials' lines by Ray's de-duplication.
         self.progress[trial.trial_id] = ProgressSink(
-            spec.name,
+            _shown(g),
             outer_iters(spec.cfg),
             spec.cfg.logging.progress_every_s,
             progress_keys(spec),
-            actors=actors_label(
-                spec.cfg.dist.backend, actor_counts(spec.cfg.method, spec.cfg.dist)
-            ),
+            actors=actors_label(spec.cfg.dist.backend, actor_counts(spec.cfg.method, spec.cfg.dist))
+            + (", batched" if g.batched else ""),
         )
 
     def on_trial_result(
@@ -275,24 +285,28 @@ class _Progress(LaunchCallback):
             sink.log(result)
 
     def _name(self, trial: Any) -> str:
-        try:
-            return trial_spec(trial.config, self.specs, trial.trial_id).name
-        except Exception:
-            return str(trial.config.get("trial"))
+        g = self._group(trial)
+        return _shown(g) if g is not None else str(trial.config.get("trial"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.progress.pop(trial.trial_id, None)  # no progress line after the trial's last line
         res = trial.last_result or {}
-        name = self._name(trial)
-        tdir = self.out / name
-        if self._already_counted(name, tdir / RESULT):
-            print(f"    {name} was already finished before the interruption", flush=True)
+        g = self._group(trial)
+        if g is None:
             return
-        gone = _diverged(tdir)
-        if gone is not None:
+        if self._already_counted(g):
+            print(f"    {_shown(g)} was already finished before the interruption", flush=True)
+            return
+        dirs = [self.out / m.name for m in g.members]
+        gone = [(x.name, d) for x, d in ((x, _diverged(x)) for x in dirs) if d is not None]
+        if gone:
             self.diverged += 1
-            what = f"{diverged_line(gone)} (left out of the report; final)"
-        elif (tdir / RESULT).exists():
+            more = f"; {len(gone)} of {g.size} members diverged" if g.size > 1 else ""
+            first, res_first = gone[0]
+            what = (
+                f"ended: {first} {diverged_line(res_first)} (left out of the report{more}; final)"
+            )
+        elif all((d / RESULT).exists() for d in dirs):
             self.done += 1
             what = "done"
         elif self.ctrl_c.seen() or not self.scheduler:
@@ -302,30 +316,29 @@ class _Progress(LaunchCallback):
             self.stopped += 1
             k = res.get("iter")
             what = f"stopped by the scheduler at iteration {k}"
-            with contextlib.suppress(OSError, UnsafePath):
-                tdir.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(
-                    tdir / STOPPED, json.dumps({"status": "stopped", "iter": k, "by": "scheduler"})
-                )
+            for d in dirs:
+                if (d / RESULT).exists():
+                    continue
+                with contextlib.suppress(OSError, UnsafePath):
+                    d.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(
+                        d / STOPPED,
+                        json.dumps({"status": "stopped", "iter": k, "by": "scheduler"}),
+                    )
         shown = "  ".join(
             f"{k.split('/')[-1]}={res[k]:.4g}"
-            for k in self._keys(trial)
+            for k in progress_keys(g.members[0])
             if isinstance(res.get(k), int | float)
         )
         print(
-            f"[{self.ended}/{self.total}] {name} {what} ({time.perf_counter() - self.t0:.0f}s)  {shown}",
+            f"[{self.ended}/{self.total}] {_shown(g)} {what} ({time.perf_counter() - self.t0:.0f}s)  {shown}",
             flush=True,
         )
 
-    def _keys(self, trial: Any) -> tuple[str, ...]:
-        try:
-            return progress_keys(trial_spec(trial.config, self.specs, trial.trial_id))
-        except Exception:
-            return ()
-
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.progress.pop(trial.trial_id, None)
-        if self.counted.pop(self._name(trial), None) is not None:
+        g = self._group(trial)
+        if g is not None and self.counted.pop(g.name, None) is not None:
             self.done -= 1  # counted at the start, failed now: counted as failed
         self.errored += 1
         print(
@@ -335,9 +348,24 @@ class _Progress(LaunchCallback):
 
     @property
     def ended(self) -> int:
-        """Trials that reached an end: complete, diverged, stopped by the scheduler, failed for good,
+        """Groups that reached an end: complete, diverged, stopped by the scheduler, failed for good,
         or cut."""
         return self.done + self.diverged + self.stopped + self.errored + self.unfinished
+
+
+def _shown(g: Group) -> str:
+    """A group's name on the console: ``name (3 seeds)``, or ``(30 runs)`` over seeds and instances."""
+    if g.size == 1:
+        return g.name
+    seeds = len({m.cfg.seed for m in g.members})
+    return f"{g.name} ({g.size} seeds)" if seeds == g.size else f"{g.name} ({g.size} runs)"
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _diverged(tdir: Path) -> dict[str, Any] | None:
@@ -398,14 +426,21 @@ def run_sweep(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if resume:
         record = _check_resume(sweep, out)
+        block = _resumed_unit(block, record)
     else:
         check_out_dir(out, overwrite=overwrite)
         from pbrl_dist.launch.wandb_sink import new_launch_id
 
-        record = {"launch_id": new_launch_id(), "fingerprint": fingerprint(sweep.trials)}
+        record = {
+            "launch_id": new_launch_id(),
+            "fingerprint": fingerprint(sweep.trials),
+            "trial_unit": block.trials,
+            "group_over": list(block.group_over),
+        }
+    groups = make_groups(sweep.trials, block)
     if address is None and not ray.is_initialized():
         cpus = float(os.cpu_count() or 1)
-        check_fits(sweep.trials, cpus, cpus)  # before starting Ray at all
+        check_groups_fit(groups, cpus, cpus)  # before starting Ray at all
     with hold_lock(out, "sweep"):
         reaped = reap_leftovers(out)
         if reaped:
@@ -418,9 +453,10 @@ def run_sweep(
             remember_session(out)
         try:
             total, largest = _cluster_cpus()
-            check_fits(sweep.trials, total, largest)
+            check_groups_fit(groups, total, largest)
             return _fit(
                 sweep,
+                groups,
                 block,
                 out,
                 resume=resume,
@@ -437,6 +473,7 @@ def run_sweep(
 
 def _fit(
     sweep: Sweep,
+    groups: list[Group],
     block: SweepBlock,
     out: Path,
     *,
@@ -448,14 +485,17 @@ def _fit(
 ) -> int:
     trainable = make_trainable(
         sweep,
+        groups,
         out,
         launch_id=str(record.get("launch_id", "")),
         modes=wandb_modes(sweep),
         restart_corrupt=restart_corrupt,
+        aggregate=block.aggregate,
     )
     path = tune_path(out, sweep)
-    n = len(sweep.trials) * block.num_samples
-    specs = {t.name: t for t in sweep.trials}
+    n = len(groups) * block.num_samples
+    runs = len(sweep.trials) * block.num_samples
+    specs = {g.name: g for g in groups}
     ctrl_c = _CtrlC()
     progress = _Progress(
         n,
@@ -477,23 +517,23 @@ def _fit(
             str(path),
             trainable=trainable,
             resume_errored=True,
-            param_space=param_space(sweep, block),
+            param_space=param_space(groups, block),
         )
         # The restored run config's callbacks were pickled as references to this launch's
         # (LaunchCallback): they are ``progress`` and ``snapshots``, counting on from here.
         progress.count_on()
         print(
-            f"sweep {sweep.name}: resuming {n} trials from {path} ({progress.done} finished)",
+            f"sweep {sweep.name}: resuming {_units(n, runs)} from {path} ({progress.done} finished)",
             flush=True,
         )
     else:
         if not resume:
             prepare_out_dir(out, overwrite=overwrite)
             write_record(sweep, out, runner="tune", **record, tune_path=str(path), **extra)
-        print(f"sweep {sweep.name}: {n} trials -> {out} (Tune state: {path})", flush=True)
+        print(f"sweep {sweep.name}: {_units(n, runs)} -> {out} (Tune state: {path})", flush=True)
         tuner = tune.Tuner(
             trainable,
-            param_space=param_space(sweep, block),
+            param_space=param_space(groups, block),
             tune_config=tune.TuneConfig(
                 num_samples=block.num_samples,
                 scheduler=_scheduler(sweep, block),
@@ -516,7 +556,7 @@ def _fit(
     try:
         results = tuner.fit()
     except KeyboardInterrupt:
-        raise Interrupted(_count_complete(specs, out), n) from None
+        raise Interrupted(_count_complete(specs, out, sampled=bool(block.search)), n) from None
     except OSError as e:  # Tune's own state could not be written (a full disk): name its folder
         raise with_filename(e, path) from None
     except (EOFError, pickle.UnpicklingError) as e:  # Tune read back a file a full disk cut
@@ -524,7 +564,7 @@ def _fit(
             errno.EIO, f"Tune's own files are cut ({type(e).__name__}; a full disk?)", str(path)
         ) from None
     if ctrl_c.seen():  # Tune stopped gracefully: nothing is repaired or reported, exit 130
-        raise Interrupted(_count_complete(specs, out), n)
+        raise Interrupted(_count_complete(specs, out, sampled=bool(block.search)), n)
     ctrl_c.close()
     if resume:
         _repair(results, specs, out, launch_id=str(record.get("launch_id", "")))
@@ -540,45 +580,44 @@ def _fit(
         f", {len(tally['diverged'])} diverged: left out of the report" if tally["diverged"] else ""
     )
     print(
-        f"sweep {sweep.name}: {len(tally['complete'])}/{n} trials finished "
+        f"sweep {sweep.name}: {len(tally['complete'])}/{n} {'trials' if n == runs else 'groups'} finished "
         f"({len(tally['errors'])} errored{stopped}{diverged})",
         flush=True,
     )
     return 1 if tally["errors"] else 3 if tally["diverged"] else 0
 
 
-def _repair(results: Any, specs: dict[str, TrialSpec], out: Path, *, launch_id: str) -> None:
-    """Re-run, here, every trial Tune counts as finished whose files are damaged or gone."""
+def _repair(results: Any, groups: dict[str, Group], out: Path, *, launch_id: str) -> None:
+    """Re-run, here, every member Tune counts as finished whose files are damaged or gone (alone:
+    a member's numbers do not depend on its group)."""
     modes = None
     for r in results:
         if r.error is not None:
             continue
-        try:
-            trial_id = (r.metrics or {}).get("trial_id") or "_".join(
-                Path(r.path).name.split("_")[-2:]
-            )
-            spec = trial_spec(r.config or {}, specs, str(trial_id))
-        except Exception:
+        g = _result_group(r, groups)
+        if g is None:
             continue
-        tdir = out / spec.name
-        if (tdir / STOPPED).exists() or diverged_result(spec, tdir) is not None:
-            continue  # stopped, or diverged (a final state)
-        why = damage(spec, tdir)
-        if why is None:
-            continue
-        print(f"repairing {spec.name}: {why}; running it again", flush=True)
-        if modes is None:
-            modes = wandb_modes(
-                Sweep(name=spec.cfg.exp, path=out, trials=list(specs.values()), block={}, raw={})
+        for spec in g.members:
+            tdir = out / spec.name
+            if (tdir / STOPPED).exists() or diverged_result(spec, tdir) is not None:
+                continue  # stopped, or diverged (a final state)
+            why = damage(spec, tdir)
+            if why is None:
+                continue
+            print(f"repairing {spec.name}: {why}; running it again", flush=True)
+            if modes is None:
+                trials = [m for x in groups.values() for m in x.members]
+                modes = wandb_modes(
+                    Sweep(name=spec.cfg.exp, path=out, trials=trials, block={}, raw={})
+                )
+            run_trial(
+                spec,
+                tdir,
+                progress=False,
+                wandb_group=spec.cfg.exp,
+                launch_id=launch_id,
+                wandb_mode=modes.get(str(spec.cfg.logging.wandb)),
             )
-        run_trial(
-            spec,
-            tdir,
-            progress=False,
-            wandb_group=spec.cfg.exp,
-            launch_id=launch_id,
-            wandb_mode=modes.get(str(spec.cfg.logging.wandb)),
-        )
 
 
 def error_line(err: BaseException | str) -> str:
@@ -596,17 +635,26 @@ def error_line(err: BaseException | str) -> str:
     return lines[-1].strip() if lines else type(err).__name__
 
 
-def _result_name(r: Any, specs: dict[str, TrialSpec]) -> str:
-    """The pbrl trial name of a Tune result (sampled trials carry their Tune trial id)."""
+def _result_group(r: Any, groups: dict[str, Group]) -> Group | None:
+    """The group of a Tune result (sampled groups carry their Tune trial id)."""
     trial_id = (r.metrics or {}).get("trial_id") or "_".join(Path(r.path).name.split("_")[-2:])
+    # a trial killed before its first report (e.g. by Ray's OOM killer) has no config in its
+    # result: its folder's name (``_dirname``) still names its group
+    config = r.config or {"trial": _dirname_trial(r.path)}
     try:
-        return trial_spec(r.config or {}, specs, str(trial_id)).name
+        return group_spec(config, groups, str(trial_id))
     except Exception:
-        return str((r.config or {}).get("trial") or Path(r.path).name.rsplit("_", 2)[0])
+        return None
 
 
-def _tally(results: Any, specs: dict[str, TrialSpec], out: Path) -> dict[str, list[Any]]:
-    """Sort Tune's results by pbrl's own files: complete, stopped, errored, unfinished."""
+def _dirname_trial(path: str) -> str:
+    """The ``config["trial"]`` in a Tune trial folder's name (``_dirname``: ``<trial>_<id>_<n>``)."""
+    return Path(path).name.rsplit("_", 2)[0]
+
+
+def _tally(results: Any, groups: dict[str, Group], out: Path) -> dict[str, list[Any]]:
+    """Sort Tune's results (groups) by pbrl's own files: complete, diverged, stopped, errored,
+    unfinished. A group is complete when every member is; one diverged member makes it diverged."""
     tally: dict[str, list[Any]] = {
         "complete": [],
         "diverged": [],
@@ -615,23 +663,92 @@ def _tally(results: Any, specs: dict[str, TrialSpec], out: Path) -> dict[str, li
         "unfinished": [],
     }
     for r in results:
-        name = _result_name(r, specs)
+        g = _result_group(r, groups)
+        name = (
+            _shown(g)
+            if g is not None
+            else str((r.config or {}).get("trial") or _dirname_trial(r.path))
+        )
+        dirs = [out / m.name for m in g.members] if g is not None else [out / name]
         if r.error is not None:
             tally["errors"].append((name, r.error))
-        elif _diverged(out / name) is not None:
+            if g is not None and g.size > 1:
+                _mark_failed(g, dirs, r.error)
+        elif any(_diverged(d) is not None for d in dirs):
             tally["diverged"].append(name)
-        elif (out / name / RESULT).exists():
+        elif all((d / RESULT).exists() for d in dirs):
             tally["complete"].append(name)
-        elif (out / name / STOPPED).exists():
+        elif all((d / RESULT).exists() or (d / STOPPED).exists() for d in dirs):
             tally["stopped"].append(name)
         else:
             tally["unfinished"].append(name)
     return tally
 
 
-def _count_complete(specs: dict[str, TrialSpec], out: Path) -> int:
-    del specs  # sampled trials have names of their own
-    return sum(1 for _ in out.glob(f"*/{RESULT}"))
+def _mark_failed(g: Group, dirs: list[Path], err: BaseException | str) -> None:
+    """A failed group is failed as a whole: every member gets ``failed.json`` naming the group, and
+    ``pbrl report`` leaves the group's finished members out (never a silently shorter group)."""
+    from pbrl_dist.launch.results import FAILED
+
+    why = error_line(err)
+    for d in dirs:
+        with contextlib.suppress(OSError, UnsafePath):
+            d.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(
+                d / FAILED, json.dumps({"status": "failed", "group": g.name, "error": why})
+            )
+
+
+def _count_complete(groups: dict[str, Group], out: Path, *, sampled: bool = False) -> int:
+    """Groups whose every member has its ``result.json``. Sampled groups (a search) have names of
+    their own: their finished members are counted and divided by the group size."""
+    if sampled:
+        size = max((g.size for g in groups.values()), default=1)
+        return sum(1 for _ in out.glob(f"*/{RESULT}")) // max(1, size)
+    return sum(
+        1 for g in groups.values() if all((out / m.name / RESULT).exists() for m in g.members)
+    )
+
+
+def _units(groups: int, runs: int) -> str:
+    """``90 trials``, or ``90 runs in 3 trials (configurations × their seeds)``."""
+    if groups == runs:
+        return f"{runs} trials"
+    trials = "1 Tune trial" if groups == 1 else f"{groups} Tune trials"
+    return f"{runs} runs in {trials} (a configuration over its seeds each)"
+
+
+def _resumed_unit(block: SweepBlock, record: dict[str, Any]) -> SweepBlock:
+    """The trial unit a resumed sweep ran with (``sweep.yaml``; a sweep started before groups: one
+    Tune trial per seed). Asking for another on ``--resume`` is refused."""
+    import dataclasses
+
+    unit = str(record.get("trial_unit") or "seed")
+    over = list(record.get("group_over") or [])
+    if "trial_unit" in record and (unit != block.trials or over != list(block.group_over)):
+        raise ConfigError(
+            f"--resume: this folder's sweep ran with sweep.trials={unit}"
+            + (f" and sweep.group_over={over}" if over else "")
+            + "; resume it with the same settings (a Tune trial cannot change what it runs)"
+        )
+    return dataclasses.replace(block, trials=unit, group_over=over)
+
+
+def check_groups_fit(groups: Sequence[Group], total_cpus: float, largest_node_cpus: float) -> None:
+    """Raise one ``ConfigError`` if some group needs more CPUs than the cluster (or a node) has."""
+    for g in groups:
+        if g.size == 1 or g.batched:
+            check_fits([g.members[0]], total_cpus, largest_node_cpus)
+            continue
+        b = g.bundles()
+        biggest = max(x.get("CPU", 0.0) for x in b.bundles)
+        if b.total_cpus > total_cpus + 1e-9 or biggest > largest_node_cpus + 1e-9:
+            raise ConfigError(
+                f"sweep.trials: the group {g.name} runs its {g.size} seeds side by side and needs "
+                f"{b.total_cpus:g} CPUs ({biggest:g} on one node) but the Ray cluster has "
+                f"{total_cpus:g} (largest node {largest_node_cpus:g}); set sweep.trials=seed (one "
+                "Tune trial per seed), use fewer seeds, or add nodes"
+            )
 
 
 def sweep_command(

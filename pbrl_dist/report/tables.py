@@ -23,10 +23,15 @@ import yaml
 
 from pbrl_dist.metrics import as_number, non_finite
 
-STATUSES = ("complete", "diverged", "stopped", "incomplete")
+STATUSES = ("complete", "diverged", "stopped", "incomplete", "failed")
 """Values of the ``status`` column of ``load_results``."""
 
-WHY = {"diverged": "diverged", "incomplete": "incomplete", "stopped": "stopped by the scheduler"}
+WHY = {
+    "diverged": "diverged",
+    "incomplete": "incomplete",
+    "stopped": "stopped by the scheduler",
+    "failed": "in a failed seed group",
+}
 """How the report words each status it leaves out."""
 
 
@@ -82,11 +87,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def trial_status(trial_dir: Path) -> tuple[str, dict[str, Any] | None]:
     """Return (status, the parsed ``result.json`` or None) of one trial folder.
 
-    ``result.json`` wins over ``stopped.json`` (a resumed trial that then finished); a ``result.json``
+    A ``failed.json`` naming a group (a seed group that failed for good) makes the trial ``failed``.
+    Otherwise ``result.json`` wins over ``stopped.json`` (a resumed trial that then finished); a ``result.json``
     without a ``status`` key (older folders) means complete, unless its final metrics hold a NaN or
     ±inf (older pbrl wrote diverged trials as complete): then it is diverged.
     """
     res = _read_json(trial_dir / "result.json")
+    failed = _read_json(trial_dir / "failed.json")
+    if failed is not None and failed.get("group"):
+        # A member of a seed group that failed for good (``pbrl sweep``): left out with its group,
+        # finished or not, so that a configuration is never reported over fewer seeds than it ran.
+        return "failed", res
     if res is not None:
         status = str(res.get("status", "complete"))
         final = res.get("final")
@@ -146,7 +157,9 @@ def left_out(trials: pd.DataFrame) -> dict[str, int]:
     if "status" not in trials.columns:
         return {}
     counts = trials["status"].value_counts()
-    return {s: int(counts[s]) for s in ("diverged", "incomplete", "stopped") if s in counts}
+    return {
+        s: int(counts[s]) for s in ("diverged", "incomplete", "stopped", "failed") if s in counts
+    }
 
 
 def left_out_message(trials: pd.DataFrame) -> str | None:
@@ -263,9 +276,7 @@ def format_table(
     for i in range(len(by) + 1, len(header)):
         if sum(widths[j] + 2 for j in keep) + widths[i] <= width:
             keep.append(i)
-    text = [
-        "  ".join(row[i].ljust(widths[i]) for i in keep).rstrip() for row in lines
-    ]
+    text = ["  ".join(row[i].ljust(widths[i]) for i in keep).rstrip() for row in lines]
     dropped = [header[i] for i in range(len(header)) if i not in keep]
     if dropped:
         text.append(f"(+{len(dropped)} more in summary.csv: {', '.join(dropped)})")

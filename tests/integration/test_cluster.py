@@ -46,6 +46,7 @@ def test_sweep_on_a_two_node_cluster(tiny_sweep: Path, tmp_path: Path) -> None:
     out, bad_out, ref = tmp_path / "tune", tmp_path / "big", tmp_path / "local"
     common = [
         "sweep.seeds=[0,1]",
+        "sweep.trials=seed",  # one Tune trial per seed: two placement groups, spread over the nodes
         "method.estimator=mc",
         "method.num_iters=12",
         "method.log_every=4",

@@ -33,6 +33,7 @@ from _tiny import tiny_sweep_file
 
 from pbrl_dist.config.loader import load_sweep
 from pbrl_dist.launch import tune_trainable
+from pbrl_dist.launch.groups import Group
 from pbrl_dist.launch.wandb_sink import _log_records, run_files
 
 pytestmark = pytest.mark.chaos
@@ -220,8 +221,8 @@ def test_tune_reporter_restores_the_newest_checkpoint_metrics_jsonl_reaches(
         (storage / f"checkpoint_{i:06d}").mkdir(parents=True)
         torch.save({"k": k, "row": {"iter": k}}, storage / f"checkpoint_{i:06d}" / "state.pt")
     _fake_storage(monkeypatch, storage)
-    state = tune_trainable.TuneReporter(spec, trial_dir).restore()
-    assert state is not None and state["k"] == resumed
+    states = tune_trainable.GroupReporter(Group(spec.name, (spec,)), [trial_dir]).restore()
+    assert states is not None and states[0]["k"] == resumed
 
 
 SITE = """\

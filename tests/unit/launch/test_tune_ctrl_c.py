@@ -17,6 +17,7 @@ import pytest
 
 from pbrl_dist.config.loader import load_sweep
 from pbrl_dist.launch import tune_sweep
+from pbrl_dist.launch.groups import make_groups
 from pbrl_dist.launch.trial import RESULT
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -24,8 +25,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def specs() -> dict[str, Any]:
-    sweep = load_sweep(str(ROOT / "sweeps" / "demo_fig1.yaml"), smoke=True)
-    return {t.name: t for t in sweep.trials}
+    """The smoke sweep's Tune trials, one seed each (``sweep.trials=seed``): a trial's name is its
+    folder's."""
+    sweep = load_sweep(
+        str(ROOT / "sweeps" / "demo_fig1.yaml"), smoke=True, overrides=["sweep.trials=seed"]
+    )
+    return {g.name: g for g in make_groups(sweep.trials, tune_sweep.typed_block(sweep))}
 
 
 @pytest.fixture
@@ -146,6 +151,7 @@ def test_a_sweep_interrupted_inside_fit_exits_without_repairing(
     with pytest.raises(tune_sweep.Interrupted):
         tune_sweep._fit(
             sweep,
+            make_groups(sweep.trials, block),
             block,
             tmp_path,
             resume=True,
