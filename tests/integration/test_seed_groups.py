@@ -273,3 +273,31 @@ def test_a_member_that_fails_fails_its_whole_group(
         not (out / "report" / "summary.csv").exists()
         or "pbrl_value" not in (out / "report" / "summary.csv").read_text()
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # 3 methods × 2 seeds each time: batched lanes, and deep RL members side by side
+        [str(SWEEPS / "demo_fig1.yaml"), "--smoke", "sweep.grid.method.lam=[20.0]"],
+        [str(SWEEPS / "rlhf_toy.yaml"), "--smoke", "problem.env_shards=2"],
+    ],
+    ids=["lanes", "side-by-side"],
+)
+def test_every_member_of_a_group_logs_its_own_wandb_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Offline W&B: one run per seed, in the seed's folder, holding exactly its metrics rows."""
+    from pbrl_dist.launch.wandb_sink import history_steps
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "out"
+    assert main(["sweep", *args, "sweep.seeds=[0,1]", "--out", str(out), "--no-report"]) == 0
+    names = _trials(out)
+    assert len(names) == 6
+    ids = set()
+    for name in names:
+        [run] = (out / name / "wandb").glob("offline-run-*/run-*.wandb")
+        ids.add(run.stem)
+        assert history_steps(run) == [r["iter"] for r in _rows(out / name)], name
+    assert len(ids) == 6

@@ -248,16 +248,28 @@ if os.environ.get("PBRL_TEST_KILL_AT"):  # SIGKILL the first process that writes
 
 
 def _sweep_env(where: Path, **extra: str) -> dict[str, str]:
-    drop = ("WANDB_MODE", "WANDB_SERVICE", "RAY_ADDRESS", "PBRL_TEST_KILL_AT", "PBRL_TEST_KILL_MARK")
+    drop = (
+        "WANDB_MODE",
+        "WANDB_SERVICE",
+        "RAY_ADDRESS",
+        "PBRL_TEST_KILL_AT",
+        "PBRL_TEST_KILL_MARK",
+    )
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, **extra}
 
 
 @pytest.mark.ray
-def test_tune_trainable_killed_mid_trial_keeps_every_row_and_wandb_step(where: Path) -> None:
+@pytest.mark.parametrize("seeds", ["[0]", "[0,1]"], ids=["one-seed", "seed-group"])
+def test_tune_trainable_killed_mid_trial_keeps_every_row_and_wandb_step(
+    where: Path, seeds: str
+) -> None:
     """A Tune trial process SIGKILLed between checkpoints (rows 10-30 written, checkpoint at 20)
-    is retried by Tune from its checkpoint: metrics.jsonl and W&B equal an undisturbed run's."""
-    ref = _reference(where)
+    is retried by Tune from its checkpoint: metrics.jsonl and W&B equal an undisturbed run's. With
+    two seeds the trial is a group (two batched lanes) and is killed as soon as one member writes
+    row 30: every seed resumes from the group checkpoint at 20 with its rows intact."""
+    tiny_sweep_file(where, seeds=seeds, wandb="offline")
+    _pbrl(where, ["run", "tiny.yaml", "--out", "ref", *SIZE])
     site = where / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITE, encoding="utf-8")
@@ -278,16 +290,19 @@ def test_tune_trainable_killed_mid_trial_keeps_every_row_and_wandb_step(where: P
         env=env,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    got = where / "out" / TRIAL
-    starts = [
-        json.loads(x)
-        for x in (got / "tune_attempts.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    assert mark.read_text() == str(starts[0]["pid"])  # the first attempt was the one killed
-    assert [s.get("restored_from") for s in starts if "pid" in s] == [None, 20]
-    assert (got / "metrics.jsonl").read_bytes() == (ref / "metrics.jsonl").read_bytes()
-    assert [s for s, _ in _wandb_history(got)] == _iters(ref)
-    assert _wandb_history(got) == _wandb_history(ref)
+    names = sorted(p.name for p in (where / "ref").iterdir() if (p / "config.yaml").exists())
+    assert len(names) == seeds.count(",") + 1 and TRIAL in names
+    for name in names:
+        got, ref = where / "out" / name, where / "ref" / name
+        starts = [
+            json.loads(x)
+            for x in (got / "tune_attempts.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        assert mark.read_text() == str(starts[0]["pid"])  # the first attempt was the one killed
+        assert [s.get("restored_from") for s in starts if "pid" in s] == [None, 20]
+        assert (got / "metrics.jsonl").read_bytes() == (ref / "metrics.jsonl").read_bytes()
+        assert [s for s, _ in _wandb_history(got)] == _iters(ref)
+        assert _wandb_history(got) == _wandb_history(ref)
 
 
 @pytest.mark.ray
