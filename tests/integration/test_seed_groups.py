@@ -106,7 +106,12 @@ def test_a_toy_rlhf_group_runs_its_seeds_side_by_side_with_the_numbers_of_pbrl_r
         "--smoke",
         "sweep.seeds=[0,1]",
         "problem.env_shards=2",
-        *(RAY if backend == "ray" else []),
+        # one env worker per member (its own Ray actor): 6 actors, each a process importing torch
+        *(
+            ["dist.backend=ray", "dist.num_rollout_workers=1", *SMALL_ACTORS]
+            if backend == "ray"
+            else []
+        ),
     ]
     out, ref = tmp_path / "sweep", tmp_path / "run"
     assert main(["sweep", *args, "--out", str(out), "--no-report"]) == 0
