@@ -58,6 +58,7 @@ folders whether a trial runs under ``pbrl run`` or in a Tune trial process.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import netrc
 import os
@@ -66,6 +67,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -530,6 +532,7 @@ def open_wandb(
         print(_could_not_start(e, local_only), flush=True)
         return None
     rid = kwargs["id"]
+    _own_second(trial_dir, rid)
     try:
         run = wandb.init(mode=mode, **kwargs)  # type: ignore[arg-type]
     except Exception as e:
@@ -547,6 +550,21 @@ def open_wandb(
     except Exception as e:  # the charts fall back to W&B's own step; the logging goes on
         print(f"    W&B define_metric failed ({type(e).__name__}: {e})", flush=True)
     return WandbSink(run, last_step=_last_step(run, trial_dir, rid))
+
+
+def _own_second(trial_dir: Path, rid: str) -> None:
+    """Wait, if need be, until no earlier launch of run ``rid`` has a folder stamped this second.
+
+    W&B names a launch's folder ``[offline-]run-YYYYMMDD_HHMMSS-<id>`` (local time, to the second): a
+    resumed launch that starts within the second of the previous one would reuse its folder and write
+    over its run file, and ``run_files`` needs every launch's file.
+    """
+    wdir = trial_dir / "wandb"
+    for _ in range(3):
+        now = datetime.datetime.now()
+        if not any(wdir.glob(f"*run-{now:%Y%m%d_%H%M%S}-{rid}")):
+            return
+        time.sleep(1.0 - now.microsecond / 1e6 + 0.01)
 
 
 def _last_step(run: Any, trial_dir: Path, rid: str) -> int | None:

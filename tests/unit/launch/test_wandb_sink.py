@@ -394,3 +394,23 @@ def test_close_puts_the_summary_before_finishing(spec: TrialSpec, tmp_path: Path
     run.finish = lambda exit_code=0: order.append(f"finish {exit_code} {run.summary}")  # type: ignore[method-assign]
     wandb_sink.WandbSink(run).close(exit_code=1, summary={"status": "failed"})
     assert order == ["finish 1 {'status': 'failed'}"]
+
+
+def test_own_second_waits_until_no_earlier_launch_folder_has_this_seconds_stamp(
+    tmp_path: Path,
+) -> None:
+    """W&B stamps a launch's folder to the second: a resume within that second must not reuse it."""
+    import datetime
+
+    wdir = tmp_path / "wandb"
+    wdir.mkdir()
+    wandb_sink._own_second(tmp_path, "rid1")  # nothing there: no wait
+    now = datetime.datetime.now()
+    (wdir / f"offline-run-{now:%Y%m%d_%H%M%S}-rid1").mkdir()
+    (wdir / f"offline-run-{now:%Y%m%d_%H%M%S}-other").mkdir()
+    wandb_sink._own_second(tmp_path, "rid1")
+    after = datetime.datetime.now()
+    assert f"{after:%Y%m%d_%H%M%S}" != f"{now:%Y%m%d_%H%M%S}"
+    t0 = time.perf_counter()
+    wandb_sink._own_second(tmp_path, "other2")  # another run's folder does not make it wait
+    assert time.perf_counter() - t0 < 0.5
