@@ -89,10 +89,7 @@ def run_trial(
     # The learner uses the CPUs its bundle reserves (dist.cpus_per_trial, default 1). Numbers are
     # bitwise reproducible for a given thread count; a different count may change the last bits.
     torch.set_num_threads(max(1, int(spec.cfg.dist.cpus_per_trial)))
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (RESULT, "stopped.json"):  # a (re-)started trial is neither complete nor stopped
-        (trial_dir / stale).unlink(missing_ok=True)
-    atomic_write_text(trial_dir / "config.yaml", spec.to_yaml())
+    _start_folder(spec, trial_dir)
     metrics_path = trial_dir / "metrics.jsonl"
     ckpt = _truncate_metrics(metrics_path, ckpt, spec.name)
     jsonl = JsonlSink(metrics_path)
@@ -156,21 +153,37 @@ def run_trial(
             own_runner.shutdown()
     wall = time.perf_counter() - t0
     if diverged is not None:
-        summary = {
-            "trial": spec.name,
-            "status": "diverged",
-            "metric": diverged.metric,
-            "iter": diverged.iter,
-            "wall_s": wall,
-            "final": diverged.row,
-        }
-        atomic_write_text(trial_dir / RESULT, json.dumps(summary, indent=1))  # NaN as a number
+        _write_diverged(spec, trial_dir, diverged, {"wall_s": wall})
         raise diverged
-    with atomic_file(trial_dir / "final_state.npz") as fh:
-        np.savez(fh, **result.final_state)
-    summary = {"trial": spec.name, "status": "complete", "wall_s": wall, "final": result.metrics}
-    atomic_write_text(trial_dir / RESULT, json.dumps(summary, indent=1))  # always whole
+    _write_complete(spec, trial_dir, result, {"wall_s": wall})
     return result, wall
+
+
+def _start_folder(spec: TrialSpec, trial_dir: Path) -> None:
+    """A (re-)started trial's folder: neither complete nor stopped, with the config that runs."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (RESULT, "stopped.json"):
+        (trial_dir / stale).unlink(missing_ok=True)
+    atomic_write_text(trial_dir / "config.yaml", spec.to_yaml())
+
+
+def _write_diverged(spec: TrialSpec, trial_dir: Path, e: Diverged, extra: dict[str, Any]) -> None:
+    """``result.json`` of a diverged trial (a final state; NaN written as a number)."""
+    summary = {"trial": spec.name, "status": "diverged", "metric": e.metric, "iter": e.iter}
+    summary.update(extra)
+    summary["final"] = e.row
+    atomic_write_text(trial_dir / RESULT, json.dumps(summary, indent=1))
+
+
+def _write_complete(
+    spec: TrialSpec, trial_dir: Path, result: Result, extra: dict[str, Any]
+) -> None:
+    """``final_state.npz``, then ``result.json`` (always whole; its presence marks a finished trial)."""
+    arrays: dict[str, Any] = dict(result.final_state)  # np.savez's stubs type **kwds narrowly
+    with atomic_file(trial_dir / "final_state.npz") as fh:
+        np.savez(fh, **arrays)
+    summary = {"trial": spec.name, "status": "complete", **extra, "final": result.metrics}
+    atomic_write_text(trial_dir / RESULT, json.dumps(summary, indent=1))
 
 
 class _LaneGuard:
@@ -232,10 +245,7 @@ def run_lanes_trial(
         ckpt, state = _FreshStart(ckpt), None
     jsonls: list[JsonlSink] = []
     for spec, d, path in zip(specs, dirs, paths, strict=True):
-        d.mkdir(parents=True, exist_ok=True)
-        for stale in (RESULT, "stopped.json"):
-            (d / stale).unlink(missing_ok=True)
-        atomic_write_text(d / "config.yaml", spec.to_yaml())
+        _start_folder(spec, d)
         _cut_rows(path, state)
         jsonls.append(JsonlSink(path))
     problems = [build_problem(s) for s in specs]
@@ -259,8 +269,9 @@ def run_lanes_trial(
             if wb is not None:
                 wb.catch_up(read_rows(paths[i]))
             wbs.append(wb)
-            lane_sinks = [jsonls[i], sinks[i]] if i < len(sinks) else [jsonls[i]]
-            guards.append(_LaneGuard(FanOut(*lane_sinks, *([wb] if wb is not None else []))))
+            guards.append(
+                _LaneGuard(FanOut(jsonls[i], sinks[i], *([wb] if wb is not None else [])))
+            )
         t0 = time.perf_counter()
         results = run_lanes(problems, first.method, seeds, sinks=guards, runner=runner, ckpt=ckpt)
         ok = True
@@ -273,40 +284,20 @@ def run_lanes_trial(
             if wb is not None:
                 lane_ok = ok and g.diverged is None
                 wb.close(exit_code=0 if lane_ok else 1, summary=end_summary(lane_ok, g.diverged))
-        for i in range(len(specs)):
-            if i < len(on_end):
-                with contextlib.suppress(Exception):
-                    on_end[i](runner)
+        for end in on_end:
+            with contextlib.suppress(Exception):  # bookkeeping must not hide the run's own error
+                end(runner)
         runner.shutdown()
     wall = time.perf_counter() - t0
     ends: list[LaneEnd] = []
+    extra = {"wall_s": wall, "batch_lanes": len(specs)}
     for spec, d, g, result in zip(specs, dirs, guards, results, strict=True):
         if g.diverged is not None:
-            e = g.diverged
-            summary = {
-                "trial": spec.name,
-                "status": "diverged",
-                "metric": e.metric,
-                "iter": e.iter,
-                "wall_s": wall,
-                "batch_lanes": len(specs),
-                "final": e.row,
-            }
-            atomic_write_text(d / RESULT, json.dumps(summary, indent=1))
-            ends.append(("diverged", str(e), e.iter))
-            continue
-        arrays: dict[str, Any] = dict(result.final_state)
-        with atomic_file(d / "final_state.npz") as fh:
-            np.savez(fh, **arrays)
-        summary = {
-            "trial": spec.name,
-            "status": "complete",
-            "wall_s": wall,
-            "batch_lanes": len(specs),
-            "final": result.metrics,
-        }
-        atomic_write_text(d / RESULT, json.dumps(summary, indent=1))
-        ends.append(("complete", {**result.metrics, "wall_s": wall}, None))
+            _write_diverged(spec, d, g.diverged, extra)
+            ends.append(("diverged", str(g.diverged), g.diverged.iter))
+        else:
+            _write_complete(spec, d, result, extra)
+            ends.append(("complete", {**result.metrics, "wall_s": wall}, None))
     return ends
 
 
