@@ -29,6 +29,13 @@ within each task). Several tasks are stacked into one matrix only where their sc
 * **P(X > Y)** (``rliable.metrics.probability_of_improvement``: the Mann–Whitney U / (n·m) with ties
   counting 1/2, averaged over tasks) is rank-based, hence scale-free: with several tasks an
   "all tasks" row averages the per-task probabilities, with or without baselines.
+* **Seed-paired differences** (``paired_table``, beside every P(X > Y) row): seeds fix initial
+  weights and pairs, so d = X(seed) − Y(seed) over the seeds both finished has about half the
+  variance of unpaired comparisons. d is divided by the task's mean ``a2c_oracle`` return (unit
+  ``a2c``), or left in return points (``raw``, with the reason) where the task has no oracle trials
+  or its mean is ≤ 0; an "all tasks" row exists only on the ``a2c`` scale. Mean and IQM of d with
+  CIs, and the smallest effect a paired t-test detects with 80% power at that n and sd of d
+  (noncentral t).
 * **Reward-model metrics** are on a common scale ([0, 1] and [-1, 1]): mean per task, and over all
   tasks when there are several.
 
@@ -42,13 +49,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
 import scipy.stats
 from rliable import metrics as rl_metrics
 
@@ -462,6 +470,196 @@ def improvement_table(
     return pd.DataFrame(rows, columns=["task", "x", "y", "n_x", "n_y", "p", "lo", "hi", "verdict"])
 
 
+# ------------------------------------------------------------- seed-paired differences
+
+PAIRED_POWER = 0.8
+"""Power at which ``paired_table`` reports the smallest detectable effect."""
+PAIRED_ALPHA = 0.05
+"""Two-sided level of the paired t-test behind that effect."""
+A2C_UNIT = "a2c"
+"""Unit of a paired difference divided by the task's mean ``a2c_oracle`` final return."""
+RAW_UNIT = "raw"
+"""Unit of a paired difference in return points (no usable ``a2c_oracle`` mean on the task)."""
+PAIRED_COLUMNS = (
+    "task",
+    "x",
+    "y",
+    "n",
+    "unit",
+    "scale",
+    "mean",
+    "mean_lo",
+    "mean_hi",
+    "iqm",
+    "iqm_lo",
+    "iqm_hi",
+    "sd",
+    "mde",
+    "verdict",
+    "note",
+)
+"""Columns of ``paired_table`` (``paired_stats.csv`` adds ``level, reps, seed, alpha, power``)."""
+
+
+def a2c_scales(scores: pd.DataFrame) -> dict[str, float]:
+    """{task: mean final return of the ``a2c_oracle``-mode trials on it} (every such trial of the
+    task, pooled over oracle methods); tasks without one are absent."""
+    oracle = scores[scores["mode"] == ORACLE_MODE]
+    return {str(t): float(g[RETURN].mean()) for t, g in oracle.groupby("task", sort=False)}
+
+
+def paired_differences(
+    scores: pd.DataFrame,
+    x: str,
+    y: str,
+    tasks: Sequence[str],
+    scales: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """(pairs × tasks) matrix of d = X(seed) − Y(seed) of the final return (``scores``: rows of
+    ``final_scores``), one row per seed that both methods finished on every task of ``tasks``, in
+    seed order; column t divided by ``scales[t]`` when given. Trials without a seed never pair."""
+
+    def wide(method: str) -> pd.DataFrame:
+        sub = scores[(scores["method"] == method) & scores["task"].isin(tasks)]
+        sub = sub.dropna(subset=["seed", RETURN])
+        if sub.empty:
+            return pd.DataFrame(columns=list(tasks), dtype=float)
+        per_seed = sub.pivot_table(index="seed", columns="task", values=RETURN, aggfunc="first")
+        return per_seed.reindex(columns=list(tasks))
+
+    diff = (wide(x) - wide(y)).dropna().sort_index()
+    mat = diff.to_numpy(dtype=float).reshape(-1, len(tasks))
+    if scales is not None:
+        mat = mat / np.array([scales[t] for t in tasks], dtype=float)
+    return mat
+
+
+def paired_t_power(nc: float, df: int, alpha: float = PAIRED_ALPHA) -> float:
+    """Power of a two-sided one-sample (paired) t-test at level ``alpha`` with ``df`` degrees of
+    freedom when the statistic is noncentral t with noncentrality ``nc`` (= δ·√n / sd):
+    P(|T| > t_{1−α/2, df}), T ~ ``scipy.stats.nct(df, nc)``.
+
+    The lower tail P(T < −t) is taken as P(T' > t), T' ~ nct(df, −nc) (the same number): scipy 1.17's
+    ``nct.cdf`` returns NaN far in that tail (e.g. df 1, nc 8), where its ``sf`` gives 0."""
+    crit = scipy.stats.t.ppf(1.0 - alpha / 2.0, df)
+    return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.sf(crit, df, -nc))
+
+
+def min_detectable_effect(
+    n: int, sd: float, *, power: float = PAIRED_POWER, alpha: float = PAIRED_ALPHA
+) -> float:
+    """The smallest mean difference δ that a two-sided paired t-test at level ``alpha`` detects with
+    probability ``power`` from ``n`` pairs whose differences have standard deviation ``sd``.
+
+    Exact (noncentral t, not the normal approximation): ``scipy.optimize.brentq`` finds the
+    noncentrality λ with ``paired_t_power(λ, n − 1, alpha) = power``; δ = λ·sd/√n, in the units of
+    ``sd``. NaN when n < 2 or ``sd`` is not a positive number (no t-test).
+    """
+    if n < 2 or not np.isfinite(sd) or sd <= 0 or not alpha < power < 1:
+        return float("nan")
+    df = n - 1
+
+    def gap(nc: float) -> float:
+        return paired_t_power(nc, df, alpha) - power
+
+    hi = 1.0
+    while gap(hi) < 0:  # power(0) = alpha < power; power rises to 1 with the noncentrality
+        hi *= 2.0
+    nc = float(scipy.optimize.brentq(gap, 0.0, hi, xtol=1e-12, rtol=1e-12))
+    return nc * float(sd) / float(np.sqrt(n))
+
+
+def _paired_unit(
+    label: str, tasks: Sequence[str], scales: Mapping[str, float]
+) -> tuple[str, float, str]:
+    """(unit, scale, note) of the paired row of ``label`` over ``tasks``: ``A2C_UNIT`` with the
+    task's oracle mean (NaN over several tasks) when every task has a positive one, else ``RAW_UNIT``
+    and why."""
+    missing = [t for t in tasks if t not in scales]
+    nonpositive = [t for t in tasks if t in scales and not scales[t] > 0]
+    if not missing and not nonpositive:
+        return A2C_UNIT, (scales[tasks[0]] if label != ALL_TASKS else float("nan")), ""
+    why = []
+    if missing:
+        why.append(f"no {ORACLE_MODE} trials on {', '.join(missing)}")
+    for t in nonpositive:
+        why.append(f"the {ORACLE_MODE} mean on {t} is {scales[t]:.4g} ≤ 0")
+    return RAW_UNIT, float("nan"), f"raw return ({'; '.join(why)})"
+
+
+def paired_table(
+    scores: pd.DataFrame,
+    improvement: pd.DataFrame,
+    *,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+    level: float = 0.95,
+    power: float = PAIRED_POWER,
+    alpha: float = PAIRED_ALPHA,
+) -> pd.DataFrame:
+    """Seed-paired differences d = X(seed) − Y(seed) of the final return, one row per row of
+    ``improvement`` (``improvement_table``: the same pairs and tasks as P(X > Y)).
+
+    Seeds fix the initial weights and pairs, so X and Y on one seed are not independent runs: the
+    differences on the seeds both finished have about half the variance of unpaired ones. d is
+    divided by the task's mean ``a2c_oracle`` return (``a2c_scales``; unit ``A2C_UNIT``) or, where
+    the task has no oracle trials or a mean ≤ 0, left in return points (unit ``RAW_UNIT``, with the
+    reason in ``note``). An ``ALL_TASKS`` row stacks the (pairs × tasks) matrix of the seeds both
+    finished on every task both ran, and only on the A2C scale; otherwise its verdict is
+    ``no common scale``. Mean and IQM of d get a percentile stratified bootstrap CI
+    (``interval_estimates``: rows of a task resampled together, so pairs stay pairs); estimates
+    within 1e-12·max|d| of 0 (round-off of a mean that is 0) are reported as 0.
+
+    Returns:
+        Columns ``PAIRED_COLUMNS``: ``n`` pairs (seeds × tasks), ``scale`` the oracle mean divided
+        by (NaN when raw or over tasks), ``sd`` of d (ddof 1), ``mde`` the smallest mean d a
+        two-sided paired t-test at ``alpha`` detects with ``power`` (``min_detectable_effect``),
+        ``verdict`` ``x`` or ``y`` (the CI of the mean lies above or below 0), ``not significant``
+        (it contains 0), ``too few shared seeds`` (fewer than 2) or ``no common scale``.
+    """
+    scales = a2c_scales(scores)
+    tasks = list(dict.fromkeys(scores["task"]))
+    has = {(str(m), str(t)) for m, t in zip(scores["method"], scores["task"], strict=True)}
+    rows: list[dict[str, Any]] = []
+    todo: dict[str, np.ndarray] = {}
+    for r in improvement.to_dict("records"):
+        label, x, y = str(r["task"]), str(r["x"]), str(r["y"])
+        cols = (
+            [t for t in tasks if (x, t) in has and (y, t) in has] if label == ALL_TASKS else [label]
+        )
+        unit, scale, note = _paired_unit(label, cols, scales)
+        mat = paired_differences(scores, x, y, cols, scales if unit == A2C_UNIT else None)
+        row: dict[str, Any] = {"task": label, "x": x, "y": y, "n": mat.size, "unit": unit}
+        row |= {"scale": scale, "note": note}
+        if label == ALL_TASKS and unit != A2C_UNIT:
+            row["verdict"] = "no common scale"
+            row["note"] = f"no common scale over tasks: {note}"
+        elif mat.shape[0] < 2:
+            row["verdict"] = "too few shared seeds"
+            where = "every task both ran" if label == ALL_TASKS else label
+            why = f"{mat.shape[0]} seed(s) finished by both on {where}; need 2"
+            row["note"] = f"{why}; {note}" if note else why
+        else:
+            row["sd"] = float(np.std(mat, ddof=1))
+            row["mde"] = min_detectable_effect(mat.size, row["sd"], power=power, alpha=alpha)
+            if not row["sd"] > 0:
+                same = f"every d({x} − {y}) on {label} is the same: no t-test"
+                row["note"] = "; ".join(filter(None, [same, note]))
+            todo[str(len(rows))] = mat
+        rows.append(row)
+    est = interval_estimates(todo, iqm_and_mean, reps=reps, seed=seed, level=level)
+    for key, (point, lo, hi) in est.items():
+        row = rows[int(key)]
+        # A resample whose differences cancel has mean 0 up to round-off (-1e-18 after the
+        # division): that is 0, so that its CI contains 0 rather than "lies below" it.
+        tol = 1e-12 * float(np.abs(todo[key]).max())
+        point, lo, hi = (np.where(np.abs(v) <= tol, 0.0, v) for v in (point, lo, hi))
+        row |= {"iqm": point[0], "iqm_lo": lo[0], "iqm_hi": hi[0]}
+        row |= {"mean": point[1], "mean_lo": lo[1], "mean_hi": hi[1]}
+        row["verdict"] = row["x"] if lo[1] > 0 else row["y"] if hi[1] < 0 else "not significant"
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
 def reward_model_table(
     scores: pd.DataFrame, *, reps: int = DEFAULT_REPS, seed: int = 0, level: float = 0.95
 ) -> pd.DataFrame:
@@ -615,6 +813,14 @@ class RLStats:
     reps: int
     seed: int
     level: float
+    paired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(PAIRED_COLUMNS)))
+    """``paired_table``: the seed-paired difference beside each row of ``improvement``."""
+
+    def paired_frame(self) -> pd.DataFrame:
+        """``paired_stats.csv``: ``PAIRED_COLUMNS`` then ``level, reps, seed, alpha, power``."""
+        return self.paired.assign(
+            level=self.level, reps=self.reps, seed=self.seed, alpha=PAIRED_ALPHA, power=PAIRED_POWER
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """One tidy frame for ``rl_stats.csv``: ``section, task, method, versus, metric, statistic,
@@ -724,12 +930,14 @@ def rl_stats(
     pairs = improvement_pairs(modes)
     pairs += [p for p in versus if p not in pairs]
     kw: dict[str, Any] = {"reps": reps, "seed": seed, "level": level}
+    improvement = improvement_table(scores, pairs=pairs, **kw)
     return RLStats(
         scores=scores,
         returns=return_table(scores, baselines=baselines, **kw),
-        improvement=improvement_table(scores, pairs=pairs, **kw),
+        improvement=improvement,
         reward_model=reward_model_table(scores, **kw),
         curves=learning_curves(curves, axes, **kw),
+        paired=paired_table(scores, improvement, **kw),
         **kw,
     )
 
@@ -756,8 +964,56 @@ def format_improvement(row: Mapping[str, Any], level: float = 0.95) -> str:
     )
 
 
+def _paired_verdict(row: Mapping[str, Any], pct: str) -> str:
+    verdict = row["verdict"]
+    if verdict == "not significant":
+        return f"not significant (the {pct} CI of the mean contains 0)"
+    if verdict == row["x"]:
+        return f"{row['x']} better (the {pct} CI of the mean lies above 0)"
+    if verdict == row["y"]:
+        return f"{row['y']} better (the {pct} CI of the mean lies below 0)"
+    return f"no paired statistic: {row['note']}"
+
+
+def format_paired(paired: pd.DataFrame, level: float = 0.95) -> str:
+    """The seed-paired block printed under the P(X > Y) lines: a header saying what d, its units and
+    the power column are, one table row per pair and task (``d(pbrl − drlhf)  toy_rlhf  4  a2c ...``),
+    then the notes (raw units and why)."""
+    pct = f"{level:.0%}"
+    head = (
+        "seed-paired differences d = X(seed) − Y(seed) of the final return over the seeds both "
+        f"finished: mean and IQM of d, {pct} stratified bootstrap CIs (pairs kept together)\n"
+        f"unit {A2C_UNIT}: d ÷ the task's mean {ORACLE_MODE} return; {RAW_UNIT}: return points. "
+        f"min effect: the smallest mean d a two-sided paired t-test (α = {PAIRED_ALPHA:g}) detects "
+        f"with {PAIRED_POWER:.0%} power at this n and sd of d"
+    )
+    header = ["pair", "task", "n", "unit", f"mean d [{pct} CI]", f"IQM d [{pct} CI]"]
+    header += [f"min effect ({PAIRED_POWER:.0%} power)", "paired verdict"]
+    lines = [header]
+    notes: list[str] = []
+    for r in paired.to_dict("records"):
+        stat = r["verdict"] not in ("too few shared seeds", "no common scale")
+        cells = [f"d({r['x']} − {r['y']})", str(r["task"]), str(r["n"]), str(r["unit"])]
+        if stat:
+            cells += [_ci(r["mean"], r["mean_lo"], r["mean_hi"], 2)]
+            cells += [_ci(r["iqm"], r["iqm_lo"], r["iqm_hi"], 2)]
+            cells += ["-" if pd.isna(r["mde"]) else f"{r['mde']:.4g}"]
+            if r["note"] and r["note"] not in notes:
+                notes.append(r["note"])
+        else:
+            cells += ["-", "-", "-"]
+        cells.append(_paired_verdict(r, pct))
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    table = "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines
+    )
+    return "\n".join([head, table, *(f"note: {n}" for n in notes)])
+
+
 def format_rl_stats(stats: RLStats) -> str:
-    """The printed block: a table (task, method, n, IQM [CI], mean, reward model), then P(X > Y)."""
+    """The printed block: a table (task, method, n, IQM [CI], mean, reward model), then P(X > Y),
+    then the seed-paired differences of the same pairs (``format_paired``)."""
     pct = f"{stats.level:.0%}"
     normalized = bool(stats.returns["normalized"].any()) if not stats.returns.empty else False
     what = "normalised final return" if normalized else f"final {RETURN}"
@@ -792,20 +1048,28 @@ def format_rl_stats(stats: RLStats) -> str:
     if stats.scores["task"].nunique() > 1 and ALL_TASKS not in set(stats.returns["task"]):
         out.append("(several tasks and no baselines: IQM and mean per task only, on raw returns)")
     out += [format_improvement(r, stats.level) for r in stats.improvement.to_dict("records")]
+    if not stats.paired.empty:
+        out.append(format_paired(stats.paired, stats.level))
     return "\n".join(out)
 
 
 def write_rl_stats(
     stats: RLStats, report_dir: Path, figure_dir: Path, *, root: Path | None = None
 ) -> list[Path]:
-    """Write ``rl_stats.csv`` and ``rl_curves.csv`` into ``report_dir`` and the learning-curve figure
+    """Write ``rl_stats.csv``, ``rl_curves.csv`` and ``paired_stats.csv`` (``RLStats.paired_frame``)
+    into ``report_dir`` and the learning-curve figure
     ``rl_learning_curves.png`` into ``figure_dir``; return the paths written.
 
     Each file is written atomically and never through a link (``safe_io``; folders resolving outside
     ``root`` are refused)."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    paths = [report_dir / "rl_stats.csv", report_dir / "rl_curves.csv"]
-    for path, frame in zip(paths, (stats.to_frame(), stats.curves), strict=True):
+    paths = [
+        report_dir / "rl_stats.csv",
+        report_dir / "rl_curves.csv",
+        report_dir / "paired_stats.csv",
+    ]
+    frames = (stats.to_frame(), stats.curves, stats.paired_frame())
+    for path, frame in zip(paths, frames, strict=True):
         with atomic_file(path, "w", root=root, newline="") as fh:
             frame.to_csv(fh, index=False)
     if not stats.curves.empty:
