@@ -53,8 +53,14 @@ METRICS.update(
         "lower/policy_loss": "A2C policy loss −mean(Â·log π(a|s)) of the last agent update",
         "lower/value_loss": "A2C value loss mean((R − V)²) of the last agent update",
         "lower/entropy": "mean policy entropy in the last agent update",
-        "upper/coef": "PBRL upper-level coefficient c = 1/λ = c0·decay^⌊iter/M⌋",
-        "upper/score_loss": "c·(segment score-function surrogate) of the last agent update (0 between labellings)",
+        "upper/coef": "PBRL upper-level coefficient c = 1/λ = c0·decay^⌊iter/M⌋ (M: method.upper_coef_decay_every, or its _fraction of the trial's updates)",
+        "upper/score_loss": "c·(segment score-function surrogate), mean over the agent updates that applied it since the last row (absent if none did)",
+        "upper/score_grad_ratio": "‖∇θ c·score term‖ / ‖∇θ A2C loss‖, mean over the updates that applied the score term since the last row",
+        "penalty/p_hat": "PBRL: p̂ = V_φ(π̂*) − V_φ(π_θ) on the oracle's and the agent's windows, measured before each reward epoch (dropout off), mean since the last row",
+        "penalty/p_hat_positive": "PBRL: fraction of the run's reward epochs so far with p̂ > 0 before the epoch (the penalty acts only then)",
+        "rm/penalty_grad_ratio": "PBRL: ‖∇φ λ·(1−γ)·max(p̂, 0)‖ / ‖∇φ BT loss‖ on the first minibatch of each reward epoch, mean since the last row",
+        "rm/queries_skipped": "queries the skip teacher left unanswered so far (method.teacher_skip > 0 only)",
+        "oracle/episode_return": "PBRL: TRUE game return of the oracle π̂*, mean of its last method.return_window finished episodes",
     }
 )
 

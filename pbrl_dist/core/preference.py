@@ -210,6 +210,36 @@ def sample_segment_pairs(
     Returns:
         ``SegmentPairs`` on the device of ``obs_TN``; 2B distinct windows when the rollout has them.
     """
+    pairs, _ = sample_segment_pairs_and_rewards(
+        obs_TN=obs_TN,
+        actions_TN=actions_TN,
+        true_rewards_TN=true_rewards_TN,
+        done_TN=done_TN,
+        num_pairs=num_pairs,
+        H=H,
+        generator=generator,
+        absorb_action=absorb_action,
+    )
+    return pairs
+
+
+def sample_segment_pairs_and_rewards(
+    *,
+    obs_TN: torch.Tensor,
+    actions_TN: torch.Tensor,
+    true_rewards_TN: torch.Tensor,
+    done_TN: torch.Tensor,
+    num_pairs: int,
+    H: int,
+    generator: torch.Generator,
+    absorb_action: int | None = None,
+) -> tuple[SegmentPairs, torch.Tensor]:
+    """``sample_segment_pairs`` (same draws, same pairs) plus the segments' true step rewards.
+
+    Returns:
+        (pairs, rew_2BH): ``rew_2BH[:B]`` are segment 1's true rewards per step (float32, 0 on
+        absorbing steps), ``rew_2BH[B:]`` segment 2's; what a myopic teacher weighs.
+    """
     T, N = actions_TN.shape[:2]
     for name, t in (("obs_TN", obs_TN), ("true_rewards_TN", true_rewards_TN), ("done_TN", done_TN)):
         if tuple(t.shape[:2]) != (T, N):
@@ -226,7 +256,7 @@ def sample_segment_pairs(
         rew = rew.masked_fill(absorbing, 0.0)
     ret = rew.sum(1)
     B = num_pairs
-    return SegmentPairs(obs[:B], act[:B], obs[B:], act[B:], ret[:B], ret[B:])
+    return SegmentPairs(obs[:B], act[:B], obs[B:], act[B:], ret[:B], ret[B:]), rew
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,21 +343,83 @@ def teacher_labels(
     return torch.where(tie, torch.full_like(y_B, 0.5), y_B)
 
 
+def myopic_returns(rew_BH: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Return the myopic teacher's segment score Σ_t γ^(H−1−t)·r_t (B,) in float64 (B-Pref).
+
+    The last step of a segment weighs 1 and earlier steps less: the teacher remembers the end of
+    a segment best (Lee et al. 2021, "B-Pref", the *myopic* teacher).
+    """
+    H = rew_BH.shape[1]
+    w_H = gamma ** torch.arange(H - 1, -1, -1, dtype=torch.float64, device=rew_BH.device)
+    return (rew_BH.to(torch.float64) * w_H).sum(1)
+
+
 @dataclass(frozen=True)
 class SyntheticTeacher:
-    """Config-holder for ``teacher_labels`` (defaults = the paper's perfect teacher).
+    """Config-holder for ``teacher_labels`` (defaults = the paper's perfect teacher), with the
+    irrational teachers of B-Pref (Lee et al. 2021) as settings.
 
     Attributes:
-        mode: "deterministic" or "bt".
+        mode: "deterministic" or "bt" (B-Pref's *stochastic* teacher, rationality β = 1/temperature).
         temperature: Bradley–Terry temperature (mode "bt").
-        error_rate: label flip probability.
+        error_rate: label flip probability (B-Pref's *mistake* teacher, ε).
         tie_threshold: |ret1 − ret2| at or below this is a tie.
+        gamma: myopic discount γ ∈ (0, 1] (B-Pref's *myopic* teacher): the label compares
+            Σ_t γ^(H−1−t)·r_t instead of the plain segment returns (1: not myopic).
+        skip: B-Pref's *skip* teacher, ε_skip ≥ 0: a query whose two segments both have a true
+            return at or below ε_skip·m is not answered (dropped before labelling), m = the mean
+            true segment return of the queried batch (0: never skips).
+        equal: B-Pref's *equal* teacher, ε_equal ≥ 0: a pair whose true returns differ by less
+            than ε_equal·m is labelled ½ (0: only exact ties, as ``tie_threshold``).
+
+    B-Pref sets m from the agent's average episode return scaled to the segment length; here m is
+    the same quantity measured on the queried segments themselves (cut from the agent's recent
+    rollouts), so the thresholds need no episode-length constant. As in B-Pref, the skip and equal
+    rules read the undiscounted returns and the mistake flip comes before the equal rule.
     """
 
     mode: str = "deterministic"
     temperature: float = 1.0
     error_rate: float = 0.0
     tie_threshold: float = 0.0
+    gamma: float = 1.0
+    skip: float = 0.0
+    equal: float = 0.0
+
+    def label(
+        self,
+        rew1_BH: torch.Tensor,
+        rew2_BH: torch.Tensor,
+        ret1_B: torch.Tensor,
+        ret2_B: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Answer B queries: return (answered_B bool, y_K) with K = answered_B.sum() labels.
+
+        ``rew*_BH`` are the segments' true step rewards and ``ret*_B`` their sums (as
+        ``sample_segment_pairs`` computed them); with the default settings this is exactly
+        ``self(ret1_B, ret2_B)`` on every pair (same labels, same generator draws).
+        """
+        ret1 = ret1_B.to(torch.float64)
+        ret2 = ret2_B.to(torch.float64)
+        margin = float(torch.cat([ret1, ret2]).mean()) if ret1.numel() else 0.0
+        keep_B = torch.ones_like(ret1, dtype=torch.bool)
+        if self.skip > 0:
+            keep_B = torch.maximum(ret1, ret2) > self.skip * margin
+        if not bool(keep_B.any()):
+            return keep_B, torch.zeros(0, dtype=torch.float32, device=ret1_B.device)
+        if self.gamma < 1.0:
+            s1, s2 = (
+                myopic_returns(rew1_BH[keep_B], self.gamma),
+                myopic_returns(rew2_BH[keep_B], self.gamma),
+            )
+        else:
+            s1, s2 = ret1_B[keep_B], ret2_B[keep_B]
+        y_K = self(s1, s2, generator=generator)
+        if self.equal > 0:
+            alike = (ret1[keep_B] - ret2[keep_B]).abs() < self.equal * margin
+            y_K = torch.where(alike.to(y_K.device), torch.full_like(y_K, 0.5), y_K)
+        return keep_B, y_K
 
     def __call__(
         self, ret1_B: torch.Tensor, ret2_B: torch.Tensor, generator: torch.Generator | None = None

@@ -25,6 +25,8 @@ register_algo(
             "rl/episode_return", "rl/best_episode_return", "rl/episodes", "rm/accuracy",
             "rm/return_corr", "rm/labels_used", "rm/epochs", "rm/bt_loss", "rm/absorbing_reward", "lower/policy_loss",
             "lower/value_loss", "lower/entropy", "upper/coef", "upper/score_loss", "penalty/value",
+            "upper/score_grad_ratio", "penalty/p_hat", "penalty/p_hat_positive",
+            "rm/penalty_grad_ratio", "rm/queries_skipped", "oracle/episode_return",
         ),
     )
 )  # fmt: skip

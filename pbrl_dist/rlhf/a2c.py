@@ -27,6 +27,25 @@ class A2CStats:
     value_loss: float
     entropy: float
     upper_loss: float
+    upper_grad_ratio: float | None = None
+
+
+def grad_norm_ratio(num: torch.Tensor, den: torch.Tensor, net: nn.Module) -> float | None:
+    """Return ‖∇ num‖ / ‖∇ den‖ over ``net``'s parameters (graphs kept; nothing accumulated), or
+    None when ∇ den = 0 (a diagnostic, never a NaN that would read as a diverged trial)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+
+    def norm(t: torch.Tensor) -> float:
+        if not t.requires_grad:
+            return 0.0
+        grads = torch.autograd.grad(t, params, retain_graph=True, allow_unused=True)
+        zero = torch.zeros((), dtype=torch.float64)
+        return float(
+            torch.sqrt(sum(((g.double() ** 2).sum() for g in grads if g is not None), zero))
+        )
+
+    d = norm(den)
+    return norm(num) / d if d > 0 else None
 
 
 class A2CTrainer:
@@ -96,8 +115,10 @@ class A2CTrainer:
         )
         loss = out.loss
         upper = torch.zeros(())
+        ratio = None
         if extra_loss is not None:
             upper = extra_loss(net)
+            ratio = grad_norm_ratio(upper, out.loss, net)  # ‖∇θ c·score‖ / ‖∇θ A2C‖
             loss = loss + upper
         self.opt.zero_grad()
         loss.backward()
@@ -108,6 +129,7 @@ class A2CTrainer:
             float(out.value_loss.detach()),
             float(out.entropy.detach()),
             float(upper.detach()),
+            ratio,
         )
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -14,6 +14,7 @@ from pbrl_dist.core.preference import TEACHER_MODES
 from pbrl_dist.nets import COMPUTE_DTYPES
 
 MODES = ("a2c_oracle", "drlhf", "pbrl")
+UPPER_COEF_DECAY_EVERY = 100_000  # the default decay period, in A2C updates (PROPOSAL)
 
 
 @dataclass
@@ -79,17 +80,36 @@ class RLHFConfig:
         buffer_size: only the last this many pairs are kept (K117: 3000).
         segment_length: H, steps per segment (PROPOSAL 25).
         pair_window_steps: new pairs are cut from the agent's last this many steps per env.
-        teacher_mode: ``deterministic`` (paper: prefer the higher true return) or ``bt``.
-        teacher_error_rate: probability that the teacher flips a label.
+        teacher_mode: ``deterministic`` (paper: prefer the higher true return) or ``bt``
+            (B-Pref's *stochastic* teacher: segment 1 preferred with probability
+            sigmoid(β·(R¹ − R²))).
+        teacher_beta: the ``bt`` teacher's rationality β > 0 (B-Pref: 1; larger is more rational).
+        teacher_error_rate: probability that the teacher flips a label (B-Pref's *mistake* ε: 0.1).
+        teacher_gamma: myopic discount γ ∈ (0, 1]: the teacher compares Σ_t γ^(H−1−t)·r_t, the end
+            of a segment weighing most (B-Pref's *myopic* teacher: 0.9; 1 = not myopic).
+        teacher_skip: ε_skip ≥ 0: queries whose two segments both have a true return ≤ ε_skip·m
+            go unanswered, m = the mean true return of the queried segments (B-Pref's *skip*: 0.1;
+            counted in ``rm/queries_skipped``; ``rm/labels_used`` counts answered ones).
+        teacher_equal: ε_equal ≥ 0: pairs whose true returns differ by < ε_equal·m are labelled ½
+            (B-Pref's *equal* teacher: 0.1). Each teacher knob is a sweep axis
+            (``core.preference.SyntheticTeacher``); B-Pref's six teachers are in docs/RLHF.md.
         upper_coef: c0, initial upper-level coefficient c = 1/λ (PROPOSAL 1.0).
         upper_coef_decay: c is multiplied by this every ``upper_coef_decay_every`` updates (PROPOSAL 0.5).
         upper_coef_decay_every: A2C updates between decays (PROPOSAL 1e5).
+        upper_coef_decay_every_fraction: when > 0, the decay period as a fraction of the trial's A2C
+            updates instead: M = max(1, round(f·num_updates)). The paper's schedule (1e5 updates in
+            a 40M-frame run of ≈ 1.25e5 updates) is f = 0.8, and it then acts the same way in a
+            300k-step trial, where 1e5 updates never come. Not with ``upper_coef_decay_every``.
         oracle_steps: inner A2C steps of the oracle π̂* per agent update (PBRL with the penalty).
         oracle_every: the oracle takes its ``oracle_steps`` every this many agent updates (1: every
             update, Algorithm 1). r_φ moves only every ``rm_every`` updates, so a slower oracle still
             tracks argmax V_φ; 2 halves the oracle's env steps and updates (BENCHMARKS.md, RESULTS.md).
         oracle_warm_start: π̂* continues from its own previous parameters (True) or restarts from
             the agent's current parameters every iteration (False).
+        oracle_resolve_steps: when > 0, before each reward epoch π̂* restarts from the agent's
+            current parameters and takes this many A2C steps on r̃_φ (a look-ahead best response,
+            re-solved at every reward update; its fragments refill the oracle's window, on which p̂
+            is measured). Costs this many oracle fragments per ``rm_every`` updates.
         log_every_steps: a metrics row every this many agent env steps (and at the end).
         return_window: ``rl/episode_return`` is the mean of the last this many finished episodes.
     """
@@ -132,14 +152,20 @@ class RLHFConfig:
     segment_length: int = 25
     pair_window_steps: int = 50
     teacher_mode: str = "deterministic"
+    teacher_beta: float = 1.0
     teacher_error_rate: float = 0.0
+    teacher_gamma: float = 1.0
+    teacher_skip: float = 0.0
+    teacher_equal: float = 0.0
     # --- PBRL coupling ---
     upper_coef: float = 1.0
     upper_coef_decay: float = 0.5
-    upper_coef_decay_every: int = 100_000
+    upper_coef_decay_every: int = UPPER_COEF_DECAY_EVERY
+    upper_coef_decay_every_fraction: float = 0.0
     oracle_steps: int = 1
     oracle_every: int = 1
     oracle_warm_start: bool = True
+    oracle_resolve_steps: int = 0
     # --- logging / evaluation ---
     log_every_steps: int = 100_000
     return_window: int = 100
@@ -154,6 +180,12 @@ class RLHFConfig:
         """Return the A2C updates (outer iterations) that spend ``total_env_steps`` with ``num_envs`` envs."""
         batch = self.n_steps * num_envs
         return max(1, (self.total_env_steps - self.init_steps(num_envs)) // batch)
+
+    def decay_period(self, num_updates: int) -> int:
+        """Return M, the A2C updates between decays of c (``upper_coef_decay_every[_fraction]``)."""
+        if self.upper_coef_decay_every_fraction > 0:
+            return max(1, round(self.upper_coef_decay_every_fraction * num_updates))
+        return self.upper_coef_decay_every
 
     def outer_iters(self, problem_cfg: Any) -> int:
         """Return ``num_updates`` for the problem's env count (progress totals, checkpoints, ASHA)."""
@@ -212,11 +244,33 @@ class RLHFConfig:
                 f"must be one of {', '.join(TEACHER_MODES)}",
             ),
             (m + "teacher_error_rate", 0 <= self.teacher_error_rate < 1, "must be in [0, 1)"),
+            (m + "teacher_beta", self.teacher_beta > 0, "must be > 0"),
+            (
+                m + "teacher_beta",
+                self.teacher_beta == 1.0 or self.teacher_mode == "bt",
+                "is the bt teacher's rationality: needs method.teacher_mode=bt",
+            ),
+            (m + "teacher_gamma", 0 < self.teacher_gamma <= 1, "must be in (0, 1]"),
+            (m + "teacher_skip", self.teacher_skip >= 0, "must be ≥ 0"),
+            (m + "teacher_equal", self.teacher_equal >= 0, "must be ≥ 0"),
             (m + "upper_coef", self.upper_coef > 0, "must be > 0 (c = 1/λ)"),
             (m + "upper_coef_decay", 0 < self.upper_coef_decay <= 1, "must be in (0, 1]"),
             (m + "upper_coef_decay_every", self.upper_coef_decay_every >= 1, "must be ≥ 1"),
+            (
+                m + "upper_coef_decay_every_fraction",
+                0 <= self.upper_coef_decay_every_fraction <= 1,
+                "must be in [0, 1] (0: use method.upper_coef_decay_every)",
+            ),
+            (
+                m + "upper_coef_decay_every_fraction",
+                self.upper_coef_decay_every_fraction == 0
+                or self.upper_coef_decay_every == UPPER_COEF_DECAY_EVERY,
+                f"sets the decay period, as does method.upper_coef_decay_every="
+                f"{self.upper_coef_decay_every}: set one of them",
+            ),
             (m + "oracle_steps", self.oracle_steps >= 1, "must be ≥ 1"),
             (m + "oracle_every", self.oracle_every >= 1, "must be ≥ 1"),
+            (m + "oracle_resolve_steps", self.oracle_resolve_steps >= 0, "must be ≥ 0"),
             (
                 m + "absorbing",
                 not (self.absorbing and self.continuing),
@@ -259,13 +313,14 @@ _RLHF_REWARD_MODEL = frozenset(
         "continuing", "absorbing", "rm_lr", "rm_batch_size", "rm_dropout", "rm_hidden", "rm_every",
         "rm_epoch_batches", "reward_std", "initial_pairs", "initial_rollout_steps", "warmup_epochs",
         "pairs_per_epoch", "buffer_size", "segment_length", "pair_window_steps", "teacher_mode",
-        "teacher_error_rate",
+        "teacher_beta", "teacher_error_rate", "teacher_gamma", "teacher_skip", "teacher_equal",
     }
 )  # fmt: skip
 _RLHF_PBRL = frozenset(
     {
         "use_upper_in_policy", "use_penalty_in_reward", "upper_coef", "upper_coef_decay",
-        "upper_coef_decay_every", "oracle_steps", "oracle_every", "oracle_warm_start",
+        "upper_coef_decay_every", "upper_coef_decay_every_fraction", "oracle_steps", "oracle_every",
+        "oracle_warm_start", "oracle_resolve_steps",
     }
 )  # fmt: skip
 RLHF_READS: dict[str, frozenset[str]] = {

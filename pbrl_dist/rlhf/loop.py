@@ -80,7 +80,14 @@ from pbrl_dist.problems.rlhf import RLHFProblem
 from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
 from pbrl_dist.rlhf.config import RLHFConfig, agent_lr, couplings
 from pbrl_dist.rlhf.reward_model import PenaltyFn, RewardModelTrainer, absorbing_reward
-from pbrl_dist.rlhf.stats import EpisodeLog, PenaltyStats, Progress, load_into, state_of
+from pbrl_dist.rlhf.stats import (
+    CouplingStats,
+    EpisodeLog,
+    PenaltyStats,
+    Progress,
+    load_into,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from pbrl_dist.executors.protocols import RolloutRunner
@@ -159,7 +166,9 @@ class RLHFLearner:
         self.window_chunks = math.ceil(cfg.pair_window_steps / cfg.n_steps)
         self.progress = Progress(next_log=cfg.log_every_steps)
         self.episodes = EpisodeLog()
+        self.oracle_episodes = EpisodeLog()  # π̂*'s finished games (true return), PBRL's oracle
         self.penalty = PenaltyStats()
+        self.coupling = CouplingStats()
 
     # --- the agent's rewards ---------------------------------------------------------------------
 
@@ -219,7 +228,9 @@ class RLHFLearner:
             "counters": {
                 "progress": state_of(self.progress),
                 "episodes": state_of(self.episodes),
+                "oracle_episodes": state_of(self.oracle_episodes),
                 "penalty": state_of(self.penalty),
+                "coupling": state_of(self.coupling),
             },
         }
 
@@ -239,6 +250,9 @@ class RLHFLearner:
         self.progress = load_into(Progress, c["progress"])
         self.episodes = load_into(EpisodeLog, c["episodes"])
         self.penalty = load_into(PenaltyStats, c["penalty"])
+        # (checkpoints written before these counters existed start them empty)
+        self.oracle_episodes = load_into(EpisodeLog, c.get("oracle_episodes", {}))
+        self.coupling = load_into(CouplingStats, c.get("coupling", {}))
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -265,10 +279,14 @@ class RLHFLearner:
         if self.use_penalty:
             row.update(self.penalty.take())
             row["perf/oracle_env_frames"] = p.oracle_steps * self.problem.frames_per_step
+            oracle_rets = self.oracle_episodes.returns
+            if oracle_rets:
+                row["oracle/episode_return"] = float(
+                    np.mean(oracle_rets[-self.cfg.return_window :])
+                )
         if self.use_upper or self.use_penalty:
             row["upper/coef"] = lam_c
-        if self.use_upper:
-            row["upper/score_loss"] = a2c.upper_loss
+            row.update(self.coupling.take())
         row["perf/env_steps_per_s"] = sps
         # None means "not measured yet"; a NaN is a real value (a diverged loss) and is kept, so that
         # the trial ends as diverged instead of logging a row with the metric silently missing.
@@ -370,7 +388,7 @@ def _train(
         c_k = upper_coef(
             cfg.upper_coef,
             decay=cfg.upper_coef_decay,
-            every=cfg.upper_coef_decay_every,
+            every=cfg.decay_period(num_updates),
             num_updates=k,
         )
 
@@ -392,13 +410,19 @@ def _train(
 
         # --- upper level: label new pairs, then a reward-model epoch on f (+ λ·p̂) ---
         upper_term = (
-            _upper_step(L, c_k) if L.rm is not None and (k + 1) % cfg.rm_every == 0 else None
+            _upper_step(L, c_k, oracle_src)
+            if L.rm is not None and (k + 1) % cfg.rm_every == 0
+            else None
         )
 
         # --- policy step: A2C on r̃_φk (+ c·∇_θ f, the segment score function) ---
         a2c = L.agent.step(
             roll, r_TN, extra_loss=upper_term, continuing=cfg.continuing and L.learns_reward
         )
+        if upper_term is not None:
+            L.coupling.score_loss.append(a2c.upper_loss)
+            if a2c.upper_grad_ratio is not None:
+                L.coupling.score_grad_ratio.append(a2c.upper_grad_ratio)
 
         # --- bookkeeping: metrics row, checkpoint ---
         k_done = k + 1
@@ -436,10 +460,16 @@ def _initial_pairs(L: RLHFLearner, agent_src: RolloutSource) -> None:
     for roll in chunks:
         L.record(roll)
         L.push_window(roll)
-    if rm.label_pairs(cat_time(chunks), cfg.initial_pairs) is None:
+    labelled = rm.label_pairs(cat_time(chunks), cfg.initial_pairs)
+    if labelled is None:
         raise ValueError(
             "method.initial_rollout_steps: no segment of method.segment_length steps fits inside "
             "one episode of the initial rollout; collect more steps or shorten the segments"
+        )
+    if not len(labelled[0]):
+        raise ValueError(
+            f"method.teacher_skip={cfg.teacher_skip}: the teacher skipped all {cfg.initial_pairs} "
+            "initial queries (no segment's true return is above ε_skip × their mean); lower it"
         )
     timer = Timer(WARMUP_PROGRESS_S)
     for i in range(cfg.warmup_epochs):
@@ -478,27 +508,49 @@ def _oracle_steps(
             wait = oracle_src.collect_async(oracle.weights(), L.progress.oracle_version)
         oracle_roll = wait()
         L.progress.oracle_steps += oracle_roll.num_steps
+        frames = L.progress.oracle_steps * L.problem.frames_per_step
+        L.oracle_episodes.add(oracle_roll.episode_returns, frames)
         L.push_window(oracle_roll, oracle=True)
         r_hat_TN = rm.learned_reward(oracle_roll, update_stats=False)
         oracle.step(oracle_roll, r_hat_TN, continuing=cfg.continuing)
     L.penalty.add(float(value_gap_surrogate(r_hat_TN.reshape(-1), r_TN.reshape(-1), gamma=gamma)))
 
 
-def _upper_step(L: RLHFLearner, c_k: float) -> PenaltyFn | None:
+def _resolve_oracle(L: RLHFLearner, oracle_src: RolloutSource) -> None:
+    """PBRL, ``oracle_resolve_steps``: restart π̂* from the agent's current parameters and take that
+    many A2C steps on r̃_φ as it stands: a look-ahead best response, re-solved before each reward
+    epoch, whose fragments refill the oracle's window (what p̂ is measured on)."""
+    cfg, oracle, rm = L.cfg, L.oracle, L.rm
+    assert oracle is not None and rm is not None
+    oracle.net.load_state_dict(L.agent.weights())
+    for _ in range(cfg.oracle_resolve_steps):
+        L.progress.oracle_version += 1
+        roll = oracle_src.collect(oracle.weights(), L.progress.oracle_version)
+        L.progress.oracle_steps += roll.num_steps
+        L.oracle_episodes.add(
+            roll.episode_returns, L.progress.oracle_steps * L.problem.frames_per_step
+        )
+        L.push_window(roll, oracle=True)
+        oracle.step(roll, rm.learned_reward(roll, update_stats=False), continuing=cfg.continuing)
+
+
+def _upper_step(L: RLHFLearner, c_k: float, oracle_src: RolloutSource | None) -> PenaltyFn | None:
     """Label new pairs and run one reward-model epoch; return the policy's score term (or None)."""
     cfg, rm = L.cfg, L.rm
     assert rm is not None
     upper_term = None
     fresh = rm.label_pairs(cat_time(L.window), cfg.pairs_per_epoch) if cfg.pairs_per_epoch else None
-    if fresh is not None:
+    if fresh is not None and len(fresh[0]):  # (the skip teacher may answer none of them)
         ell_B = rm.heldout_eval(*fresh)
         if L.use_upper:
             upper_term = _score_term(fresh[0], ell_B, c_k)
-    penalty = (
-        rm.penalty_fn(cat_time(L.oracle_window), cat_time(L.window), 1.0 / c_k)
-        if L.use_penalty
-        else None
-    )
+    penalty = None
+    if L.use_penalty:
+        if cfg.oracle_resolve_steps and oracle_src is not None:
+            _resolve_oracle(L, oracle_src)
+        oracle_roll, agent_roll = cat_time(L.oracle_window), cat_time(L.window)
+        L.coupling.add_p_hat(rm.value_gap(oracle_roll, agent_roll))  # p̂ before this epoch
+        penalty = rm.penalty_fn(oracle_roll, agent_roll, 1.0 / c_k)
     rm.epoch(penalty)
     return upper_term
 

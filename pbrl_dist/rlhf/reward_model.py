@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from copy import deepcopy
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -22,17 +23,30 @@ from pbrl_dist.core.preference import (
     SyntheticTeacher,
     bt_loss,
     normalize_rewards,
-    sample_segment_pairs,
+    sample_segment_pairs_and_rewards,
     valid_segment_starts,
 )
 from pbrl_dist.core.types import generator
 from pbrl_dist.executors.shards import Rollout
 from pbrl_dist.nets import make_reward_model, reward
+from pbrl_dist.rlhf.a2c import grad_norm_ratio
 from pbrl_dist.rlhf.buffer import PreferenceBuffer, RunningMeanStd
 from pbrl_dist.rlhf.config import RLHFConfig
 from pbrl_dist.rlhf.stats import RewardModelStats, load_into, state_of
 
 PenaltyFn = Callable[[nn.Module], torch.Tensor]
+
+
+def teacher_of(cfg: RLHFConfig) -> SyntheticTeacher:
+    """Return the synthetic teacher ``method.teacher_*`` describes (B-Pref's six teachers and mixes)."""
+    return SyntheticTeacher(
+        mode=cfg.teacher_mode,
+        temperature=1.0 / cfg.teacher_beta,
+        error_rate=cfg.teacher_error_rate,
+        gamma=cfg.teacher_gamma,
+        skip=cfg.teacher_skip,
+        equal=cfg.teacher_equal,
+    )
 
 
 class WithAbsorbing(nn.Module):
@@ -63,6 +77,7 @@ def reward_model_step(
     *,
     gen: torch.Generator,
     penalty: PenaltyFn | None = None,
+    on_grad_ratio: Callable[[float], None] | None = None,
 ) -> float:
     """Take one reward-model step on a minibatch: BT loss (+ λ·p̂ when ``penalty`` is given).
 
@@ -72,6 +87,8 @@ def reward_model_step(
         batch: labelled segment pairs.
         gen: generator of the dropout masks.
         penalty: ``rm -> scalar`` λ·p̂(φ) added to the loss (PBRL), or None.
+        on_grad_ratio: with ``penalty``, receives ‖∇_φ λ·p̂‖ / ‖∇_φ BT‖ of this minibatch (measured
+            by two extra backward passes; the step itself is unchanged, bit for bit).
 
     Returns:
         The minibatch's BT loss before the step.
@@ -79,7 +96,13 @@ def reward_model_step(
     r1_BH = reward(rm, batch.obs1_BH, batch.act1_BH, generator=gen)
     r2_BH = reward(rm, batch.obs2_BH, batch.act2_BH, generator=gen)
     loss_bt = bt_loss(r1_BH, r2_BH, batch.y_B)
-    loss = loss_bt if penalty is None else loss_bt + penalty(rm)
+    loss = loss_bt
+    if penalty is not None:
+        pen = penalty(rm)
+        ratio = None if on_grad_ratio is None else grad_norm_ratio(pen, loss_bt, rm)
+        if on_grad_ratio is not None and ratio is not None:
+            on_grad_ratio(ratio)
+        loss = loss_bt + pen
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -143,14 +166,14 @@ class RewardModelTrainer:
             frame_stack=obs_shape[0] if net_kind == "atari" else 0,
             absorb_action=self.absorb_action,
         )
-        self.teacher = SyntheticTeacher(mode=cfg.teacher_mode, error_rate=cfg.teacher_error_rate)
+        self.teacher = teacher_of(cfg)
         self.rms = RunningMeanStd()
         self.gens = {
             "pairs": generator(seed, "rlhf", "pairs"),
             "teacher": generator(seed, "rlhf", "teacher"),
             "rm": generator(seed, "rlhf", "rm"),
         }
-        self.stats = RewardModelStats()
+        self.stats = RewardModelStats(queries_skipped=0 if cfg.teacher_skip > 0 else None)
 
     # --- the agent's reward ----------------------------------------------------------------------
 
@@ -194,15 +217,17 @@ class RewardModelTrainer:
         """Cut ``num_pairs`` segment pairs from a rollout, label them, add them to the buffer.
 
         Returns:
-            (pairs, labels y_B), or None when no segment fits inside one episode of the rollout
-            (with ``method.absorbing``: only when the rollout is shorter than a segment).
+            (pairs, labels y_B) of the queries the teacher answered (all of them unless
+            ``method.teacher_skip``: then possibly fewer, even none), or None when no segment fits
+            inside one episode of the rollout (with ``method.absorbing``: only when the rollout is
+            shorter than a segment).
         """
         H = self.cfg.segment_length
         if roll.dones_TN.shape[0] < H:
             return None
         if self.absorb_action is None and not valid_segment_starts(roll.dones_TN, H).any():
             return None
-        pairs = sample_segment_pairs(
+        pairs, rew_2BH = sample_segment_pairs_and_rewards(
             obs_TN=roll.obs_TN,
             actions_TN=roll.actions_TN,
             true_rewards_TN=roll.rewards_TN,
@@ -212,9 +237,23 @@ class RewardModelTrainer:
             generator=self.gens["pairs"],
             absorb_action=self.absorb_action,
         )
-        y_B = self.teacher(pairs.ret1_B, pairs.ret2_B, generator=self.gens["teacher"])
-        self.buffer.add(pairs, y_B)
-        self.stats.labels_used += num_pairs
+        answered_B, y_B = self.teacher.label(
+            rew_2BH[:num_pairs],
+            rew_2BH[num_pairs:],
+            pairs.ret1_B,
+            pairs.ret2_B,
+            generator=self.gens["teacher"],
+        )
+        if not bool(answered_B.all()):  # the skip teacher left some queries unanswered
+            self.stats.queries_skipped = (self.stats.queries_skipped or 0) + int(
+                (~answered_B).sum()
+            )
+            pairs = SegmentPairs(
+                *(getattr(pairs, f.name)[answered_B] for f in fields(SegmentPairs))
+            )
+        if len(pairs):
+            self.buffer.add(pairs, y_B)
+        self.stats.labels_used += len(pairs)
         return pairs, y_B
 
     @torch.no_grad()
@@ -241,12 +280,29 @@ class RewardModelTrainer:
         for i, batch in enumerate(self.buffer.epoch(cfg.rm_batch_size, self.gens["rm"])):
             if cfg.rm_epoch_batches and i >= cfg.rm_epoch_batches:
                 break
+            # the gradient-norm ratio of the two terms, on the epoch's first minibatch
+            measure = self.stats.penalty_grad_ratio.append if i == 0 else None
             losses.append(
-                reward_model_step(self.rm, self.opt, batch, gen=self.gens["rm"], penalty=penalty)
+                reward_model_step(
+                    self.rm,
+                    self.opt,
+                    batch,
+                    gen=self.gens["rm"],
+                    penalty=penalty,
+                    on_grad_ratio=measure,
+                )
             )
         self.rm.eval()
         self.stats.epochs += 1
         self.stats.bt_loss = float(np.mean(losses))
+
+    @torch.no_grad()
+    def value_gap(self, oracle_roll: Rollout, agent_roll: Rollout) -> float:
+        """Return p̂ = V_φ(π̂*) − V_φ(π_θ) on the two rollouts as r_φ stands (dropout off, no draw):
+        what the penalty's clamp will see, without the dropout noise of the training pass."""
+        r_hat = self.learned_reward(oracle_roll, update_stats=False).reshape(-1)
+        r_agent = self.learned_reward(agent_roll, update_stats=False).reshape(-1)
+        return float(value_gap_surrogate(r_hat, r_agent, gamma=self.gamma))
 
     def penalty_fn(self, oracle_roll: Rollout, agent_roll: Rollout, lam: float) -> PenaltyFn:
         """Return rm ↦ λ·(1 − γ)·max(p̂(φ), 0) on the latest oracle and agent samples.

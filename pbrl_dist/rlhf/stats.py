@@ -50,14 +50,18 @@ class RewardModelStats:
 
     Attributes:
         labels_used: pairs the teacher has labelled.
+        queries_skipped: queries the teacher left unanswered (None unless ``method.teacher_skip``).
         epochs: reward-learning epochs run (warm-up included).
         bt_loss: mean BT loss of the last epoch (None before the first).
         correct, count: fresh pairs with a strict label that r_φ ranked right, and their count.
         pred, true: predicted and true returns of the fresh segments.
         last: the last computed accuracy / correlation (kept in rows until new pairs arrive).
+        penalty_grad_ratio: PBRL: ‖∇_φ λ·p̂‖ / ‖∇_φ BT‖ on the first minibatch of each reward
+            epoch since the last row.
     """
 
     labels_used: int = 0
+    queries_skipped: int | None = None
     epochs: int = 0
     bt_loss: float | None = None
     correct: int = 0
@@ -65,6 +69,7 @@ class RewardModelStats:
     pred: list[float] = field(default_factory=list)
     true: list[float] = field(default_factory=list)
     last: dict[str, float] = field(default_factory=dict)
+    penalty_grad_ratio: list[float] = field(default_factory=list)
 
     def add_heldout(
         self, z_B: torch.Tensor, y_B: torch.Tensor, pred: torch.Tensor, true: torch.Tensor
@@ -85,8 +90,14 @@ class RewardModelStats:
             self.last["rm/return_corr"] = float(np.corrcoef(pred, true)[0, 1])
         self.correct = self.count = 0
         self.pred, self.true = [], []
+        skip = self.queries_skipped
+        extra: dict[str, float] = {} if skip is None else {"rm/queries_skipped": skip}
+        if self.penalty_grad_ratio:
+            extra["rm/penalty_grad_ratio"] = float(np.mean(self.penalty_grad_ratio))
+            self.penalty_grad_ratio = []
         return {
             **self.last,
+            **extra,
             "rm/labels_used": self.labels_used,
             "rm/epochs": self.epochs,
             "rm/bt_loss": self.bt_loss,
@@ -109,6 +120,48 @@ class PenaltyStats:
         """Return ``penalty/value`` (the mean since the last row, if any) and reset."""
         out = {"penalty/value": self.total / self.count} if self.count else {}
         self.total, self.count = 0.0, 0
+        return out
+
+
+@dataclass
+class CouplingStats:
+    """What PBRL's coupling terms did since the last row: is the oracle better than the agent
+    (p̂ > 0), and how large is each term next to the one it is added to.
+
+    Attributes:
+        score_loss: c·L_score of each agent update that applied the score term.
+        score_grad_ratio: ‖∇_θ c·L_score‖ / ‖∇_θ A2C loss‖ at those updates.
+        p_hat: p̂ = V_φ(π̂*) − V_φ(π_θ) measured before each reward epoch (dropout off).
+        p_hat_epochs: reward epochs with a p̂ measured, over the whole run.
+        p_hat_positive: of those, the epochs with p̂ > 0 (the penalty acts only then).
+    """
+
+    score_loss: list[float] = field(default_factory=list)
+    score_grad_ratio: list[float] = field(default_factory=list)
+    p_hat: list[float] = field(default_factory=list)
+    p_hat_epochs: int = 0
+    p_hat_positive: int = 0
+
+    def add_p_hat(self, value: float) -> None:
+        """Fold in the p̂ measured before a reward epoch."""
+        self.p_hat.append(value)
+        self.p_hat_epochs += 1
+        self.p_hat_positive += int(value > 0)
+
+    def take(self) -> dict[str, float]:
+        """Return the row's means since the last row (absent when nothing was measured) and the
+        run's fraction of reward epochs with p̂ > 0; empty the since-last-row lists."""
+        out: dict[str, float] = {}
+        for key, values in (
+            ("upper/score_loss", self.score_loss),
+            ("upper/score_grad_ratio", self.score_grad_ratio),
+            ("penalty/p_hat", self.p_hat),
+        ):
+            if values:
+                out[key] = float(np.mean(values))
+        if self.p_hat_epochs:
+            out["penalty/p_hat_positive"] = self.p_hat_positive / self.p_hat_epochs
+        self.score_loss, self.score_grad_ratio, self.p_hat = [], [], []
         return out
 
 

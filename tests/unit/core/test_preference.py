@@ -14,6 +14,7 @@ from pbrl_dist.core.preference import (
     absorbing_steps,
     bt_loss,
     gather_segments,
+    myopic_returns,
     normalize_rewards,
     preference_accuracy,
     sample_segment_pairs,
@@ -196,6 +197,65 @@ def test_teacher_error_rate_flips_labels() -> None:
         teacher_labels(ret1, ret2, mode="bt")
     with pytest.raises(ValueError, match="mode"):
         teacher_labels(ret1, ret2, mode="oracle")
+
+
+def _step_rewards(rets: list[float], H: int = 4) -> torch.Tensor:
+    """(B, H) step rewards whose sums are ``rets`` (all on the last step)."""
+    rew = torch.zeros(len(rets), H)
+    rew[:, -1] = torch.tensor(rets)
+    return rew
+
+
+def test_bpref_teacher_with_default_settings_is_todays_teacher_bit_for_bit() -> None:
+    g = generator(5, "pairs")
+    rew1, rew2 = torch.randn(64, 6, generator=g), torch.randn(64, 6, generator=g)
+    ret1, ret2 = rew1.sum(1), rew2.sum(1)
+    for teacher in (SyntheticTeacher(), SyntheticTeacher(mode="bt", error_rate=0.2)):
+        g1, g2 = generator(6, "teacher"), generator(6, "teacher")
+        answered, y = teacher.label(rew1, rew2, ret1, ret2, generator=g1)
+        assert answered.all()
+        assert torch.equal(y, teacher(ret1, ret2, generator=g2))
+        assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))  # same draws
+
+
+def test_myopic_teacher_weighs_the_end_of_a_segment_most() -> None:
+    # equal returns, but segment 2 earns its reward on the last step: γ^3 = 0.729 < 1
+    rew1 = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
+    rew2 = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.9]])
+    ret1, ret2 = rew1.sum(1), rew2.sum(1)
+    _, y_plain = SyntheticTeacher().label(rew1, rew2, ret1, ret2)
+    assert y_plain.tolist() == [0.5, 1.0]  # a tie; 2 > 1.9
+    _, y = SyntheticTeacher(gamma=0.9).label(rew1, rew2, ret1, ret2)
+    # scores: 0.729 vs 1 (segment 2 preferred); 2·0.9 = 1.8 vs 1.9 (segment 2 preferred)
+    assert y.tolist() == [0.0, 0.0]
+    assert torch.allclose(
+        myopic_returns(rew1, 0.9), torch.tensor([0.729, 1.8], dtype=torch.float64)
+    )
+
+
+def test_skip_teacher_leaves_queries_with_two_low_segments_unanswered() -> None:
+    ret1, ret2 = [0.0, 5.0, 1.0, 0.0], [0.5, 0.0, 1.0, 3.0]  # mean m = 10.5 / 8 = 1.3125
+    rew1, rew2 = _step_rewards(ret1), _step_rewards(ret2)
+    t = SyntheticTeacher(skip=1.0)  # threshold ε·m = 1.3125: pairs 0 and 2 have no segment above
+    answered, y = t.label(rew1, rew2, rew1.sum(1), rew2.sum(1))
+    assert answered.tolist() == [False, True, False, True]
+    assert y.tolist() == [1.0, 0.0]  # the answered pairs' labels, in order
+    # everything low: nothing answered, no labels
+    zeros = torch.zeros(4)
+    answered, y = t.label(rew1 * 0, rew2 * 0, zeros, zeros)
+    assert not answered.any() and y.numel() == 0
+
+
+def test_equal_teacher_labels_near_ties_half() -> None:
+    ret1, ret2 = [1.0, 2.0, 4.0], [1.2, 3.0, 0.0]  # m = 11.2 / 6 ≈ 1.867; ε·m = 0.3733
+    rew1, rew2 = _step_rewards(ret1), _step_rewards(ret2)
+    _, y = SyntheticTeacher(equal=0.2).label(rew1, rew2, rew1.sum(1), rew2.sum(1))
+    assert y.tolist() == [0.5, 0.0, 1.0]
+    # the equal rule comes after the mistake flip: a near tie stays ½ whatever the flip did
+    _, y = SyntheticTeacher(equal=0.2, error_rate=0.99).label(
+        rew1, rew2, rew1.sum(1), rew2.sum(1), generator=generator(1, "t")
+    )
+    assert y[0] == 0.5
 
 
 # ------------------------------------------------------------------------------------------------

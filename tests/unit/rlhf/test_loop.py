@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _rlhf_tiny import FIG2, TINY, TOY, TOY_SWEEP
 
 from pbrl_dist import cli
 from pbrl_dist.algos import ALGOS, METHOD_SCHEMAS
@@ -28,31 +29,6 @@ from pbrl_dist.problems import PROBLEMS
 from pbrl_dist.problems.rlhf import AtariRLHFConfig, ToyRLHFConfig, build
 from pbrl_dist.rlhf import RLHFConfig, RLHFLearner, reward_model_step, run
 from pbrl_dist.testing import MemoryCheckpointer
-
-ROOT = Path(__file__).resolve().parents[3]
-TOY_SWEEP = ROOT / "sweeps" / "rlhf_toy.yaml"
-FIG2 = ROOT / "sweeps" / "fig2_atari_rlhf.yaml"
-
-# A toy config small enough for ≈ 1 s per run that still exercises every piece (labelling events,
-# reward epochs, the oracle, the upper term, several log rows).
-TINY = RLHFConfig(
-    total_env_steps=1600,
-    lr=5e-3,
-    clip_true_reward=False,
-    rm_dropout=0.3,
-    initial_pairs=16,
-    initial_rollout_steps=40,
-    warmup_epochs=2,
-    pairs_per_epoch=4,
-    rm_every=4,
-    rm_batch_size=8,
-    buffer_size=48,
-    segment_length=10,
-    pair_window_steps=20,
-    upper_coef_decay_every=20,
-    log_every_steps=200,
-)
-TOY = ToyRLHFConfig(num_envs=4, episode_length=30)
 
 
 def _run(cfg: RLHFConfig, ckpt: Any = None, seed: int = 3) -> tuple[list[dict], Any]:
@@ -222,6 +198,22 @@ def test_oracle_every_steps_the_oracle_on_every_kth_update_and_resumes_off_phase
     rows, res = _run(cfg, ckpt=ck)
     assert _strip_perf(rows) == [r for r in _strip_perf(ref_rows) if r["iter"] > 30]
     assert res.metrics["perf/oracle_env_frames"] == ref.metrics["perf/oracle_env_frames"]
+
+
+def test_oracle_resolve_steps_restart_the_oracle_before_each_reward_epoch_and_resume() -> None:
+    cfg = dataclasses.replace(TINY, mode="pbrl", oracle_resolve_steps=3)
+    ref_rows, ref = _run(cfg)
+    updates = cfg.num_updates(TOY.num_envs)  # one oracle fragment (20 steps) per update, plus
+    epochs = ref.metrics["rm/epochs"] - cfg.warmup_epochs  # 3 re-solving fragments per reward epoch
+    assert ref.metrics["perf/oracle_env_frames"] == (updates + 3 * epochs) * 20
+    assert _strip_perf(ref_rows) != _strip_perf(
+        _run(dataclasses.replace(cfg, oracle_resolve_steps=0))[0]
+    )
+    ck = MemoryCheckpointer(every=30, crash_after=30)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(cfg, ckpt=ck)
+    rows, _ = _run(cfg, ckpt=ck)
+    assert _strip_perf(rows) == [r for r in _strip_perf(ref_rows) if r["iter"] > 30]
 
 
 def test_oracle_every_is_read_by_pbrl_only(tmp_path: Path) -> None:
