@@ -59,6 +59,8 @@ METRICS.update(
         "penalty/p_hat": "PBRL: p̂ = V_φ(π̂*) − V_φ(π_θ) on the oracle's and the agent's windows, measured before each reward epoch (dropout off), mean since the last row",
         "penalty/p_hat_positive": "PBRL: fraction of the run's reward epochs so far with p̂ > 0 before the epoch (the penalty acts only then)",
         "rm/penalty_grad_ratio": "PBRL: ‖∇φ λ·(1−γ)·max(p̂, 0)‖ / ‖∇φ BT loss‖ on the first minibatch of each reward epoch, mean since the last row",
+        "rm/eval_accuracy": "reward-model accuracy on the common evaluation set (method.rm_eval_pairs: fixed reference policies and env seed, true-return labels; the same pairs for every method and seed)",
+        "rm/eval_return_corr": "Pearson correlation of Σ_t r_φ vs true Σ_t r on the common evaluation set's segments",
         "rm/queries_skipped": "queries the skip teacher left unanswered so far (method.teacher_skip > 0 only)",
         "oracle/episode_return": "PBRL: TRUE game return of the oracle π̂*, mean of its last method.return_window finished episodes",
     }

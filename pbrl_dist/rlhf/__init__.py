@@ -27,6 +27,7 @@ register_algo(
             "lower/value_loss", "lower/entropy", "upper/coef", "upper/score_loss", "penalty/value",
             "upper/score_grad_ratio", "penalty/p_hat", "penalty/p_hat_positive",
             "rm/penalty_grad_ratio", "rm/queries_skipped", "oracle/episode_return",
+            "rm/eval_accuracy", "rm/eval_return_corr",
         ),
     )
 )  # fmt: skip

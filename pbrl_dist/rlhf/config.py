@@ -72,6 +72,10 @@ class RLHFConfig:
         rm_hidden: reward-model hidden widths (MLP nets only).
         rm_every: A2C updates between reward-learning epochs (PROPOSAL 250; the paper's n is unknown).
         rm_epoch_batches: minibatches per reward epoch; 0 = one full pass over the buffer.
+        rm_eval_pairs: when > 0, r_φ is also scored in every row on this many segment pairs of a
+            common evaluation set (``rlhf/evalset.py``: fixed reference policies, a fixed env seed,
+            true-return labels), the same for every method and seed: ``rm/eval_accuracy``,
+            ``rm/eval_return_corr``. Held in memory: 2·pairs·segment_length observations.
         reward_std: r̃_φ is normalised to zero mean and this std before A2C (Christiano: 0.05).
         initial_pairs: pairs labelled before training (K117: 576).
         initial_rollout_steps: steps per env of the initial policy to cut them from.
@@ -142,6 +146,7 @@ class RLHFConfig:
     rm_hidden: list[int] = field(default_factory=lambda: [64, 64])
     rm_every: int = 250
     rm_epoch_batches: int = 0
+    rm_eval_pairs: int = 0
     reward_std: float = 0.05
     # --- preference schedule ---
     initial_pairs: int = 576
@@ -218,6 +223,7 @@ class RLHFConfig:
             (m + "rm_hidden", len(self.rm_hidden) >= 1 and min(self.rm_hidden) >= 1, "widths ≥ 1"),
             (m + "rm_every", self.rm_every >= 1, "must be ≥ 1"),
             (m + "rm_epoch_batches", self.rm_epoch_batches >= 0, "must be ≥ 0 (0 = full pass)"),
+            (m + "rm_eval_pairs", self.rm_eval_pairs >= 0, "must be ≥ 0 (0 = no evaluation set)"),
             (m + "reward_std", self.reward_std > 0, "must be > 0"),
             (m + "initial_pairs", self.initial_pairs >= 1, "must be ≥ 1"),
             (m + "warmup_epochs", self.warmup_epochs >= 0, "must be ≥ 0"),
@@ -311,7 +317,7 @@ _RLHF_COMMON = frozenset(
 _RLHF_REWARD_MODEL = frozenset(
     {
         "continuing", "absorbing", "rm_lr", "rm_batch_size", "rm_dropout", "rm_hidden", "rm_every",
-        "rm_epoch_batches", "reward_std", "initial_pairs", "initial_rollout_steps", "warmup_epochs",
+        "rm_epoch_batches", "rm_eval_pairs", "reward_std", "initial_pairs", "initial_rollout_steps", "warmup_epochs",
         "pairs_per_epoch", "buffer_size", "segment_length", "pair_window_steps", "teacher_mode",
         "teacher_beta", "teacher_error_rate", "teacher_gamma", "teacher_skip", "teacher_equal",
     }

@@ -79,6 +79,7 @@ from pbrl_dist.nets import make_actor_critic
 from pbrl_dist.problems.rlhf import RLHFProblem
 from pbrl_dist.rlhf.a2c import A2CStats, A2CTrainer
 from pbrl_dist.rlhf.config import RLHFConfig, agent_lr, couplings
+from pbrl_dist.rlhf.evalset import eval_scores, reference_pairs
 from pbrl_dist.rlhf.reward_model import PenaltyFn, RewardModelTrainer, absorbing_reward
 from pbrl_dist.rlhf.stats import (
     CouplingStats,
@@ -159,6 +160,17 @@ class RLHFLearner:
                 net_kwargs=_net_kwargs(problem.net_kind, cfg, cfg.rm_hidden),
             )
             if self.learns_reward
+            else None
+        )
+        # the common evaluation set of r_φ (the same for every method and seed; rebuilt on resume)
+        self.eval_pairs = (
+            reference_pairs(
+                problem,
+                num_pairs=cfg.rm_eval_pairs,
+                H=cfg.segment_length,
+                absorb_action=self.rm.absorb_action,
+            )
+            if self.rm is not None and cfg.rm_eval_pairs > 0
             else None
         )
         self.window: list[Rollout] = []  # the agent's last rollouts, new pairs are cut from them
@@ -271,6 +283,8 @@ class RLHFLearner:
         row["lower/entropy"] = a2c.entropy
         if self.rm is not None:
             row.update(self.rm.stats.take())
+            if self.eval_pairs is not None:
+                row.update(eval_scores(self.rm.rm, self.eval_pairs))
             if self.rm.absorb_action is not None:
                 with torch.no_grad():
                     row["rm/absorbing_reward"] = float(
