@@ -28,6 +28,7 @@ from pbrl_dist.nets.mlp import (
     dropout,
     orthogonal_init_,
 )
+from pbrl_dist.nets.normalize import ObsNormalized
 
 ACTOR_CRITICS: dict[str, type[nn.Module]] = {
     "atari": AtariActorCritic,
@@ -78,6 +79,7 @@ def make_actor_critic(
     num_actions: int,
     *,
     compute_dtype: str = "float32",
+    normalize_obs: bool = False,
     **kw: Any,
 ) -> nn.Module:
     """Build an actor-critic of the given kind.
@@ -88,6 +90,8 @@ def make_actor_critic(
         num_actions: |A|.
         compute_dtype: "float32", or "bfloat16" to run ``forward`` under autocast (parameters and
             outputs stay float32).
+        normalize_obs: wrap the net in ``ObsNormalized`` (running observation statistics held as
+            buffers; not for "atari", whose nets scale their uint8 frames themselves).
         **kw: passed to the class (e.g. ``hidden``, ``generator``).
 
     Returns:
@@ -95,8 +99,15 @@ def make_actor_critic(
     """
     if kind not in ACTOR_CRITICS:
         raise ValueError(f"kind: expected one of {sorted(ACTOR_CRITICS)}, got {kind!r}")
+    if kw.get("separate") and kind != "mlp":
+        raise ValueError(f"ac_separate_trunks: MLP nets only (this problem's nets are {kind!r})")
     net = ACTOR_CRITICS[kind](_first_arg(kind, obs_shape), num_actions, **kw)
-    return _with_compute_dtype(net, compute_dtype)
+    net = _with_compute_dtype(net, compute_dtype)
+    if normalize_obs:
+        if kind == "atari":
+            raise ValueError("normalize_obs: the atari nets scale their uint8 frames themselves")
+        return ObsNormalized(net, tuple(int(s) for s in obs_shape))
+    return net
 
 
 def make_reward_model(
@@ -135,6 +146,7 @@ __all__ = [
     "GridRewardModel",
     "MLPActorCritic",
     "MLPRewardModel",
+    "ObsNormalized",
     "dropout",
     "make_actor_critic",
     "make_reward_model",

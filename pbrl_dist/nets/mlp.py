@@ -89,7 +89,9 @@ def activation(leaky_slope: float) -> nn.Module:
 
 
 class MLPActorCritic(nn.Module):
-    """Actor-critic with a shared tanh MLP trunk, a policy head (|A| logits) and a value head.
+    """Actor-critic with a shared tanh MLP trunk, a policy head (|A| logits) and a value head; or,
+    with ``separate``, one trunk for the policy and another for the value (Stable-Baselines3's
+    ``MlpPolicy``: pi = vf = [64, 64]).
 
     ``compute_dtype`` (set by ``nets.make_actor_critic``) is float32 or bfloat16 (autocast).
 
@@ -97,6 +99,7 @@ class MLPActorCritic(nn.Module):
         obs_dim: observation size D.
         num_actions: |A|.
         hidden: trunk widths.
+        separate: a second trunk of the same widths for the value head.
         generator: generator for the orthogonal initialisation (None = global RNG).
     """
 
@@ -108,18 +111,25 @@ class MLPActorCritic(nn.Module):
         num_actions: int,
         *,
         hidden: Sequence[int] = (64, 64),
+        separate: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         """Build and initialise the layers."""
         super().__init__()
         self.obs_dim, self.num_actions = int(obs_dim), int(num_actions)
-        layers: list[nn.Module] = []
-        d = self.obs_dim
-        for w in hidden:
-            layers += [orthogonal_init_(nn.Linear(d, w), math.sqrt(2), generator), nn.Tanh()]
-            d = w
-        self.trunk = nn.Sequential(*layers)
+
+        def trunk() -> nn.Sequential:
+            layers: list[nn.Module] = []
+            d = self.obs_dim
+            for w in hidden:
+                layers += [orthogonal_init_(nn.Linear(d, w), math.sqrt(2), generator), nn.Tanh()]
+                d = w
+            return nn.Sequential(*layers)
+
+        d = int(hidden[-1]) if hidden else self.obs_dim
+        self.trunk = trunk()
         self.policy_head = orthogonal_init_(nn.Linear(d, self.num_actions), 0.01, generator)
+        self.value_trunk = trunk() if separate else None  # (after the policy: same policy draws)
         self.value_head = orthogonal_init_(nn.Linear(d, 1), 1.0, generator)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,9 +143,11 @@ class MLPActorCritic(nn.Module):
         """
         lead = obs.shape[:-1]
         with compute_context(self.compute_dtype, obs.device):
-            z = self.trunk(obs.reshape(-1, self.obs_dim).float())
+            x = obs.reshape(-1, self.obs_dim).float()
+            z = self.trunk(x)
+            z_v = z if self.value_trunk is None else self.value_trunk(x)
             logits = self.policy_head(z).reshape(*lead, self.num_actions)
-            value = self.value_head(z).reshape(lead)
+            value = self.value_head(z_v).reshape(lead)
         return as_output(logits), as_output(value)
 
 

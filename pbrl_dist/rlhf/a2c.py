@@ -16,6 +16,7 @@ from torch import nn
 
 from pbrl_dist.core.a2c import a2c_loss, nstep_returns
 from pbrl_dist.executors.shards import Rollout
+from pbrl_dist.nets import ObsNormalized
 from pbrl_dist.rlhf.config import RLHFConfig
 
 
@@ -124,6 +125,8 @@ class A2CTrainer:
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
         self.opt.step()
+        if isinstance(net, ObsNormalized):  # after the step: a fragment is acted on and learned
+            net.update(roll.obs_TN)  # from with the same statistics
         return A2CStats(
             float(out.policy_loss.detach()),
             float(out.value_loss.detach()),

@@ -40,6 +40,14 @@ class RLHFConfig:
         max_grad_norm: gradient-norm clip of the A2C steps (0.5).
         clip_true_reward: a2c_oracle trains on sign(r) instead of r (standard for Atari A2C).
         ac_hidden: actor-critic trunk widths (MLP nets only; the Atari net is fixed).
+        ac_separate_trunks: MLP nets: the value head gets its own trunk of ``ac_hidden`` widths
+            (Stable-Baselines3's ``MlpPolicy``; default: one shared trunk).
+        normalize_obs: the actor-critic sees observations normalised by running statistics, clipped
+            to ±10 (rl-zoo's ``normalize: true`` for A2C, Stable-Baselines3's ``VecNormalize``);
+            every mode, agent and oracle (``nets.ObsNormalized``; not for Atari frames).
+        normalize_reward: ``a2c_oracle``: the true reward is divided by the running std of each env's
+            discounted return and clipped to ±10 (``VecNormalize``'s reward scaling; with
+            ``clip_true_reward`` false). The RLHF modes already normalise r̃_φ (``reward_std``).
         continuing: A2C on a learned reward (the agent in drlhf/pbrl, the oracle) bootstraps across
             episode ends, as in a continuing task. BT preferences fix r_φ only up to an additive
             constant, and with episode ends that constant is not harmless: a negative offset pays the
@@ -135,6 +143,9 @@ class RLHFConfig:
     max_grad_norm: float = 0.5
     clip_true_reward: bool = True
     ac_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    ac_separate_trunks: bool = False
+    normalize_obs: bool = False
+    normalize_reward: bool = False
     continuing: bool = False
     absorbing: bool = False
     reuse_acting_graph: bool = False
@@ -211,6 +222,11 @@ class RLHFConfig:
             (m + "vf_coef", self.vf_coef >= 0, "must be ≥ 0"),
             (m + "n_steps", self.n_steps >= 1, "must be ≥ 1"),
             (m + "max_grad_norm", self.max_grad_norm > 0, "must be > 0"),
+            (
+                m + "normalize_reward",
+                not (self.normalize_reward and self.clip_true_reward),
+                "needs method.clip_true_reward false (it replaces the sign clipping)",
+            ),
             (m + "ac_hidden", len(self.ac_hidden) >= 1 and min(self.ac_hidden) >= 1, "widths ≥ 1"),
             (
                 m + "compute_dtype",
@@ -311,7 +327,7 @@ _RLHF_COMMON = frozenset(
     {
         "mode", "total_env_steps", "lr", "lr_by_game", "rms_alpha", "rms_eps", "ent_coef", "vf_coef",
         "n_steps", "max_grad_norm", "ac_hidden", "compute_dtype", "log_every_steps", "return_window",
-        "reuse_acting_graph",
+        "reuse_acting_graph", "normalize_obs", "ac_separate_trunks",
     }
 )  # fmt: skip
 _RLHF_REWARD_MODEL = frozenset(
@@ -330,7 +346,7 @@ _RLHF_PBRL = frozenset(
     }
 )  # fmt: skip
 RLHF_READS: dict[str, frozenset[str]] = {
-    "a2c_oracle": _RLHF_COMMON | {"clip_true_reward"},
+    "a2c_oracle": _RLHF_COMMON | {"clip_true_reward", "normalize_reward"},
     "drlhf": _RLHF_COMMON | _RLHF_REWARD_MODEL,
     "pbrl": _RLHF_COMMON | _RLHF_REWARD_MODEL | _RLHF_PBRL,
 }
@@ -344,7 +360,16 @@ def reads(cfg: Any) -> frozenset[str]:
 
 def shard_checks(cfg: Any) -> list[tuple[str, bool, str]]:
     """``AlgoSpec.checks`` of deep RLHF (``cfg``: the whole trial config): on the ray backend every
-    rollout (and oracle) worker owns whole env shards, and there is no acting graph to reuse."""
+    rollout (and oracle) worker owns whole env shards, and there is no acting graph to reuse; Atari
+    frames are not normalised (``method.normalize_obs``)."""
+    if cfg.method.normalize_obs and cfg.problem.name == "atari_rlhf":
+        return [
+            (
+                "method.normalize_obs",
+                False,
+                "is not for Atari frames (the Atari nets scale their uint8 frames themselves)",
+            )
+        ]
     shards = getattr(cfg.problem, "env_shards", None)
     if shards is None or cfg.dist.backend != "ray":
         return []

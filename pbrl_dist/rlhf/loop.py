@@ -86,6 +86,7 @@ from pbrl_dist.rlhf.stats import (
     EpisodeLog,
     PenaltyStats,
     Progress,
+    ReturnNormalizer,
     load_into,
     state_of,
 )
@@ -105,8 +106,13 @@ def _net_kwargs(kind: str, cfg: RLHFConfig, hidden: Sequence[int]) -> dict[str, 
 
 
 def ac_kwargs(problem: RLHFProblem, cfg: RLHFConfig) -> dict[str, Any]:
-    """Return the actor-critic's constructor kwargs."""
-    return _net_kwargs(problem.net_kind, cfg, cfg.ac_hidden)
+    """Return the actor-critic's constructor kwargs (rollout workers build the same net from them)."""
+    kw = _net_kwargs(problem.net_kind, cfg, cfg.ac_hidden)
+    if cfg.normalize_obs:
+        kw["normalize_obs"] = True
+    if cfg.ac_separate_trunks:
+        kw["separate"] = True
+    return kw
 
 
 # -------------------------------------------------------------------------------------------------
@@ -181,6 +187,7 @@ class RLHFLearner:
         self.oracle_episodes = EpisodeLog()  # π̂*'s finished games (true return), PBRL's oracle
         self.penalty = PenaltyStats()
         self.coupling = CouplingStats()
+        self.return_norm = ReturnNormalizer()  # a2c_oracle with method.normalize_reward
 
     # --- the agent's rewards ---------------------------------------------------------------------
 
@@ -188,6 +195,8 @@ class RLHFLearner:
         """Return what the agent's A2C step optimises: r̃_φ, or the true reward (sign-clipped if set)."""
         if self.rm is not None:
             return self.rm.learned_reward(roll, update_stats=True)
+        if self.cfg.normalize_reward:
+            return self.return_norm(roll.rewards_TN, roll.dones_TN, gamma=self.problem.gamma)
         return roll.rewards_TN.sign() if self.cfg.clip_true_reward else roll.rewards_TN
 
     # --- episodes and windows --------------------------------------------------------------------
@@ -243,6 +252,7 @@ class RLHFLearner:
                 "oracle_episodes": state_of(self.oracle_episodes),
                 "penalty": state_of(self.penalty),
                 "coupling": state_of(self.coupling),
+                "return_norm": state_of(self.return_norm),
             },
         }
 
@@ -265,6 +275,7 @@ class RLHFLearner:
         # (checkpoints written before these counters existed start them empty)
         self.oracle_episodes = load_into(EpisodeLog, c.get("oracle_episodes", {}))
         self.coupling = load_into(CouplingStats, c.get("coupling", {}))
+        self.return_norm = load_into(ReturnNormalizer, c.get("return_norm", {}))
 
     # --- metrics ---------------------------------------------------------------------------------
 

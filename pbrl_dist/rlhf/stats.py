@@ -165,6 +165,44 @@ class CouplingStats:
         return out
 
 
+@dataclass
+class ReturnNormalizer:
+    """Stable-Baselines3 ``VecNormalize``'s reward scaling: each env keeps a discounted return
+    G ← γ·G + r (0 after an episode end); every step the running variance of all envs' G is updated
+    and the step's rewards are divided by its square root (+ ε), clipped to ±``clip``.
+
+    Attributes:
+        returns: G of each env.
+        mean, var, count: running statistics of G (count starts at SB3's 1e-4).
+    """
+
+    returns: list[float] = field(default_factory=list)
+    mean: float = 0.0
+    var: float = 1.0
+    count: float = 1e-4
+
+    def __call__(
+        self, rewards_TN: torch.Tensor, dones_TN: torch.Tensor, *, gamma: float, clip: float = 10.0
+    ) -> torch.Tensor:
+        """Return the scaled rewards (T, N) of a fragment and advance the statistics."""
+        r = rewards_TN.to(torch.float64).numpy()
+        d = dones_TN.numpy()
+        g = np.asarray(self.returns if self.returns else np.zeros(r.shape[1]), dtype=np.float64)
+        out = np.empty_like(r)
+        for t in range(r.shape[0]):
+            g = g * gamma + r[t]
+            b_mean, b_var, n = float(g.mean()), float(g.var()), float(g.size)
+            total = self.count + n
+            delta = b_mean - self.mean
+            self.mean += delta * n / total
+            m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
+            self.var, self.count = m2 / total, total
+            out[t] = np.clip(r[t] / np.sqrt(self.var + 1e-8), -clip, clip)
+            g = np.where(d[t], 0.0, g)
+        self.returns = g.tolist()
+        return torch.from_numpy(out.astype(np.float32))
+
+
 def state_of(obj: Any) -> dict[str, Any]:
     """Return a deep copy of a stats dataclass as a plain dict (checkpoints)."""
     return dataclasses.asdict(obj)

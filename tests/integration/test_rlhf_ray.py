@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,9 @@ PBRL = rlhf.RLHFConfig(
 )
 
 
-def _run(runner: Any = None) -> tuple[list[dict[str, Any]], Any]:
+def _run(runner: Any = None, cfg: rlhf.RLHFConfig = PBRL) -> tuple[list[dict[str, Any]], Any]:
     sink = ListSink()
-    res = rlhf.run(build(TOY), PBRL, seed=2, sink=sink, runner=runner)
+    res = rlhf.run(build(TOY), cfg, seed=2, sink=sink, runner=runner)
     rows = [{k: v for k, v in r.items() if not k.startswith("perf/env_steps")} for r in sink.rows]
     return rows, res
 
@@ -68,6 +69,21 @@ def test_pbrl_on_rollout_workers_equals_local(workers: int, oracles: int) -> Non
     assert len(local_rows) >= 4 and ray_rows == local_rows
     assert local_rows[-1]["rl/episodes"] > 0 and "penalty/value" in local_rows[-1]
     assert (local.final_state["episode_returns"] == remote.final_state["episode_returns"]).all()
+
+
+def test_normalised_observations_resolved_oracle_and_eval_set_on_workers_equal_local() -> None:
+    # the obs statistics travel in the weights; the re-solving oracle steps on the oracle actors
+    cfg = dataclasses.replace(
+        PBRL, normalize_obs=True, oracle_resolve_steps=2, rm_eval_pairs=8, teacher_skip=0.1
+    )
+    local_rows, _ = _run(cfg=cfg)
+    runner = _runner(2, 1)
+    try:
+        ray_rows, _ = _run(runner, cfg=cfg)
+    finally:
+        runner.shutdown()
+    assert ray_rows == local_rows and "rm/eval_accuracy" in local_rows[-1]
+    assert local_rows != _run(cfg=dataclasses.replace(cfg, normalize_obs=False))[0]
 
 
 def test_weights_are_fetched_once_per_version_and_workers_own_consecutive_shards() -> None:
