@@ -66,11 +66,11 @@ class A2CTrainer:
             net.parameters(), lr=lr, alpha=cfg.rms_alpha, eps=cfg.rms_eps
         )
 
-    def copy(self) -> A2CTrainer:
-        """Return a trainer on a deep copy of the net with a fresh optimizer (PBRL's π̂* start)."""
-        return A2CTrainer(
-            deepcopy(self.net), self.cfg, lr=self.opt.param_groups[0]["lr"], gamma=self.gamma
-        )
+    def copy(self, lr: float | None = None) -> A2CTrainer:
+        """Return a trainer on a deep copy of the net with a fresh optimizer (PBRL's π̂* start), at
+        learning rate ``lr`` (default: this trainer's)."""
+        lr = self.opt.param_groups[0]["lr"] if lr is None else lr
+        return A2CTrainer(deepcopy(self.net), self.cfg, lr=lr, gamma=self.gamma)
 
     def weights(self) -> Mapping[str, torch.Tensor]:
         """Return the live parameters (``state_dict``) the rollout sources act with."""

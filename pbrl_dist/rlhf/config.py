@@ -118,6 +118,11 @@ class RLHFConfig:
             tracks argmax V_φ; 2 halves the oracle's env steps and updates (BENCHMARKS.md, RESULTS.md).
         oracle_warm_start: π̂* continues from its own previous parameters (True) or restarts from
             the agent's current parameters every iteration (False).
+        oracle_lr: π̂*'s A2C learning rate (0: the agent's): a best response may be solved faster
+            than the agent learns.
+        penalty_window_steps: p̂ and the penalty read the last this many steps (per env) of the
+            oracle's and the agent's rollouts (0: ``pair_window_steps``); more steps, less noise in p̂,
+            older samples.
         oracle_resolve_steps: when > 0, before each reward epoch π̂* restarts from the agent's
             current parameters and takes this many A2C steps on r̃_φ (a look-ahead best response,
             re-solved at every reward update; its fragments refill the oracle's window, on which p̂
@@ -182,6 +187,8 @@ class RLHFConfig:
     oracle_every: int = 1
     oracle_warm_start: bool = True
     oracle_resolve_steps: int = 0
+    oracle_lr: float = 0.0
+    penalty_window_steps: int = 0
     # --- logging / evaluation ---
     log_every_steps: int = 100_000
     return_window: int = 100
@@ -293,6 +300,12 @@ class RLHFConfig:
             (m + "oracle_steps", self.oracle_steps >= 1, "must be ≥ 1"),
             (m + "oracle_every", self.oracle_every >= 1, "must be ≥ 1"),
             (m + "oracle_resolve_steps", self.oracle_resolve_steps >= 0, "must be ≥ 0"),
+            (m + "oracle_lr", self.oracle_lr >= 0, "must be ≥ 0 (0: the agent's lr)"),
+            (
+                m + "penalty_window_steps",
+                self.penalty_window_steps == 0 or self.penalty_window_steps >= self.n_steps,
+                f"must be 0 (the pairs' window) or ≥ method.n_steps={self.n_steps}",
+            ),
             (
                 m + "absorbing",
                 not (self.absorbing and self.continuing),
@@ -342,7 +355,7 @@ _RLHF_PBRL = frozenset(
     {
         "use_upper_in_policy", "use_penalty_in_reward", "upper_coef", "upper_coef_decay",
         "upper_coef_decay_every", "upper_coef_decay_every_fraction", "oracle_steps", "oracle_every",
-        "oracle_warm_start", "oracle_resolve_steps",
+        "oracle_warm_start", "oracle_resolve_steps", "oracle_lr", "penalty_window_steps",
     }
 )  # fmt: skip
 RLHF_READS: dict[str, frozenset[str]] = {

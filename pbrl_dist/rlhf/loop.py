@@ -153,7 +153,7 @@ class RLHFLearner:
         )
         self.agent = A2CTrainer(net, cfg, lr=agent_lr(cfg, problem.lr_key), gamma=problem.gamma)
         # π̂* starts as a copy of the initial agent
-        self.oracle = self.agent.copy() if self.use_penalty else None
+        self.oracle = self.agent.copy(lr=cfg.oracle_lr or None) if self.use_penalty else None
         self.rm = (
             RewardModelTrainer(
                 cfg,
@@ -182,6 +182,10 @@ class RLHFLearner:
         self.window: list[Rollout] = []  # the agent's last rollouts, new pairs are cut from them
         self.oracle_window: list[Rollout] = []  # the oracle's last rollouts (penalty samples)
         self.window_chunks = math.ceil(cfg.pair_window_steps / cfg.n_steps)
+        # p̂ and the penalty read the last penalty_window_steps of both (default: the pairs' window)
+        self.penalty_chunks = math.ceil(
+            (cfg.penalty_window_steps or cfg.pair_window_steps) / cfg.n_steps
+        )
         self.progress = Progress(next_log=cfg.log_every_steps)
         self.episodes = EpisodeLog()
         self.oracle_episodes = EpisodeLog()  # π̂*'s finished games (true return), PBRL's oracle
@@ -211,9 +215,10 @@ class RLHFLearner:
         """Append a rollout to the agent's (or oracle's) window of the last ``pair_window_steps``."""
         roll = roll.without_graph()  # windows are checkpointed and outlive the A2C step
         if oracle:
-            self.oracle_window = [*self.oracle_window, roll][-self.window_chunks :]
+            self.oracle_window = [*self.oracle_window, roll][-self.penalty_chunks :]
         else:
-            self.window = [*self.window, roll][-self.window_chunks :]
+            keep = max(self.window_chunks, self.penalty_chunks)
+            self.window = [*self.window, roll][-keep:]
 
     def break_window(self) -> None:
         """Mark an episode end after the window's last step: the next fragment does not continue it
@@ -564,7 +569,8 @@ def _upper_step(L: RLHFLearner, c_k: float, oracle_src: RolloutSource | None) ->
     cfg, rm = L.cfg, L.rm
     assert rm is not None
     upper_term = None
-    fresh = rm.label_pairs(cat_time(L.window), cfg.pairs_per_epoch) if cfg.pairs_per_epoch else None
+    recent = cat_time(L.window[-L.window_chunks :])
+    fresh = rm.label_pairs(recent, cfg.pairs_per_epoch) if cfg.pairs_per_epoch else None
     if fresh is not None and len(fresh[0]):  # (the skip teacher may answer none of them)
         ell_B = rm.heldout_eval(*fresh)
         if L.use_upper:
@@ -573,7 +579,7 @@ def _upper_step(L: RLHFLearner, c_k: float, oracle_src: RolloutSource | None) ->
     if L.use_penalty:
         if cfg.oracle_resolve_steps and oracle_src is not None:
             _resolve_oracle(L, oracle_src)
-        oracle_roll, agent_roll = cat_time(L.oracle_window), cat_time(L.window)
+        oracle_roll, agent_roll = cat_time(L.oracle_window), cat_time(L.window[-L.penalty_chunks :])
         L.coupling.add_p_hat(rm.value_gap(oracle_roll, agent_roll))  # p̂ before this epoch
         penalty = rm.penalty_fn(oracle_roll, agent_roll, 1.0 / c_k)
     rm.epoch(penalty)

@@ -216,6 +216,27 @@ def test_oracle_resolve_steps_restart_the_oracle_before_each_reward_epoch_and_re
     assert _strip_perf(rows) == [r for r in _strip_perf(ref_rows) if r["iter"] > 30]
 
 
+def test_oracle_lr_and_a_longer_penalty_window_run_and_resume() -> None:
+    cfg = dataclasses.replace(TINY, mode="pbrl", oracle_lr=0.02, penalty_window_steps=40)
+    prob = build(TOY)
+    env = prob.make_env(num_envs=1, seed=0)
+    L = RLHFLearner(prob, cfg, seed=0, obs_shape=tuple(env.obs_shape), num_actions=env.num_actions)
+    env.close()
+    assert L.oracle is not None and L.oracle.opt.param_groups[0]["lr"] == 0.02
+    assert L.agent.opt.param_groups[0]["lr"] == cfg.lr
+    assert (L.window_chunks, L.penalty_chunks) == (4, 8)  # 20 and 40 steps of 5-step fragments
+    ref_rows, _ = _run(cfg)
+    assert _strip_perf(ref_rows) != _strip_perf(_run(dataclasses.replace(cfg, oracle_lr=0.0))[0])
+    ck = MemoryCheckpointer(every=30, crash_after=30)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(cfg, ckpt=ck)
+    assert (
+        len(ck.saved["learner"]["window"]) == 8 and len(ck.saved["learner"]["oracle_window"]) == 8
+    )
+    rows, _ = _run(cfg, ckpt=ck)
+    assert _strip_perf(rows) == [r for r in _strip_perf(ref_rows) if r["iter"] > 30]
+
+
 def test_oracle_every_is_read_by_pbrl_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"method\.oracle_every: must be ≥ 1"):
         load_sweep(str(TOY_SWEEP), smoke=True, overrides=["method.oracle_every=0"])
