@@ -123,6 +123,10 @@ class RLHFConfig:
         penalty_window_steps: p̂ and the penalty read the last this many steps (per env) of the
             oracle's and the agent's rollouts (0: ``pair_window_steps``); more steps, less noise in p̂,
             older samples.
+        penalty_batch: when > 0, each reward-model step's penalty gradient uses this many samples
+            drawn from each window instead of the whole windows, and the clamp max(p̂, 0) is decided
+            once per reward epoch by p̂ on the whole windows (``RewardModelTrainer.penalty_fn``): a
+            long ``penalty_window_steps`` then costs one no-grad pass per epoch, not a pass per step.
         oracle_resolve_steps: when > 0, before each reward epoch π̂* restarts from the agent's
             current parameters and takes this many A2C steps on r̃_φ (a look-ahead best response,
             re-solved at every reward update; its fragments refill the oracle's window, on which p̂
@@ -189,6 +193,7 @@ class RLHFConfig:
     oracle_resolve_steps: int = 0
     oracle_lr: float = 0.0
     penalty_window_steps: int = 0
+    penalty_batch: int = 0
     # --- logging / evaluation ---
     log_every_steps: int = 100_000
     return_window: int = 100
@@ -301,6 +306,7 @@ class RLHFConfig:
             (m + "oracle_every", self.oracle_every >= 1, "must be ≥ 1"),
             (m + "oracle_resolve_steps", self.oracle_resolve_steps >= 0, "must be ≥ 0"),
             (m + "oracle_lr", self.oracle_lr >= 0, "must be ≥ 0 (0: the agent's lr)"),
+            (m + "penalty_batch", self.penalty_batch >= 0, "must be ≥ 0 (0: the whole windows)"),
             (
                 m + "penalty_window_steps",
                 self.penalty_window_steps == 0 or self.penalty_window_steps >= self.n_steps,
@@ -356,6 +362,7 @@ _RLHF_PBRL = frozenset(
         "use_upper_in_policy", "use_penalty_in_reward", "upper_coef", "upper_coef_decay",
         "upper_coef_decay_every", "upper_coef_decay_every_fraction", "oracle_steps", "oracle_every",
         "oracle_warm_start", "oracle_resolve_steps", "oracle_lr", "penalty_window_steps",
+        "penalty_batch",
     }
 )  # fmt: skip
 RLHF_READS: dict[str, frozenset[str]] = {

@@ -580,8 +580,9 @@ def _upper_step(L: RLHFLearner, c_k: float, oracle_src: RolloutSource | None) ->
         if cfg.oracle_resolve_steps and oracle_src is not None:
             _resolve_oracle(L, oracle_src)
         oracle_roll, agent_roll = cat_time(L.oracle_window), cat_time(L.window[-L.penalty_chunks :])
-        L.coupling.add_p_hat(rm.value_gap(oracle_roll, agent_roll))  # p̂ before this epoch
-        penalty = rm.penalty_fn(oracle_roll, agent_roll, 1.0 / c_k)
+        p_hat_now = rm.value_gap(oracle_roll, agent_roll)  # p̂ before this epoch
+        L.coupling.add_p_hat(p_hat_now)
+        penalty = rm.penalty_fn(oracle_roll, agent_roll, 1.0 / c_k, p_hat_now=p_hat_now)
     rm.epoch(penalty)
     return upper_term
 

@@ -304,27 +304,40 @@ class RewardModelTrainer:
         r_agent = self.learned_reward(agent_roll, update_stats=False).reshape(-1)
         return float(value_gap_surrogate(r_hat, r_agent, gamma=self.gamma))
 
-    def penalty_fn(self, oracle_roll: Rollout, agent_roll: Rollout, lam: float) -> PenaltyFn:
+    def penalty_fn(
+        self, oracle_roll: Rollout, agent_roll: Rollout, lam: float, *, p_hat_now: float = 0.0
+    ) -> PenaltyFn:
         """Return rm ↦ λ·(1 − γ)·max(p̂(φ), 0) on the latest oracle and agent samples.
 
         p̂ = V_φ(π̂*) − V_φ(π_θ) estimated from the two windows (``core.a2c.value_gap_surrogate``),
         with the normalisation statistics held fixed; per-step units, like the A2C loss. When the
         oracle looks worse than the agent, the agent is the better best-response estimate and the
         penalty (≥ 0 by definition) has no gradient.
+
+        With ``method.penalty_batch`` B > 0 each reward-model step uses B samples drawn from each
+        window (the ``rm`` generator) instead of the whole windows: a stochastic gradient of p̂, and
+        the clamp is decided once per epoch by ``p_hat_now``, p̂ on the whole windows before the
+        epoch (dropout off): λ·(1 − γ)·p̂_B(φ) if ``p_hat_now`` > 0, else no penalty. A per-minibatch
+        clamp on B samples would switch on noise.
         """
-        gamma, g = self.gamma, self.gens["rm"]
+        gamma, g, batch = self.gamma, self.gens["rm"], self.cfg.penalty_batch
+
+        def rewards(rm: nn.Module, r: Rollout) -> torch.Tensor:
+            obs, act, done = r.obs_TN, r.actions_TN, r.dones_TN
+            if batch:
+                n = act.numel()
+                idx = torch.randint(n, (batch,), generator=g)
+                obs = obs.reshape(n, *obs.shape[2:])[idx]
+                act, done = act.reshape(n)[idx], done.reshape(n)[idx]
+            r_tilde = self.normalized(reward(rm, obs, act, generator=g))
+            return self.with_end_value(rm, r_tilde, done).reshape(-1)
 
         def penalty(rm: nn.Module) -> torch.Tensor:
-            r_hat, r_agent = (
-                self.with_end_value(
-                    rm,
-                    self.normalized(reward(rm, r.obs_TN, r.actions_TN, generator=g)),
-                    r.dones_TN,
-                ).reshape(-1)
-                for r in (oracle_roll, agent_roll)
-            )
-            p_hat = value_gap_surrogate(r_hat, r_agent, gamma=gamma).clamp(min=0.0)
-            return lam * (1.0 - gamma) * p_hat
+            r_hat, r_agent = rewards(rm, oracle_roll), rewards(rm, agent_roll)
+            p_hat = value_gap_surrogate(r_hat, r_agent, gamma=gamma)
+            if batch:
+                return lam * (1.0 - gamma) * p_hat * float(p_hat_now > 0)
+            return lam * (1.0 - gamma) * p_hat.clamp(min=0.0)
 
         return penalty
 

@@ -11,10 +11,13 @@ from _rlhf_tiny import TINY, TOY, TOY_SWEEP
 
 from pbrl_dist.config import load_sweep
 from pbrl_dist.config.loader import ConfigError
+from pbrl_dist.executors.shards import LocalRollouts, RolloutSpec, cat_time
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.problems.rlhf import build
-from pbrl_dist.rlhf import RLHFConfig, run
+from pbrl_dist.rlhf import RLHFConfig, RLHFLearner, run
+from pbrl_dist.rlhf.loop import _initial_pairs, ac_kwargs
 from pbrl_dist.rlhf.reward_model import teacher_of
+from pbrl_dist.testing import MemoryCheckpointer
 
 TEACHERS = {  # B-Pref's settings (Lee et al. 2021, Table 1)
     "stochastic": {"teacher_mode": "bt", "teacher_beta": 1.0},
@@ -98,3 +101,39 @@ def test_penalty_grad_ratio_is_logged_by_pbrl_only() -> None:
     assert not any(
         "rm/penalty_grad_ratio" in r for r in _rows(dataclasses.replace(TINY, mode="drlhf"))
     )
+
+
+def test_a_sampled_penalty_acts_only_when_the_whole_windows_p_hat_is_positive() -> None:
+
+    cfg = dataclasses.replace(TINY, mode="pbrl", penalty_batch=16)
+    prob = build(TOY)
+    src = LocalRollouts(RolloutSpec(prob, "agent", 0, cfg.n_steps, ac_kwargs(prob, cfg)))
+    try:
+        L = RLHFLearner(
+            prob, cfg, seed=0, obs_shape=tuple(src.obs_shape), num_actions=src.num_actions
+        )
+        _initial_pairs(L, src)
+        roll = cat_time(L.window)
+    finally:
+        src.close()
+    assert L.rm is not None
+    off = L.rm.penalty_fn(roll, roll, 10.0, p_hat_now=-0.5)(L.rm.rm)
+    assert float(off.detach()) == 0.0
+    on = L.rm.penalty_fn(roll, roll, 10.0, p_hat_now=0.5)(L.rm.rm)
+    assert on.requires_grad  # two independent 16-sample draws of the same window: p̂_B ≠ 0 by chance
+    grads = torch.autograd.grad(on, [p for p in L.rm.rm.parameters() if p.requires_grad])
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_a_sampled_penalty_over_a_long_window_runs_and_resumes() -> None:
+
+    cfg = dataclasses.replace(TINY, mode="pbrl", penalty_batch=32, penalty_window_steps=40)
+    ref = _rows(cfg)
+    assert ref != _rows(dataclasses.replace(cfg, penalty_batch=0))
+    ck = MemoryCheckpointer(every=30, crash_after=30)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(build(TOY), cfg, seed=3, sink=ListSink(), ckpt=ck)
+    sink = ListSink()
+    run(build(TOY), cfg, seed=3, sink=sink, ckpt=ck)
+    got = [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in sink.rows]
+    assert got == [r for r in ref if r["iter"] > 30]
