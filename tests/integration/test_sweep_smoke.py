@@ -13,6 +13,10 @@ from pbrl_dist.report import load_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+# rl-zoo's A2C presets, and the pre-registered experiment's tuning file (its other files differ from it
+# in the label settings and the seeds only; they all load in tests/unit/config)
+SWEEPS += sorted((ROOT / "sweeps" / "zoo_a2c").glob("*.yaml"))
+SWEEPS += [ROOT / "sweeps" / "experiments" / "e17_toy_r0.yaml"]
 # Other method settings (ablations, budgets) of a file the journey matrix drives on every backend
 # (test_journeys.py): each keeps its base file's problem and runs here through `pbrl run`.
 VARIANTS = {
@@ -21,6 +25,7 @@ VARIANTS = {
     "minatar_a2c": "minatar_rlhf",
     "minatar_pbrl_terms": "minatar_rlhf",
     "minatar_collapse": "minatar_rlhf",
+    "rlhf_toy_teachers": "rlhf_toy",
 }
 VARIANT_FILES = sorted((ROOT / "sweeps" / "variants").glob("*.yaml"))
 SWEEPS += VARIANT_FILES
