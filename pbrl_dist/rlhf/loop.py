@@ -536,13 +536,7 @@ def _oracle_steps(
         if i:
             L.progress.oracle_version += 1
             wait = oracle_src.collect_async(oracle.weights(), L.progress.oracle_version)
-        oracle_roll = wait()
-        L.progress.oracle_steps += oracle_roll.num_steps
-        frames = L.progress.oracle_steps * L.problem.frames_per_step
-        L.oracle_episodes.add(oracle_roll.episode_returns, frames)
-        L.push_window(oracle_roll, oracle=True)
-        r_hat_TN = rm.learned_reward(oracle_roll, update_stats=False)
-        oracle.step(oracle_roll, r_hat_TN, continuing=cfg.continuing)
+        r_hat_TN = _oracle_step_on(L, wait())
     L.penalty.add(float(value_gap_surrogate(r_hat_TN.reshape(-1), r_TN.reshape(-1), gamma=gamma)))
 
 
@@ -555,13 +549,19 @@ def _resolve_oracle(L: RLHFLearner, oracle_src: RolloutSource) -> None:
     oracle.net.load_state_dict(L.agent.weights())
     for _ in range(cfg.oracle_resolve_steps):
         L.progress.oracle_version += 1
-        roll = oracle_src.collect(oracle.weights(), L.progress.oracle_version)
-        L.progress.oracle_steps += roll.num_steps
-        L.oracle_episodes.add(
-            roll.episode_returns, L.progress.oracle_steps * L.problem.frames_per_step
-        )
-        L.push_window(roll, oracle=True)
-        oracle.step(roll, rm.learned_reward(roll, update_stats=False), continuing=cfg.continuing)
+        _oracle_step_on(L, oracle_src.collect(oracle.weights(), L.progress.oracle_version))
+
+
+def _oracle_step_on(L: RLHFLearner, roll: Rollout) -> torch.Tensor:
+    """Count, record and window one oracle fragment, take π̂*'s A2C step on r̃_φ of it; return r̃_φ."""
+    oracle, rm = L.oracle, L.rm
+    assert oracle is not None and rm is not None
+    L.progress.oracle_steps += roll.num_steps
+    L.oracle_episodes.add(roll.episode_returns, L.progress.oracle_steps * L.problem.frames_per_step)
+    L.push_window(roll, oracle=True)
+    r_hat_TN = rm.learned_reward(roll, update_stats=False)
+    oracle.step(roll, r_hat_TN, continuing=L.cfg.continuing)
+    return r_hat_TN
 
 
 def _upper_step(L: RLHFLearner, c_k: float, oracle_src: RolloutSource | None) -> PenaltyFn | None:
