@@ -3,14 +3,17 @@
 Runs, one after the other on this machine, each as the user types it (a fresh process that starts its
 own embedded Ray), W&B off:
 
-  groups: pbrl sweep sweeps/fig1_stackelberg.yaml                     (sweep.trials: group, the default)
-  seeds:  pbrl sweep sweeps/fig1_stackelberg.yaml sweep.trials=seed   (the baseline: 90 Tune trials)
-  run:    pbrl run   sweeps/fig1_stackelberg.yaml                     (the numbers' reference, no Ray)
+  groups:  pbrl sweep sweeps/fig1_stackelberg.yaml                  (sweep.trials: group, the default)
+  seeds:   pbrl sweep ... sweep.trials=seed                         (the baseline: 90 Tune trials)
+  run:     pbrl run   sweeps/fig1_stackelberg.yaml                  (the numbers' reference, no Ray)
 
 prints each one's wall time (process start to exit) and checks that every one of the 90 trials has the
-same metrics rows and final numbers in all three folders (exact equality, timing fields aside).
+same metrics rows and final numbers in every folder (exact equality, timing fields aside). With
+``--repeats N`` the group sweep runs N times (the machine is shared and noisy), and its times and
+their median are printed.
 
-    .venv/bin/python benchmarks/bench_fig1_groups.py [--no-baseline] [--out DIR]
+    .venv/bin/python benchmarks/bench_fig1_groups.py [--no-baseline] [--repeats N] [--out DIR]
+                                                     [--reference RUN_DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,26 +61,42 @@ def numbers(out: Path) -> dict[str, tuple[list[dict], dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-baseline", action="store_true", help="skip the one-trial-per-seed sweep")
-    ap.add_argument("--out", help="folder for the three results folders (default: a temporary one)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of the group sweep")
+    ap.add_argument("--out", help="folder for the results folders (default: a temporary one)")
+    ap.add_argument(
+        "--reference",
+        help="a finished `pbrl run` folder of this sweep to compare with (skips running it again)",
+    )
     args = ap.parse_args()
     where = Path(args.out or tempfile.mkdtemp(prefix="bench_fig1_"))
-    runs = {"groups": ["sweep", SWEEP, "--no-report"]}
+    groups = ["sweep", SWEEP, "--no-report"]
+    once = {}
     if not args.no_baseline:
-        runs["seeds"] = ["sweep", SWEEP, "--no-report", "sweep.trials=seed"]
-    runs["run"] = ["run", SWEEP, "--no-report"]
+        once["seeds"] = ["sweep", SWEEP, "--no-report", "sweep.trials=seed"]
+    if not args.reference:
+        once["run"] = ["run", SWEEP, "--no-report"]
     print(f"Figure 1 sweep (90 runs, 2000 iterations each), {os.cpu_count()} CPUs, W&B off")
-    wall = {}
-    for name, cmd in runs.items():
+    wall: dict[str, list[float]] = {}
+    for r in range(args.repeats):
+        print(f"groups #{r + 1}: pbrl sweep {' '.join(groups[2:])}", flush=True)
+        out = where / ("groups" if r == 0 else f"groups_{r + 1}")
+        wall.setdefault("groups", []).append(timed([*groups, "--out", str(out)]))
+    for name, cmd in once.items():
         print(f"{name}: pbrl {' '.join(cmd[:1] + cmd[2:])}", flush=True)
-        wall[name] = timed([*cmd, "--out", str(where / name)])
-    ref = numbers(where / "run")
+        wall[name] = [timed([*cmd, "--out", str(where / name)])]
+    ref = numbers(Path(args.reference) if args.reference else where / "run")
     assert len(ref) == 90, f"pbrl run wrote {len(ref)} trials"
-    for name in runs:
+    for name, times in wall.items():
         same = numbers(where / name) == ref
-        print(f"{name:7s} {wall[name]:7.1f} s   numbers identical to pbrl run's: {same}")
+        each = " ".join(f"{t:.1f}" for t in times)
+        print(
+            f"{name:7s} {statistics.median(times):7.1f} s (median; each: {each})   "
+            f"numbers identical to pbrl run's: {same}"
+        )
         assert same, name
-    if "seeds" in wall:
-        print(f"groups vs one Tune trial per seed: {wall['seeds'] / wall['groups']:.2f}x faster")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    if "seeds" in med:
+        print(f"groups vs one Tune trial per seed: {med['seeds'] / med['groups']:.2f}x faster")
 
 
 if __name__ == "__main__":
