@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml $(LOCK)
 
 demo: $(STAMP)
 	# A small real Figure 1 sweep through Ray Tune on an embedded local Ray (all CPUs), W&B offline:
-	# 3 methods × 2 penalty constants × 3 seeds = 18 trials, about 1 min on 2 cores; then the report.
+	# 2 PBRL methods × 2 penalty constants, and independent PG, × 3 seeds = 15 trials (5 seed groups),
+	# about 1 min on 2 cores; then the report.
 	# The paper-size sweep is `pbrl sweep sweeps/fig1_stackelberg.yaml` (90 trials).
 	WANDB_MODE=offline $(VENV)/bin/pbrl sweep sweeps/demo_fig1.yaml --out results/demo_fig1 --overwrite --no-report
 	$(VENV)/bin/pbrl report results/demo_fig1

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from pbrl_dist.algos.registry import algo_specs
 from pbrl_dist.config.loader import Sweep
 
 
@@ -31,8 +32,16 @@ def _equal(named: str, value: Any) -> bool:
 
 def check_names_agree(sweep: Sweep) -> None:
     """Every part of every trial name equals the resolved config that the trial runs."""
-    axes = {k.split(".")[-1]: k for k in sweep.block.get("grid") or {}}
+    grid = list(sweep.block.get("grid") or {})
+    specs = algo_specs()
     for t in sweep.trials:
+        # a method axis the trial's loop does not read is not one of its axes (it runs once)
+        reads = specs[t.cfg.method.algo].fields_read(t.cfg.method)
+        axes = {
+            k.split(".")[-1]: k
+            for k in grid
+            if not k.startswith("method.") or k.split(".", 1)[1] in reads
+        }
         method, *parts, seed = t.name.split("__")
         assert method == t.container["method"]["name"] == t.cfg.method.name, t.name
         assert seed == f"s{t.container['seed']}" and t.cfg.seed == t.container["seed"], t.name

@@ -907,8 +907,8 @@ class _Progress:
         self.total, self.done, self.shown = total, 0, -1
         self.timer = Timer(every_s, clock)
 
-    def step(self) -> None:
-        self.done += 1
+    def step(self, n: int = 1) -> None:
+        self.done += n
         if self.timer.ready():
             self.line()
 
@@ -1196,6 +1196,134 @@ def _replace_axes(
     return out, list(replaced.values())
 
 
+def _check_searched(trials: list[TrialSpec], block: SweepBlock, path: Path) -> None:
+    """A search axis over a method field one method of the sweep does not read is an error: each of
+    that method's samples would run the same trial, recording a value it never used (a grid axis is
+    dropped for such a method instead; a search draws per Tune trial, so it cannot be)."""
+    axes = [k for k in block.search if k.startswith("method.")]
+    if not axes:
+        return
+    specs = algo_specs()
+    first = {t.cfg.method.name: t for t in reversed(trials)}
+    for key in axes:
+        for mname, t in first.items():
+            if key.split(".", 1)[1] not in specs[t.cfg.method.algo].fields_read(t.cfg.method):
+                raise ConfigError(
+                    f"sweep.search.{key}: method {mname} (algo {_algo_mode(t)}) does not read it, "
+                    "so its samples would be copies of one run; search it in a sweep of the methods "
+                    f"that read it [in {path.name}]"
+                )
+
+
+def _drop_unread_axes(
+    mname: str, cfg: TrialConfig, point: dict[str, Any], method_axes: list[str], notes: list[str]
+) -> dict[str, Any]:
+    """``point`` without the method axes that ``cfg``'s loop does not read (``point`` itself when it
+    reads them all), with a note for each dropped axis.
+
+    Such an axis would run the same trial once per value, each run recording a value it never used;
+    the method runs once instead, without that axis (its value is the method's own).
+    """
+    reads = algo_specs()[cfg.method.algo].fields_read(cfg.method)
+    unread = [k for k in method_axes if k.split(".")[1] not in reads]
+    if not unread:
+        return point
+    mode = getattr(cfg.method, "mode", None)
+    algo = cfg.method.algo + (f" in mode {mode}" if mode is not None else "")
+    for k in unread:
+        note = (
+            f"sweep.grid.{k}: method {mname} (algo {algo}) does not read it, so it runs once, not "
+            "once per value"
+        )
+        if note not in notes:
+            notes.append(note)
+    return {k: v for k, v in point.items() if k not in unread}
+
+
+def _expand(
+    methods: dict[str, list[dict[str, Any]]],
+    block: SweepBlock,
+    shared_layers: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+    *,
+    exp: str,
+    path: Path,
+    count: int,
+    notes: list[str],
+) -> tuple[list[TrialSpec], dict[str, tuple[set[str], set[str]]]]:
+    """Every trial of the sweep (methods × grid points × seeds, method-major) and, per trial, the
+    method fields set for it alone and for every method (``_check_unread``'s ``set_by``).
+
+    ``shared_layers`` are the file's, the smoke block's and the command line's trial keys; a grid
+    axis over a ``method.*`` field a method does not read is dropped for that method
+    (``_drop_unread_axes``, with a note in ``notes``).
+    """
+    base, smoke_base, cli_base = shared_layers
+    keys = list(block.grid)
+    trials: list[TrialSpec] = []
+    set_by: dict[str, tuple[set[str], set[str]]] = {}
+    fast = _FastTrials(exp, keys) if FAST else None
+    progress = _Progress(count)
+    shared_base = {k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}}
+    shared_base |= {k.split(".", 1)[1] for k in block.search if k.startswith("method.")}
+    method_axes = [k for k in keys if k.startswith("method.")]
+    shared = shared_base | {k.split(".", 1)[1] for k in method_axes}
+
+    def build(
+        mname: str, own: list[dict[str, Any]], point: dict[str, Any], seed: Any
+    ) -> tuple[str, TrialConfig, dict[str, Any]]:
+        file_own, smoke_own, cli_own = own
+        # Specific beats shared within a layer; a later layer beats an earlier one.
+        layers = [
+            base,
+            {"method": {"name": mname, **file_own}},
+            smoke_base,
+            {"method": smoke_own},
+            cli_base,
+            {"method": cli_own},
+            _dotted_to_nested(point.items()),
+            {"seed": seed},
+        ]
+        built = fast.trial(mname, layers, point, seed) if fast is not None else None
+        if built is not None:
+            return built
+        parts = [mname, *(f"{k.split('.')[-1]}={v}" for k, v in point.items()), f"s{seed}"]
+        where = re.sub(r"[^\w=.,+-]", "_", "__".join(parts))
+        return _slow_trial(layers, exp, mname, point, path, where)
+
+    for mname, own in methods.items():
+        own_keys = set().union(*own)
+        reduced_seen: set[str] = set()
+        for combo in itertools.product(*(block.grid[k] for k in keys)):
+            point = dict(zip(keys, combo, strict=True))
+            first: tuple[str, TrialConfig, dict[str, Any]] | None = None
+            if method_axes:
+                first = build(mname, own, point, block.seeds[0])
+                reduced = _drop_unread_axes(mname, first[1], point, method_axes, notes)
+                if reduced is not point:
+                    point, first = reduced, None
+                    if repr(sorted(point.items())) in reduced_seen:
+                        progress.step(len(block.seeds))
+                        continue
+                    reduced_seen.add(repr(sorted(point.items())))
+            for seed in block.seeds:
+                if first is not None and seed == block.seeds[0]:
+                    name, obj, container = first
+                else:
+                    name, obj, container = build(mname, own, point, seed)
+                if len(name) > MAX_TRIAL_NAME:
+                    raise _fail(
+                        "sweep.grid",
+                        f"trial name {name[:40]}... has {len(name)} characters; it names a folder "
+                        f"(at most {MAX_TRIAL_NAME}): shorten the method name or the grid values",
+                    )
+                trials.append(TrialSpec(name=name, cfg=obj, container=container))
+                # every method axis, dropped or not: one that no method reads is still refused
+                set_by[name] = (set(own_keys), shared)
+                progress.step()
+    progress.end()
+    return trials, set_by
+
+
 def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str] = ()) -> Sweep:
     """Read, merge and validate a sweep file; return every trial, or raise ``ConfigError``."""
     path = Path(path)
@@ -1225,9 +1353,6 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
             f"{exp!r} is not a plain name (letters, digits, _ . = -, not starting with a dot, no "
             "'..'): it names folders (Tune state, W&B group), so it may not be a path",
         )
-    trials: list[TrialSpec] = []
-    set_by: dict[str, tuple[set[str], set[str]]] = {}
-    keys = list(block.grid)
     count = len(methods) * len(block.seeds) * math.prod(len(v) for v in block.grid.values())
     if count > block.max_trials:
         raise _fail(
@@ -1235,56 +1360,11 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
             f"{count} trials (methods × grid × seeds) is more than sweep.max_trials={block.max_trials}; "
             "raise sweep.max_trials if you mean it",
         )
-    fast = _FastTrials(exp, keys) if FAST else None
-    progress = _Progress(count)
-    shared_base = {k for lay in (base, smoke_base, cli_base) for k in lay.get("method") or {}}
-    shared_base |= {k.split(".", 1)[1] for k in block.search if k.startswith("method.")}
-    for mname, (file_own, smoke_own, cli_own) in methods.items():
-        own_keys = set(file_own) | set(smoke_own) | set(cli_own)
-        for combo in itertools.product(*(block.grid[k] for k in keys)):
-            point = dict(zip(keys, combo, strict=True))
-            point_layer = _dotted_to_nested(point.items())
-            for seed in block.seeds:
-                # Specific beats shared within a layer; a later layer beats an earlier one.
-                layers = [
-                    base,
-                    {"method": {"name": mname, **file_own}},
-                    smoke_base,
-                    {"method": smoke_own},
-                    cli_base,
-                    {"method": cli_own},
-                    point_layer,
-                    {"seed": seed},
-                ]
-                built = fast.trial(mname, layers, point, seed) if fast is not None else None
-                if built is None:
-                    where = re.sub(
-                        r"[^\w=.,+-]",
-                        "_",
-                        "__".join(
-                            [
-                                mname,
-                                *(f"{k.split('.')[-1]}={v}" for k, v in point.items()),
-                                f"s{seed}",
-                            ]
-                        ),
-                    )
-                    built = _slow_trial(layers, exp, mname, point, path, where)
-                name, obj, container = built
-                if len(name) > MAX_TRIAL_NAME:
-                    raise _fail(
-                        "sweep.grid",
-                        f"trial name {name[:40]}... has {len(name)} characters; it names a folder "
-                        f"(at most {MAX_TRIAL_NAME}): shorten the method name or the grid values",
-                    )
-                trials.append(TrialSpec(name=name, cfg=obj, container=container))
-                shared = shared_base | {
-                    k.split(".", 1)[1] for k in point if k.startswith("method.")
-                }
-                set_by[name] = (set(own_keys), shared)
-                progress.step()
-    progress.end()
+    trials, set_by = _expand(
+        methods, block, (base, smoke_base, cli_base), exp=exp, path=path, count=count, notes=notes
+    )
     _check_unread(trials, set_by, path)
+    _check_searched(trials, block, path)
     # Seed-major order: every method and grid point of the first seed, then of the next, so a sweep
     # that stops part-way (Ctrl-C, a session limit) has compared the methods on the same seeds.
     by_seed: dict[int, list[TrialSpec]] = {}

@@ -212,7 +212,7 @@ def test_a_tabular_run_has_its_launch_group_flat_swept_config_and_iter_axis(
     cfg = run["config"]
     assert cfg["method.lam"] == 200.0 and cfg["method.penalty"] == "bellman"
     assert cfg["problem.tau"] == 0.1 and cfg["seed"] == 0 and "method" not in cfg
-    assert cfg["swept"] == ["method.name", "method.lam"]  # 3 methods x 2 lambdas, one seed
+    assert cfg["swept"] == ["method.name", "method.lam"]  # 2 PBRL methods x 2 lambdas, indep_pg
     assert cfg["launch.kind"] == "smoke" and cfg["launch.id"] == launch
     assert cfg["launch.overrides"] == "method.num_iters=20 method.log_every=10"
     assert run["metrics"] == [("iter", ""), ("*", "iter")]
@@ -222,7 +222,7 @@ def test_a_tabular_run_has_its_launch_group_flat_swept_config_and_iter_axis(
     assert run["summary"]["upper/leader_return"] == pytest.approx(final["upper/leader_return"])
     # Every trial of the launch shares the group; each is its own job type.
     runs = [the_run(d) for d in sorted(out.iterdir()) if (d / "wandb").is_dir()]
-    assert len(runs) == 6 and {r["group"] for r in runs} == {run["group"]}
+    assert len(runs) == 5 and {r["group"] for r in runs} == {run["group"]}
     assert {r["job_type"] for r in runs} == {"pbrl_value", "pbrl_bellman", "indep_pg"}
 
 

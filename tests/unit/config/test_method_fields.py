@@ -3,6 +3,7 @@ it (exit 2, nothing written); allowed values come from the loops' own registries
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -126,4 +127,80 @@ def test_a_search_axis_no_method_reads_is_an_error(tmp_path: Path) -> None:
             overrides=["sweep.search={method.penalty: {choice: [value, bellman]}}"],
         )
     # a searched field some method reads is fine (fig1_search searches lam and lr_x of PBRL)
+    assert load_sweep(SWEEPS / "fig1_search.yaml", smoke=True).trials
+
+
+def test_a_grid_axis_a_method_does_not_read_multiplies_only_the_methods_that_read_it() -> None:
+    """``indep_pg`` has no oracle: a grid over ``method.oracle`` runs it once per game, not per value,
+    under its own settings, and the sweep's notes say so."""
+    sw = load_sweep(
+        SWEEPS / "fig1_stackelberg.yaml",
+        smoke=True,
+        overrides=["sweep.grid.method.oracle=[exact,pmd]"],
+    )
+    per_method = Counter(t.cfg.method.name for t in sw.trials)
+    assert per_method == {"pbrl_value": 4, "pbrl_bellman": 4, "indep_pg": 2}  # 2 games x 1 seed
+    indep = [t for t in sw.trials if t.cfg.method.name == "indep_pg"]
+    assert [t.name for t in indep] == ["indep_pg__game=0__s0", "indep_pg__game=1__s0"]
+    assert {t.cfg.method.oracle for t in indep} == {"exact"}  # the file's value, not an axis value
+    pbrl = {
+        (t.cfg.problem.game, t.cfg.method.oracle) for t in sw.trials if t.cfg.method.algo == "pbrl"
+    }
+    assert pbrl == {(g, o) for g in (0, 1) for o in ("exact", "pmd")}
+    assert sw.notes == [
+        "sweep.grid.method.oracle: method indep_pg (algo indep_pg) does not read it, so it runs once, "
+        "not once per value"
+    ]
+
+
+def test_a_grid_axis_a_mode_does_not_read_runs_that_method_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The A2C baseline of the RLHF sweep has no teacher: a teacher-noise grid runs it once (the note is
+    printed before the run), DRLHF and PBRL once per value."""
+    sw = load_sweep(
+        SWEEPS / "rlhf_toy.yaml",
+        smoke=True,
+        overrides=["sweep.grid.method.teacher_error_rate=[0.0,0.2]"],
+    )
+    assert sorted(t.name for t in sw.trials) == [
+        "a2c_oracle__s0",
+        "drlhf__teacher_error_rate=0.0__s0",
+        "drlhf__teacher_error_rate=0.2__s0",
+        "pbrl__teacher_error_rate=0.0__s0",
+        "pbrl__teacher_error_rate=0.2__s0",
+    ]
+    assert main(["show", str(SWEEPS / "rlhf_toy.yaml"), "--smoke",
+                 "sweep.grid.method.teacher_error_rate=[0.0,0.2]"]) == 0  # fmt: skip
+    got = capsys.readouterr()
+    shown = got.out + got.err
+    assert (
+        "# sweep.grid.method.teacher_error_rate: method a2c_oracle (algo rlhf in mode a2c_oracle) does not "
+        "read it" in shown
+    )
+    assert "# 5 of 5 trials" in shown
+
+
+def test_a_grid_axis_no_method_reads_is_still_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"method\.penalty: not read by algo metagrad, pbrl_ni"):
+        load_sweep(
+            SWEEPS / "fig3_incentive.yaml",
+            smoke=True,
+            overrides=["sweep.grid.method.penalty=[value,bellman]"],
+        )
+
+
+def test_a_search_axis_one_method_does_not_read_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """indep_pg has no lam: its λ samples would all be one run (a search cannot drop the axis for
+    one method as a grid does), so the sweep is refused, naming the axis and the method."""
+    args = [str(SWEEPS / "fig1_stackelberg.yaml"), "--smoke"]
+    search = "sweep.search={method.lam: {loguniform: [2.0, 200.0]}}"
+    with pytest.raises(ConfigError, match=r"^sweep\.search\.method\.lam: method indep_pg \(algo "):
+        load_sweep(args[0], smoke=True, overrides=[search])
+    assert main(["show", *args, search]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "so its samples would be copies of one run" in err[0], err
+    # without indep_pg every method reads it
     assert load_sweep(SWEEPS / "fig1_search.yaml", smoke=True).trials

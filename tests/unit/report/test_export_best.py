@@ -110,26 +110,25 @@ def test_export_best_refuses_an_existing_file_without_overwrite(
 def test_export_best_keeps_problem_instances_as_a_grid_and_the_seeds(
     fake: Any, rows_of: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """2 methods × λ ∈ {5, 20} × game ∈ {0, 1} × seeds {0, 1}: pbrl_value's best λ is 20 (mean 6
-    over the games, against 5 for λ=5), indep_pg's is 5; each runs on both games and both seeds."""
-    grid = {"method.lam": [5, 20], "problem.game": [0, 1]}
-    mean = {("pbrl_value", 5): [10.0, 0.0], ("pbrl_value", 20): [6.0, 6.0]}
-    mean |= {("indep_pg", 5): [1.0, 1.0], ("indep_pg", 20): [0.0, 1.5]}
-    specs = fake.specs(["sweep.grid.method.lam=[5,20]", "sweep.grid.problem.game=[0,1]"])
-    specs += fake.specs(
-        ["sweep.grid.method.lam=[5,20]", "sweep.grid.problem.game=[0,1]", "sweep.seeds=[1]"]
-    )
+    """2 methods × lr_x ∈ {0.1, 0.5} × game ∈ {0, 1} × seeds {0, 1}: pbrl_value's best lr_x is 0.5
+    (mean 6 over the games, against 5 for 0.1), indep_pg's is 0.1; each runs on both games and both
+    seeds."""
+    grid = {"method.lr_x": [0.1, 0.5], "problem.game": [0, 1]}
+    mean = {("pbrl_value", 0.1): [10.0, 0.0], ("pbrl_value", 0.5): [6.0, 6.0]}
+    mean |= {("indep_pg", 0.1): [1.0, 1.0], ("indep_pg", 0.5): [0.0, 1.5]}
+    axes = ["sweep.grid.method.lr_x=[0.1,0.5]", "sweep.grid.problem.game=[0,1]"]
+    specs = fake.specs(axes) + fake.specs([*axes, "sweep.seeds=[1]"])
     fake.record({"seeds": [0, 1], "grid": grid}, [t.name for t in specs])
     for t in specs:
         m = t.cfg.method
-        value = mean[(m.name, int(m.lam))][t.cfg.problem.game]
+        value = mean[(m.name, m.lr_x)][t.cfg.problem.game]
         fake.trial(t.name, t.container, rows_of(value, 40))
     best_file = fake.root / "best.yaml"
     summary = export_best(fake.out, best_file)
     assert summary["instance_axes"] == ["problem.game"] and summary["seeds"] == [0, 1]
     assert {m: p["setting"] for m, p in summary["methods"].items()} == {
-        "pbrl_value": {"method.lam": 20.0},
-        "indep_pg": {"method.lam": 5.0},
+        "pbrl_value": {"method.lr_x": 0.5},
+        "indep_pg": {"method.lr_x": 0.1},
     }
     data = yaml.safe_load(best_file.read_text(encoding="utf-8"))
     assert data["sweep"] == {"seeds": [0, 1], "grid": {"problem.game": [0, 1]}}
@@ -137,7 +136,7 @@ def test_export_best_keeps_problem_instances_as_a_grid_and_the_seeds(
     assert len(trials) == 2 * 2 * 2
     for t in trials:
         want = _config(fake.out / summary["methods"][t.cfg.method.name]["trial"])
-        assert t.cfg.method.lam == (20.0 if t.cfg.method.name == "pbrl_value" else 5.0)
+        assert t.cfg.method.lr_x == (0.5 if t.cfg.method.name == "pbrl_value" else 0.1)
         same = ("seed", "exp", "problem.game")
         assert _without(t.container, *same) == _without(want, *same), t.name
     assert {(t.cfg.problem.game, t.cfg.seed) for t in trials} == {(0, 0), (0, 1), (1, 0), (1, 1)}
