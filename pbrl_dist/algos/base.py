@@ -194,7 +194,7 @@ def mc_pieces(
 
 
 def solve_oracles(runner: ChunkRunner, requests: Sequence[OracleRequest]) -> list[torch.Tensor]:
-    """Run independent oracle solves ``(name, P, r, ρ, γ, τ, logits0, kwargs)`` on the runner.
+    """Run independent oracle solves on the runner.
 
     The ray runner with oracle actors runs them in parallel; the local one runs them here, one after the
     other. Both call the same ``core.oracles.ORACLES`` functions, so the numbers agree.

@@ -37,6 +37,7 @@ from pbrl_dist.core.zerosum import (
     nash_equilibrium,
     ni_surrogate,
 )
+from pbrl_dist.executors.protocols import OracleRequest
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems.incentive import IncentiveProblem, designer_return
 
@@ -136,8 +137,8 @@ def run_pbrl_ni(
         br1, br2 = solve_oracles(
             runner,
             [
-                (cfg.oracle, P1, r1, g.rho_S, g.gamma, g.tau, start1, kw),
-                (cfg.oracle, P2, r2, g.rho_S, g.gamma, g.tau, start2, kw),
+                OracleRequest(cfg.oracle, P1, r1, g.rho_S, g.gamma, g.tau, start1, kw),
+                OracleRequest(cfg.oracle, P2, r2, g.rho_S, g.gamma, g.tau, start2, kw),
             ],
         )
 

@@ -14,7 +14,48 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
+
+from pbrl_dist.algos.base import Checkpointer, Result
+from pbrl_dist.metrics import MetricSink
+
+
+class MethodCfg(Protocol):
+    """What every ``method:`` schema has (``algos.base.MethodConfig``, ``rlhf.RLHFConfig``, ...)."""
+
+    name: str
+    algo: str
+
+
+class DistCfg(Protocol):
+    """The ``dist:`` fields the actor counts read (``config.schema.DistConfig``)."""
+
+    backend: str
+    num_rollout_workers: int
+    num_oracles: int
+
+
+class Loop(Protocol):
+    """A method loop, ``AlgoSpec.run``: runs ``cfg`` on ``problem`` from ``seed``, logs rows to
+    ``sink``, hands its Monte Carlo / rollout work to ``runner`` (its own local one when None) and
+    saves to / resumes from ``ckpt``; returns the final iterate and last metrics row.
+
+    ``problem``, ``cfg`` and ``runner`` are the loop's own kinds (a ``BilevelProblem`` and a
+    ``ChunkRunner`` for the tabular loops, an ``RLHFProblem`` and a ``RolloutRunner`` for ``rlhf``).
+    """
+
+    def __call__(
+        self,
+        problem: Any,
+        cfg: Any,
+        *,
+        seed: int,
+        sink: MetricSink,
+        runner: Any = None,
+        ckpt: Checkpointer | None = None,
+    ) -> Result:
+        """Run the loop."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +84,7 @@ class AlgoSpec:
     """
 
     name: str
-    run: Callable[..., Any]
+    run: Loop
     schema: type
     reads: frozenset[str] | Callable[[Any], frozenset[str]]
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -52,7 +93,7 @@ class AlgoSpec:
     checks: Callable[[Any], list[tuple[str, bool, str]]] | None = None
     batchable: Callable[[Any], bool] | None = None
 
-    def gives_work(self, cfg: Any) -> tuple[bool, bool]:
+    def gives_work(self, cfg: MethodCfg) -> tuple[bool, bool]:
         """Return (rollout workers, oracle actors): whether ``cfg`` (this schema) gives each work."""
         if self.actor_work is not None:
             return self.actor_work(cfg)
@@ -60,7 +101,7 @@ class AlgoSpec:
         workers = "estimator" in read and getattr(cfg, "estimator", "exact") != "exact"
         return workers, "oracle" in read
 
-    def fields_read(self, cfg: Any) -> frozenset[str]:
+    def fields_read(self, cfg: MethodCfg) -> frozenset[str]:
         """Return the fields of ``cfg`` (this schema) the loop reads; ``name`` and ``algo`` always."""
         base = self.reads(cfg) if callable(self.reads) else self.reads
         return frozenset(base) | {"name", "algo"}
@@ -95,7 +136,7 @@ def algo_specs() -> dict[str, AlgoSpec]:
     return _ALGOS
 
 
-def actor_counts(method_cfg: Any, dist_cfg: Any) -> tuple[int, int]:
+def actor_counts(method_cfg: MethodCfg, dist_cfg: DistCfg) -> tuple[int, int]:
     """Return (rollout workers, oracle actors) a trial starts: the one place the counts are derived.
 
     None on ``dist.backend=local``; on ``ray``, ``dist.num_rollout_workers`` (0 means 1) and

@@ -6,7 +6,7 @@ returns of whole episodes that ``pop_finished_episode_returns()`` hands out.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -55,8 +55,33 @@ class VecEnv(Protocol):
         ...
 
 
+@runtime_checkable
+class RestorableVecEnv(Protocol):
+    """A ``VecEnv`` that saves and restores its whole state (the toy gridworld): an env shard resumes it
+    exactly from a checkpoint. Envs without it (ale-py) resume by replaying their actions or re-seed."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return everything ``load_state_dict`` needs to continue bit for bit."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``'s output."""
+        ...
+
+
+@runtime_checkable
+class EpisodeLengths(Protocol):
+    """A ``VecEnv`` that also hands out the lengths of finished episodes (the Atari env)."""
+
+    def pop_finished_episode_lengths(self) -> list[int]:
+        """Return and forget the lengths of the episodes finished since the last call."""
+        ...
+
+
 __all__ = [
     "AtariVecEnv",
+    "EpisodeLengths",
+    "RestorableVecEnv",
     "ToyTargetVecEnv",
     "VecEnv",
     "ale_game_id",

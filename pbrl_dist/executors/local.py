@@ -20,8 +20,11 @@ if TYPE_CHECKING:
 
 
 def solve_local(requests: Sequence[OracleRequest]) -> list[torch.Tensor]:
-    """Run oracle solves ``(name, P, r, ρ, γ, τ, logits0, kwargs)`` here, one after the other."""
-    return [ORACLES[r[0]](*r[1:7], **r[7]) for r in requests]
+    """Run oracle solves here, one after the other."""
+    return [
+        ORACLES[r.name](r.P_SAS, r.r_SA, r.rho_S, r.gamma, r.tau, r.logits0_SA, **r.kwargs)
+        for r in requests
+    ]
 
 
 class LocalChunkRunner:

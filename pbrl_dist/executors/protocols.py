@@ -12,8 +12,9 @@ launcher probes a runner with ``hasattr``: what a runner can do is what its prot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
@@ -21,8 +22,30 @@ import torch
 if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
 
-OracleRequest = tuple[Any, ...]
-"""``(name, P_SAS, r_SA, rho_S, gamma, tau, logits0_SA, kwargs)``: one ``core.oracles.ORACLES`` call."""
+
+@dataclass(frozen=True)
+class OracleRequest:
+    """One best-response solve: ``core.oracles.ORACLES[name](P_SAS, r_SA, rho_S, gamma, tau,
+    logits0_SA, **kwargs)`` (``kwargs``: ``num_steps``, ``step_size``, ``tol``)."""
+
+    name: str
+    P_SAS: torch.Tensor
+    r_SA: torch.Tensor
+    rho_S: torch.Tensor
+    gamma: float
+    tau: float
+    logits0_SA: torch.Tensor
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def detached(self) -> OracleRequest:
+        """The same request with every tensor detached (to ship it to an oracle actor)."""
+        return dataclasses.replace(
+            self,
+            P_SAS=self.P_SAS.detach(),
+            r_SA=self.r_SA.detach(),
+            rho_S=self.rho_S.detach(),
+            logits0_SA=self.logits0_SA.detach(),
+        )
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,8 @@ class RayChunkRunner:
             logits0_SA: torch.Tensor,
             **kwargs: Any,
         ) -> torch.Tensor:
-            return self.solve_many([(name, P_SAS, r_SA, rho_S, gamma, tau, logits0_SA, kwargs)])[0]
+            request = OracleRequest(name, P_SAS, r_SA, rho_S, gamma, tau, logits0_SA, kwargs)
+            return self.solve_many([request])[0]
 
         return remote_oracle
 
@@ -224,10 +225,7 @@ class RayChunkRunner:
         n = len(self.oracles)
         if not n:
             return solve_local(requests)
-        args = [
-            (r[0], *(t.detach() if isinstance(t, torch.Tensor) else t for t in r[1:7]), r[7])
-            for r in requests
-        ]
+        args = [r.detached() for r in requests]
         mine = {o: list(range(o, len(args), n)) for o in range(n)}
 
         def call(idx: list[int]) -> Callable[[Any], ray.ObjectRef]:

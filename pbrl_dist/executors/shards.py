@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from pbrl_dist.core.types import derive_seed
+from pbrl_dist.envs import EpisodeLengths, RestorableVecEnv, VecEnv
 from pbrl_dist.nets import make_actor_critic
 from pbrl_dist.problems.rlhf import RLHFProblem
 
@@ -182,7 +183,7 @@ class RolloutShard:
         """Build the env (reset it) and the policy copy."""
         self.spec, self.index, self.num_envs = spec, int(index), int(num_envs)
         self.env_seed = derive_seed(spec.seed, "env", spec.role, index)
-        self.env = spec.problem.make_env(num_envs=self.num_envs, seed=self.env_seed)
+        self.env: VecEnv = spec.problem.make_env(num_envs=self.num_envs, seed=self.env_seed)
         self.num_actions = int(self.env.num_actions)
         self.obs_shape = tuple(self.env.obs_shape)
         self.gen = torch.Generator()
@@ -203,7 +204,7 @@ class RolloutShard:
         self.num_collects = 0
         self.obs = self.env.reset()
         # Exact resume of envs without state_dict (ale-py): keep every action since the env's seed.
-        self.replay = not hasattr(self.env, "state_dict") and (
+        self.replay = not isinstance(self.env, RestorableVecEnv) and (
             getattr(spec.problem.cfg, "resume", "reseed") == "replay"
         )
         self._replay_seed = self.env_seed
@@ -264,7 +265,7 @@ class RolloutShard:
 
     def state_dict(self) -> dict[str, Any]:
         """Return the shard state: the env's own state, or its seed and action history (replay)."""
-        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        env_state = self.env.state_dict() if isinstance(self.env, RestorableVecEnv) else None
         if self.replay:
             if len(self._actions) > 1:
                 self._actions = [
@@ -288,7 +289,7 @@ class RolloutShard:
         self.num_collects = int(state["num_collects"])
         self.version = -1
         env_state = state["env"]
-        if env_state is not None and hasattr(self.env, "load_state_dict"):
+        if env_state is not None and isinstance(self.env, RestorableVecEnv):
             self.env.load_state_dict(env_state)
             self.obs = np.array(state["obs"], copy=True)
         elif env_state is not None and "actions" in env_state and self.replay:
@@ -304,7 +305,7 @@ class RolloutShard:
         for a_N in actions_LN:
             obs = self.env.step(a_N.astype(np.int64))[0]
         self.env.pop_finished_episode_returns()  # reported before the checkpoint
-        if hasattr(self.env, "pop_finished_episode_lengths"):
+        if isinstance(self.env, EpisodeLengths):
             self.env.pop_finished_episode_lengths()
         if not np.array_equal(obs, want_obs):
             raise RuntimeError(
@@ -317,7 +318,7 @@ class RolloutShard:
     @property
     def exact_restore(self) -> bool:
         """Whether ``load_state_dict`` brings the shard back exactly (env state, or action replay)."""
-        return hasattr(self.env, "state_dict") or self.replay
+        return isinstance(self.env, RestorableVecEnv) or self.replay
 
     def step_state(self) -> dict[str, Any]:
         """Return the small part of ``state_dict`` a fragment changes besides its actions and last obs.
@@ -329,7 +330,7 @@ class RolloutShard:
         return {
             "gen": self.gen.get_state(),
             "num_collects": self.num_collects,
-            "env": self.env.state_dict() if hasattr(self.env, "state_dict") else None,
+            "env": self.env.state_dict() if isinstance(self.env, RestorableVecEnv) else None,
         }
 
     def reseed(self, *tag: object) -> None:

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pbrl_dist.envs import make_atari_vec_env, make_toy_vec_env
+from pbrl_dist.envs import VecEnv, make_atari_vec_env, make_toy_vec_env
 from pbrl_dist.envs.atari import ale_game_id
 from pbrl_dist.envs.gym import UnsupportedEnv, describe_env, make_gym_vec_env
 from pbrl_dist.problems.registry import ProblemSpec, register_problem
@@ -223,7 +223,7 @@ class RLHFProblem:
         """Return the discount γ."""
         return float(self.cfg.gamma)
 
-    def make_env(self, *, num_envs: int, seed: int) -> Any:
+    def make_env(self, *, num_envs: int, seed: int) -> VecEnv:
         """Build one env shard of ``num_envs`` envs seeded by ``seed`` (call ``reset()`` next).
 
         Args:

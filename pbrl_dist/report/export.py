@@ -24,7 +24,7 @@ import datetime
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import yaml
@@ -77,11 +77,11 @@ def _reads(method: dict[str, Any]) -> frozenset[str]:
     """The fields of a resolved ``method:`` block that its algo's loop reads (``AlgoSpec.fields_read``)."""
     from omegaconf import OmegaConf
 
-    from pbrl_dist.algos.registry import algo_specs
+    from pbrl_dist.algos.registry import MethodCfg, algo_specs
 
     spec = algo_specs()[str(method["algo"])]
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.schema), method))
-    return spec.fields_read(cfg)
+    return spec.fields_read(cast(MethodCfg, cfg))  # an instance of the spec's own schema
 
 
 def _method_blocks(

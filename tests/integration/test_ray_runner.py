@@ -14,6 +14,7 @@ from _tiny import small_stackelberg
 from pbrl_dist.algos import indep_pg, pbrl
 from pbrl_dist.algos.base import MethodConfig
 from pbrl_dist.core.oracles import ORACLES
+from pbrl_dist.executors.protocols import OracleRequest
 from pbrl_dist.metrics import ListSink
 from pbrl_dist.problems.stackelberg import StackelbergProblem
 
@@ -118,11 +119,16 @@ def test_oracle_actors_solve_in_parallel_like_the_local_oracle(
     kw = dict(num_steps=50, step_size=1.0, tol=1e-10)
     z = torch.zeros(5, 3, dtype=torch.float64)
     reqs = [
-        ("exact", P, r, problem.rho_S, problem.gamma, problem.tau, z, kw),
-        ("pmd", P, r, problem.rho_S, problem.gamma, problem.tau, z, kw | {"num_steps": 5}),
+        OracleRequest("exact", P, r, problem.rho_S, problem.gamma, problem.tau, z, kw),
+        OracleRequest(
+            "pmd", P, r, problem.rho_S, problem.gamma, problem.tau, z, kw | {"num_steps": 5}
+        ),
     ]
     got = runners[2].solve_many(reqs)
-    want = [ORACLES[q[0]](*q[1:7], **q[7]) for q in reqs]
+    want = [
+        ORACLES[q.name](q.P_SAS, q.r_SA, q.rho_S, q.gamma, q.tau, q.logits0_SA, **q.kwargs)
+        for q in reqs
+    ]
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
     assert len({a.pid for a in runners[2].actors() if a.kind == "oracle"}) == 2
 
