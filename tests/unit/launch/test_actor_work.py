@@ -54,11 +54,15 @@ def test_actor_counts_and_bundles_follow_the_work_each_method_gives(
         assert b.total_cpus == pytest.approx(1.0 + 0.5 * (w + o)), name
 
 
-def test_actor_counts_are_zero_on_the_local_backend_and_zero_workers_mean_one(tmp_path: Path) -> None:
+def test_actor_counts_are_zero_on_the_local_backend_and_zero_workers_mean_one(
+    tmp_path: Path,
+) -> None:
     local = _trials(tmp_path, "method.estimator=mc")["pbrl_value"].cfg  # type: ignore[attr-defined]
     assert actor_counts(local.method, local.dist) == (0, 0)
     assert len(trial_bundles(local).bundles) == 1
-    zero = _trials(tmp_path, "method.estimator=mc", "dist.backend=ray", "dist.num_rollout_workers=0")
+    zero = _trials(
+        tmp_path, "method.estimator=mc", "dist.backend=ray", "dist.num_rollout_workers=0"
+    )
     cfg = zero["pbrl_value"].cfg  # type: ignore[attr-defined]
     assert actor_counts(cfg.method, cfg.dist) == (1, 0)
 
