@@ -51,8 +51,13 @@ def ray_head(tmp_path: Path, auth_mode: str, token: str | None = None) -> Iterat
         deadline = time.monotonic() + 90
         while True:
             assert head.poll() is None, (tmp_path / "head.log").read_text(errors="replace")
+            # Ready as `ray start` tells its user: the GCS port answers some seconds before the
+            # node's raylet registers, and a driver joining in between fails "Failed to connect to
+            # Ray cluster" (seen under `make test` load); `ray start` prints this line once it has.
+            started = "Ray runtime started" in (tmp_path / "head.log").read_text(errors="replace")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
+                if started:
+                    break
             assert time.monotonic() < deadline, (
                 "the Ray head did not start within 90 s: "
                 + (tmp_path / "head.log").read_text(errors="replace")[-2000:]

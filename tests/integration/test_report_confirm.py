@@ -72,12 +72,13 @@ def test_confirm_seeds_reruns_the_best_configuration(
 def test_confirm_seeds_per_method_over_every_game(
     tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two methods × two λ × two games: each method's best λ (games averaged) on every game."""
+    """Two methods × two step sizes × two games: each method's best step size (games averaged) on every
+    game. (The axis is one both methods read: a λ axis would not multiply indep_pg.)"""
     out = tmp_path / "out"
     args = [
         "methods.pbrl_value.algo=pbrl",
         "methods.indep_pg.algo=indep_pg",
-        "sweep.grid.method.lam=[0.5,20]",
+        "sweep.grid.method.lr_x=[0.1,0.5]",
         "sweep.grid.problem.game=[0,1]",
         "sweep.seeds=[0]",
         "method.num_iters=20",
@@ -85,8 +86,8 @@ def test_confirm_seeds_per_method_over_every_game(
     assert main(["run", str(tiny_sweep), "--out", str(out), *args]) == 0
     _, trials = load_results(out)
     assert len(trials) == 8 and set(trials["method.name"]) == {"pbrl_value", "indep_pg"}
-    ranked = rank_configs(trials, ["method.name", "method.lam"], "upper/leader_return", "max")
-    want = {m: g.iloc[0]["method.lam"] for m, g in ranked.groupby("method.name", sort=False)}
+    ranked = rank_configs(trials, ["method.name", "method.lr_x"], "upper/leader_return", "max")
+    want = {m: g.iloc[0]["method.lr_x"] for m, g in ranked.groupby("method.name", sort=False)}
 
     capsys.readouterr()
     assert main(["report", str(out), "--confirm-seeds", "2"]) == 0
@@ -94,12 +95,12 @@ def test_confirm_seeds_per_method_over_every_game(
     assert conf["instance_axes"] == ["problem.game"] and conf["confirm_seeds"] == [1, 2]
     by = {m["method"]: m for m in conf["methods"]}
     assert set(by) == {"pbrl_value", "indep_pg"}
-    for method, lam in want.items():
-        assert by[method]["config"] == {"method.name": method, "method.lam": lam}
+    for method, lr in want.items():
+        assert by[method]["config"] == {"method.name": method, "method.lr_x": lr}
         assert by[method]["instances"] == [{"problem.game": 0}, {"problem.game": 1}]
         assert len(by[method]["confirm_values"]) == 4  # 2 games × 2 fresh seeds
     _, again = load_results(out / "confirm")
     assert len(again) == 8 and again["trial"].is_unique
     games = again.groupby("method.name")["problem.game"].apply(lambda g: sorted(set(g)))
     assert all(g == [0, 1] for g in games)
-    assert set(zip(again["method.name"], again["method.lam"], strict=True)) == set(want.items())
+    assert set(zip(again["method.name"], again["method.lr_x"], strict=True)) == set(want.items())

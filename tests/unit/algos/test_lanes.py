@@ -171,8 +171,6 @@ def test_batch_reason() -> None:
     assert sizes is not None and "game sizes differ" in sizes
     tau = batch_reason("stackelberg", [*cfgs, stackelberg_cfg(0, tau=0.2)], PBRL_VALUE)
     assert tau is not None and "gamma/tau differ" in tau
-    kappa = batch_reason(
-        "shaping", [ShapingConfig(), ShapingConfig(shaping_scale=1.0)], PBRL_VALUE
-    )
+    kappa = batch_reason("shaping", [ShapingConfig(), ShapingConfig(shaping_scale=1.0)], PBRL_VALUE)
     assert kappa is not None and "problem.shaping_scale differs" in kappa
     assert batch_reason("no_such_problem", cfgs, PBRL_VALUE) is not None

@@ -61,13 +61,20 @@ def test_an_override_of_a_grid_axis_replaces_the_axis(
     check_names_agree(sweep)
 
 
-def test_an_override_of_a_search_axis_replaces_the_axis() -> None:
+def test_an_override_of_a_search_axis_replaces_the_axis(tmp_path: Path) -> None:
     sweep = load_sweep(SEARCH, smoke=True, overrides=["method.lam=5"])
     assert set(sweep.block["search"]) == {"method.lr_x"}
     assert all(t.cfg.method.lam == 5.0 for t in sweep.trials)
-    swapped = load_sweep(
-        DEMO, smoke=True, overrides=["sweep.search.method.lam={loguniform: [1, 9]}"]
-    )
+    # the demo's λ grid axis as a search axis: refused there (indep_pg does not read λ, so its samples
+    # would be copies of one run), replaced in a copy with the PBRL methods only
+    swap = ["sweep.search.method.lam={loguniform: [1, 9]}"]
+    with pytest.raises(ConfigError, match=r"^sweep\.search\.method\.lam: method indep_pg"):
+        load_sweep(DEMO, smoke=True, overrides=swap)
+    data = yaml.safe_load(DEMO.read_text())
+    del data["methods"]["indep_pg"]
+    pbrl_only = tmp_path / "demo_pbrl.yaml"
+    pbrl_only.write_text(yaml.safe_dump(data, sort_keys=False))
+    swapped = load_sweep(pbrl_only, smoke=True, overrides=swap)
     assert "method.lam" not in swapped.block["grid"] and "method.lam" in swapped.block["search"]
     assert any("sweep.search axis of the command line replaces" in n for n in swapped.notes)
 

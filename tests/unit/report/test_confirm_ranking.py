@@ -111,7 +111,9 @@ def test_confirm_reruns_each_methods_best_on_every_game(
     (sweep,) = ran
     names = [t.name for t in sweep.trials]
     assert len(names) == len(set(names)) == 2 * 2 * 3  # methods × games × fresh seeds
-    assert "pbrl_value__lr_x=0.5__game=1__s11" in names and "indep_pg__lr_x=0.1__game=0__s10" in names
+    assert (
+        "pbrl_value__lr_x=0.5__game=1__s11" in names and "indep_pg__lr_x=0.1__game=0__s10" in names
+    )
     planned = {
         (t.cfg.method.name, t.cfg.method.lr_x, t.cfg.problem.game, t.cfg.seed) for t in sweep.trials
     }
