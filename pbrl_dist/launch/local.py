@@ -17,25 +17,27 @@ from typing import Any
 
 from pbrl_dist.config.loader import ConfigError, Sweep
 from pbrl_dist.launch.checkpoints import FileCheckpointer
+from pbrl_dist.launch.recovery import (
+    RESULT,
+    check_resume,
+    completed_result,
+    damage,
+    diverged_line,
+    diverged_result,
+    forget_session,
+    reap_leftovers,
+    remember_session,
+)
 from pbrl_dist.launch.results import (
     FAILED,
     check_out_dir,
     hold_lock,
     inside,
     prepare_out_dir,
-    read_record,
     write_record,
 )
 from pbrl_dist.launch.specs import check_bounds, fingerprint
-from pbrl_dist.launch.trial import (
-    RESULT,
-    completed_result,
-    damage,
-    diverged_line,
-    diverged_result,
-    new_defaults_only,
-    run_trial,
-)
+from pbrl_dist.launch.trial import run_trial
 from pbrl_dist.metrics import Diverged
 from pbrl_dist.safe_io import UnsafePath, atomic_write_text, is_write_error
 
@@ -84,52 +86,6 @@ def check_local_sweep(sweep: Sweep) -> None:
             "sweep.search: random search axes (and num_samples) need `pbrl sweep` (Ray Tune); "
             "`pbrl run` runs the grid only"
         )
-
-
-def _same_but_new_defaults(sweep: Sweep, out: Path, record: dict[str, Any]) -> list[str] | None:
-    """Settings a newer pbrl added at their defaults, if that is all that differs from the recorded
-    run (same trial names; every started trial's config.yaml equal but for them); else None."""
-    if list(record.get("trials") or []) != [t.name for t in sweep.trials]:
-        return None
-    added: set[str] = set()
-    for t in sweep.trials:
-        path = out / t.name / "config.yaml"
-        if not path.exists():
-            continue
-        keys = new_defaults_only(path.read_text(encoding="utf-8"), t)
-        if keys is None:
-            return None
-        added.update(keys)
-    return sorted(added)
-
-
-def check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
-    """Return ``out``'s record if ``--resume`` may continue it with these trials, else ``ConfigError``.
-
-    A run recorded by an older pbrl resumes when the only difference is settings added since, at their
-    defaults (they change nothing in what was run); this is said in one line.
-    """
-    record = read_record(out)
-    fp = record.get("fingerprint")
-    if (
-        fp is not None
-        and fp != fingerprint(sweep.trials)
-        and (added := _same_but_new_defaults(sweep, out, record))
-    ):
-        print(
-            f"--resume: the run in {out} predates {', '.join(added)}; resuming with "
-            f"{'it' if len(added) == 1 else 'them'} at the default",
-            flush=True,
-        )
-        return record
-    if fp not in (None, fingerprint(sweep.trials)):
-        raise ConfigError(
-            f"--resume: the trials differ from the run in {out} (sweep file, --smoke or key=value "
-            "overrides changed, or an interpolation such as ${oc.env:X} resolves differently now); "
-            "pass the same ones as the first run (or none: the recorded ones are used), or start a "
-            "new --out"
-        )
-    return record
 
 
 def wandb_modes(sweep: Sweep) -> dict[str, str]:
@@ -194,12 +150,7 @@ def _locked(
     ray_trials = [t for t in sweep.trials if t.cfg.dist.backend == "ray"]
     started = False
     if ray_trials:
-        from pbrl_dist.launch.ray_session import (
-            check_actor_fit,
-            ensure_ray,
-            reap_leftovers,
-            remember_session,
-        )
+        from pbrl_dist.launch.ray_session import check_actor_fit, ensure_ray
 
         if reap_leftovers(out):
             print("stopped Ray processes left behind by a killed pbrl driver", flush=True)
@@ -221,7 +172,7 @@ def _locked(
         )
     finally:
         if started:
-            from pbrl_dist.launch.ray_session import forget_session, stop_ray
+            from pbrl_dist.launch.ray_session import stop_ray
 
             stop_ray(clean=sys.exc_info()[0] is None)
             forget_session(out)

@@ -8,8 +8,7 @@ where it fits. The other direction (token auth here, none on the cluster) joins 
 then every actor dies unstarted; right after ``ray.init`` one zero-CPU task asks the cluster's mode and
 a mismatch is the same one line, before the results folder is written.
 
-Processes left behind by a killed driver are reaped only from the user's registry of the sessions pbrl
-itself started (``remember_session``), never from anything in a results folder.
+Reaping what a killed driver's Ray left behind is recovery, in ``launch/recovery.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import signal
 import socket
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -274,167 +272,3 @@ def stop_ray(*, clean: bool) -> None:
     ray.shutdown()
     if clean and session:
         shutil.rmtree(session, ignore_errors=True)
-
-
-SESSION_FILE = ".ray_session"
-"""A note in the results folder of the Ray session its driver runs: for people, never read by pbrl."""
-
-
-def _registry() -> Path:
-    """Per-user records of the embedded Ray sessions pbrl started (one JSON file each).
-
-    The only thing that decides what ``reap_leftovers`` may kill: it lies outside every results
-    folder, in the user's own state folder (``PBRL_STATE_DIR`` or ``~/.cache/pbrl_dist``).
-    """
-    root = os.environ.get("PBRL_STATE_DIR") or str(Path.home() / ".cache" / "pbrl_dist")
-    return Path(root) / "ray_sessions"
-
-
-def _start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
-
-
-def remember_session(out: Path) -> None:
-    """Record the session of the Ray this process started, in the user's registry (``_registry``).
-
-    The record names the session folder this process got from its own ``ray.init``, the driver's
-    pid and kernel start time, the host and the boot: together they prove that pbrl started that
-    session, and tell a dead driver from a live one (or a reused pid). ``out`` gets a note for
-    people (``SESSION_FILE``) that pbrl never reads.
-    """
-    import json
-    import platform
-
-    from ray._private import worker
-
-    node = getattr(worker, "_global_node", None)
-    if node is None or not getattr(node, "head", False):
-        return
-    with contextlib.suppress(Exception):
-        session = node.get_session_dir_path()
-        record = {
-            "session": session,
-            "driver_pid": os.getpid(),
-            "driver_start": _start_time(os.getpid()),
-            "host": platform.node(),
-            "boot_id": _boot_id(),
-        }
-        reg = _registry()
-        reg.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = reg / f".{Path(session).name}.tmp"
-        tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-        tmp.replace(reg / Path(session).name)
-        (out / SESSION_FILE).write_text(session + "\n", encoding="utf-8")
-
-
-def forget_session(out: Path) -> None:
-    """The Ray this process started was shut down cleanly: drop its record (and the note in ``out``)."""
-    with contextlib.suppress(OSError):
-        for rec in _registry().iterdir():
-            r = _read_record(rec)
-            if r is not None and r["driver_pid"] == os.getpid():
-                rec.unlink(missing_ok=True)
-    (out / SESSION_FILE).unlink(missing_ok=True)
-
-
-def _read_record(path: Path) -> dict[str, Any] | None:
-    """A registry record, or None when it is not one pbrl wrote (then it never decides anything)."""
-    import json
-
-    try:
-        r = json.loads(path.read_text(encoding="utf-8"))
-        session, pid = str(r["session"]), int(r["driver_pid"])
-        start = r["driver_start"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    name = Path(session).name
-    if not (name.startswith("session_") and name.endswith(f"_{pid}") and path.name == name):
-        return None  # Ray names the session of a head it starts after the starting process
-    if not isinstance(start, int):
-        return None
-    return {**r, "session": session, "driver_pid": pid}
-
-
-def reap_leftovers(out: Path) -> int:
-    """Kill what is left of embedded Rays whose pbrl driver was killed; return how many processes.
-
-    Ray's agents outlive a SIGKILLed driver (re-parented to init). Only the user's registry
-    (``_registry``, outside every results folder) names candidates; ``out`` (and any file in it) plays
-    no part. A session is reaped only when its record proves pbrl started it (written by that driver,
-    on this host and boot) and that driver is gone (no process with its pid and start time); a
-    process belongs to it when its command line or one of its open files names that session folder.
-    """
-    reg = _registry()
-    try:
-        st = reg.stat()
-    except OSError:
-        return 0
-    if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        return 0  # a registry others could write decides nothing
-    import platform
-
-    killed = 0
-    for path in sorted(reg.iterdir()):
-        if path.name.startswith("."):
-            continue
-        rec = _read_record(path)
-        if rec is None:
-            continue
-        if rec.get("host") != platform.node():
-            continue  # another machine's (a shared home): not ours to judge
-        if rec.get("boot_id") != _boot_id():
-            path.unlink(missing_ok=True)  # its processes ended with that boot
-            continue
-        pid = rec["driver_pid"]
-        if pid == os.getpid() or _start_time(pid) == rec["driver_start"]:
-            continue  # its driver is alive
-        killed += _reap(rec["session"])
-        path.unlink(missing_ok=True)
-    return killed
-
-
-def _reap(session: str) -> int:
-    """Stop every process of a dead pbrl driver's Ray session and remove its folder."""
-    killed = 0
-    for pid in _pids_using(session):
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}").stat().st_uid != os.getuid():
-                continue  # never another user's process
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-    shutil.rmtree(session, ignore_errors=True)
-    return killed
-
-
-def _pids_using(session: str) -> list[int]:
-    """Processes whose command line or open files mention ``session`` (Linux /proc; else none)."""
-    found: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
-    for d in proc.iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            if session in (d / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(d.name))
-                continue
-            for fd in (d / "fd").iterdir():
-                if os.readlink(fd).startswith(session):
-                    found.append(int(d.name))
-                    break
-        except OSError:
-            continue
-    return found

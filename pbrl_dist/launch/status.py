@@ -44,8 +44,8 @@ from typing import Any, TextIO
 import yaml
 
 from pbrl_dist.config.loader import ConfigError
+from pbrl_dist.launch.recovery import diverged_line, read_rows
 from pbrl_dist.launch.results import FAILED, LOCK, MARKER, read_record
-from pbrl_dist.launch.trial import diverged_line, read_rows
 from pbrl_dist.metrics import scalar_metrics
 
 FINAL = ("finished", "failed", "stopped", "diverged")

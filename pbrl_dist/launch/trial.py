@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -13,13 +11,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from pbrl_dist.algos import ALGOS
 from pbrl_dist.algos.base import Checkpointer, Result, outer_iters
 from pbrl_dist.algos.registry import actor_counts
 from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
+from pbrl_dist.launch.recovery import (
+    RESULT,
+    FreshStart,
+    cut_rows,
+    metrics_cover,
+    read_rows,
+    truncate_metrics,
+)
 from pbrl_dist.metrics import (
     Diverged,
     DivergenceGuard,
@@ -31,8 +36,6 @@ from pbrl_dist.metrics import (
 )
 from pbrl_dist.problems import get_problem
 from pbrl_dist.safe_io import atomic_file, atomic_write_text
-
-RESULT = "result.json"
 
 
 def build_problem(spec: TrialSpec) -> Any:
@@ -91,7 +94,7 @@ def run_trial(
     torch.set_num_threads(max(1, int(spec.cfg.dist.cpus_per_trial)))
     _start_folder(spec, trial_dir)
     metrics_path = trial_dir / "metrics.jsonl"
-    ckpt = _truncate_metrics(metrics_path, ckpt, spec.name)
+    ckpt = truncate_metrics(metrics_path, ckpt, spec.name)
     jsonl = JsonlSink(metrics_path)
     all_sinks: list[MetricSink] = [jsonl, *sinks]
     actors = actor_counts(spec.cfg.method, spec.cfg.dist)
@@ -242,11 +245,11 @@ def run_lanes_trial(
             flush=True,
         )
         assert ckpt is not None
-        ckpt, state = _FreshStart(ckpt), None
+        ckpt, state = FreshStart(ckpt), None
     jsonls: list[JsonlSink] = []
     for spec, d, path in zip(specs, dirs, paths, strict=True):
         _start_folder(spec, d)
-        _cut_rows(path, state)
+        cut_rows(path, state)
         jsonls.append(JsonlSink(path))
     problems = [build_problem(s) for s in specs]
     seeds = [s.cfg.seed for s in specs]
@@ -299,231 +302,3 @@ def run_lanes_trial(
             _write_complete(spec, d, result, extra)
             ends.append(("complete", {**result.metrics, "wall_s": wall}, None))
     return ends
-
-
-def _cut_rows(path: Path, state: dict[str, Any] | None) -> None:
-    """Make metrics.jsonl agree with the state the run resumes from (none: start afresh)."""
-    if state is None:
-        path.unlink(missing_ok=True)
-        return
-    keep = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if (row := _row(line)) is not None and row.get("iter", 0) <= state["k"]
-    ]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
-def completed_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
-    """The trial's ``result.json`` if it completed with this very config, else None (a diverged
-    trial is not complete: see ``final_result``).
-
-    A config written by an older pbrl counts as this very config when all it lacks is settings added
-    since, at their defaults (they change nothing in what ran; ``new_defaults_only``).
-    """
-    done = final_result(spec, trial_dir)
-    return done if done is not None and done.get("status", "complete") == "complete" else None
-
-
-def diverged_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
-    """The trial's ``result.json`` if it diverged with this very config (a final state: ``--resume``
-    does not run it again), else None."""
-    done = final_result(spec, trial_dir)
-    return done if done is not None and done.get("status") == "diverged" else None
-
-
-def diverged_line(done: dict[str, Any]) -> str:
-    """``diverged: lower/gap = nan at iteration 10`` for a diverged trial's ``result.json``."""
-    metric = str(done.get("metric"))
-    value = (done.get("final") or {}).get(metric)
-    return f"diverged: {metric} = {value} at iteration {done.get('iter')}"
-
-
-def final_result(spec: TrialSpec, trial_dir: Path) -> dict[str, Any] | None:
-    """The trial's ``result.json`` if it reached a final state (complete or diverged) with this very
-    config, else None."""
-    res, cfg = trial_dir / RESULT, trial_dir / "config.yaml"
-    try:
-        text = cfg.read_text(encoding="utf-8")
-        if text != spec.to_yaml() and new_defaults_only(text, spec) is None:
-            return None
-        done = json.loads(res.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return done if isinstance(done, dict) and "final" in done else None
-
-
-_NO_DEFAULT = object()
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _default_of(cfg: Any, key: str) -> Any:
-    """The schema default of a dotted config key (``method.lr``), or a sentinel when it has none."""
-    *path, leaf = key.split(".")
-    obj = cfg
-    for part in path:
-        obj = getattr(obj, part, None)
-    for f in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
-        if f.name == leaf:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            if f.default_factory is not dataclasses.MISSING:
-                return f.default_factory()
-    return _NO_DEFAULT
-
-
-def new_defaults_only(old_yaml: str, spec: TrialSpec) -> list[str] | None:
-    """The settings ``spec`` has that a config written by an older pbrl lacks, if each is at its
-    default and nothing else differs; else None (an empty list: the same config)."""
-    old = _flat(yaml.safe_load(old_yaml) or {})
-    new = _flat(yaml.safe_load(spec.to_yaml()) or {})
-    added = []
-    for key in set(old) | set(new):
-        if old.get(key, _NO_DEFAULT) == new.get(key, _NO_DEFAULT):
-            continue
-        if key in old or new[key] != _default_of(spec.cfg, key):
-            return None
-        added.append(key)
-    return sorted(added)
-
-
-class _FreshStart:
-    """A checkpointer that saves as ``inner`` does but restores nothing (start from scratch)."""
-
-    def __init__(self, inner: Checkpointer) -> None:
-        self.inner, self.every = inner, inner.every
-
-    def restore(self) -> dict[str, Any] | None:
-        return None
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.inner.save(state)
-
-
-def _truncate_metrics(path: Path, ckpt: Checkpointer | None, name: str) -> Checkpointer | None:
-    """Make metrics.jsonl agree with the state the trial resumes from; return the checkpointer to use.
-
-    Rows past the checkpoint (written before a crash) are dropped. A checkpoint that metrics.jsonl
-    does not reach (``metrics_cover``: the file is gone, or lost rows the checkpoint had logged, e.g.
-    an earlier attempt cut it back to an older checkpoint) cannot give back the curve before it: the
-    trial starts over, and says why. (This is how a resumed trial once lost 100k steps of rows.)
-    """
-    state = ckpt.restore() if ckpt is not None else None
-    if state is not None and not metrics_cover(path, state):
-        why = (
-            "metrics.jsonl is gone"
-            if not path.exists()
-            else f"metrics.jsonl lacks rows the checkpoint at iteration {state['k']} had logged"
-        )
-        print(
-            f"    {name}: {why}, so the rows before iteration {state['k']} cannot be recovered; "
-            "starting the trial from scratch",
-            flush=True,
-        )
-        assert ckpt is not None
-        ckpt, state = _FreshStart(ckpt), None
-    _cut_rows(path, state)
-    return ckpt
-
-
-def metrics_cover(path: Path, state: dict[str, Any]) -> bool:
-    """Whether ``path`` (metrics.jsonl) holds every row logged up to the checkpoint ``state``.
-
-    Every loop logs a row before it checkpoints and keeps its last logged row in the state
-    (``state["row"]``); the file covers the checkpoint when its last whole row at or before
-    iteration ``k`` is that row (none when the loop had logged none). A state without ``row`` (a
-    loop that does not keep it) is taken as covered when the file exists.
-    """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return False
-    if "row" not in state:
-        return True
-    want = (state.get("row") or {}).get("iter")
-    iters = [
-        int(row["iter"])
-        for row in map(_row, lines)
-        if row is not None and isinstance(row.get("iter"), int) and row["iter"] <= int(state["k"])
-    ]
-    return (iters[-1] if iters else None) == want and lost_rows(iters) is None
-
-
-def lost_rows(iters: Sequence[int]) -> tuple[int, int] | None:
-    """Two neighbouring logged iterations with at least one row lost between them, else None.
-
-    Rows come at a steady spacing (every ``log_every`` iterations, or a steady number of env steps);
-    only the last may come early (the run's end). A gap of twice the smallest spacing or more is
-    lost rows.
-    """
-    pairs = list(itertools.pairwise(iters))
-    if len(pairs) < 2:
-        return None
-    spacing = min(b - a for a, b in pairs[:-1])
-    return next(((a, b) for a, b in pairs if spacing > 0 and b - a >= 2 * spacing), None)
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The whole rows of a metrics.jsonl (none when it is missing)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    return [r for r in map(_row, lines) if r is not None]
-
-
-def _row(line: str) -> dict[str, Any] | None:
-    """One metrics row, or None for an empty or partly written line (a crash mid-write)."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    return row if isinstance(row, dict) else None
-
-
-def damage(spec: TrialSpec, trial_dir: Path) -> str | None:
-    """Why a trial that should be complete is not whole, or None when every file checks out.
-
-    Checks: the folder, ``result.json`` (readable, this very config), ``final_state.npz`` (loads),
-    ``metrics.jsonl`` (every line whole, iterations increasing from the start with no gap of two
-    rows' spacing or more, ending where the result says).
-    """
-    if not trial_dir.is_dir():
-        return "its folder is missing"
-    done = completed_result(spec, trial_dir)
-    if done is None:
-        return "result.json is missing, unreadable or for another config"
-    try:
-        with np.load(trial_dir / "final_state.npz") as z:
-            list(z.keys())
-    except Exception:
-        return "final_state.npz is missing or unreadable"
-    try:
-        lines = (trial_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return "metrics.jsonl is missing"
-    rows = [_row(x) for x in lines if x.strip()]
-    if not rows or any(r is None or not isinstance(r.get("iter"), int) for r in rows):
-        return "metrics.jsonl is empty or has a damaged line"
-    iters = [int(r["iter"]) for r in rows if r is not None]
-    steps = sorted(b - a for a, b in itertools.pairwise(iters))
-    if any(d <= 0 for d in steps):
-        return "metrics.jsonl rows are out of order"
-    if steps and iters[0] > steps[len(steps) // 2]:
-        return f"metrics.jsonl starts at iteration {iters[0]}: its first rows are missing"
-    gap = lost_rows(iters)
-    if gap is not None:
-        return f"metrics.jsonl has no rows between iteration {gap[0]} and {gap[1]} (rows are lost)"
-    final_iter = done["final"].get("iter")
-    if isinstance(final_iter, int) and iters[-1] != final_iter:
-        return f"metrics.jsonl ends at iteration {iters[-1]} but result.json at {final_iter}"
-    return None

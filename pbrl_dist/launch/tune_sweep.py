@@ -42,13 +42,17 @@ from pbrl_dist.algos.registry import actor_counts
 from pbrl_dist.config.loader import ConfigError, Sweep, load_sweep
 from pbrl_dist.config.schema import SweepBlock
 from pbrl_dist.launch.groups import Group, group_spec, make_groups
-from pbrl_dist.launch.local import Interrupted, check_resume, wandb_modes
-from pbrl_dist.launch.ray_session import (
-    ensure_ray,
+from pbrl_dist.launch.local import Interrupted, wandb_modes
+from pbrl_dist.launch.ray_session import ensure_ray, stop_ray
+from pbrl_dist.launch.recovery import (
+    RESULT,
+    check_resume,
+    damage,
+    diverged_line,
+    diverged_result,
     forget_session,
     reap_leftovers,
     remember_session,
-    stop_ray,
 )
 from pbrl_dist.launch.results import (
     check_out_dir,
@@ -66,15 +70,7 @@ from pbrl_dist.launch.specs import (
     sweep_notes,
     typed_block,
 )
-from pbrl_dist.launch.trial import (
-    RESULT,
-    actors_label,
-    damage,
-    diverged_line,
-    diverged_result,
-    progress_keys,
-    run_trial,
-)
+from pbrl_dist.launch.trial import actors_label, progress_keys, run_trial
 from pbrl_dist.launch.tune_state import LaunchCallback, SnapshotCallback
 from pbrl_dist.launch.tune_state import repair as repair_state
 from pbrl_dist.launch.tune_trainable import FAIL_ONCE_ENV, trial_fn

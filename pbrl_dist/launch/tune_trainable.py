@@ -61,15 +61,9 @@ from pbrl_dist.algos.base import outer_iters
 from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.launch.checkpoints import STATE_FILE, load_state, safe_load
 from pbrl_dist.launch.groups import Group, group_spec
+from pbrl_dist.launch.recovery import completed_result, damage, diverged_result, metrics_cover
 from pbrl_dist.launch.results import FAILED, inside
-from pbrl_dist.launch.trial import (
-    completed_result,
-    damage,
-    diverged_result,
-    metrics_cover,
-    run_lanes_trial,
-    run_trial,
-)
+from pbrl_dist.launch.trial import run_lanes_trial, run_trial
 from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
 from pbrl_dist.metrics import Diverged, scalar_metrics
 from pbrl_dist.safe_io import open_append

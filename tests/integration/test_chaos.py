@@ -254,7 +254,7 @@ def test_ray_left_behind_by_a_killed_driver_is_stopped_at_the_next_start(tmp_pat
     finally:
         proc.send_signal(signal.SIGKILL)  # the driver only, not its process group
         proc.wait()
-    from pbrl_dist.launch.ray_session import _pids_using
+    from pbrl_dist.launch.recovery import _pids_using
 
     time.sleep(5)
     left = _pids_using(session)

@@ -18,7 +18,7 @@ import pytest
 from pbrl_dist.config.loader import load_sweep
 from pbrl_dist.launch import tune_sweep
 from pbrl_dist.launch.groups import make_groups
-from pbrl_dist.launch.trial import RESULT
+from pbrl_dist.launch.recovery import RESULT
 
 ROOT = Path(__file__).resolve().parents[3]
 
