@@ -41,6 +41,9 @@ def ray_head(tmp_path: Path, auth_mode: str, token: str | None = None) -> Iterat
     cmd = [str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1"]
     cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]
     cmd += ["--node-ip-address=127.0.0.1", "--ray-client-server-port", str(free_port())]
+    # its own API-server port too: `--include-dashboard=false` still starts that server, on 8265
+    # unless told otherwise, and another Ray on the machine holding 8265 stalled this head's start
+    cmd += ["--dashboard-port", str(free_port())]
     cmd += ["--dashboard-agent-listen-port", str(free_port())]
     cmd += ["--metrics-export-port", str(free_port())]
     log = (tmp_path / "head.log").open("wb")
