@@ -71,3 +71,13 @@ def small_stackelberg(game: int = 1) -> StackelbergProblem:
             game=game,
         )
     )
+
+
+ONE_TRIAL = """\
+name: tiny
+problem: {name: stackelberg, num_states: 4, num_leader_actions: 3, num_follower_actions: 3}
+method: {name: pbrl_value, algo: pbrl, lam: 20.0, num_iters: 4, log_every: 2}
+logging: {wandb: disabled}
+sweep: {seeds: [0]}
+"""
+"""A one-trial sweep file (4 iterations, W&B off), for the tests of what a launch does around its trial."""

@@ -1063,8 +1063,13 @@ def _absolute_targets(layer: dict[str, Any], base_dir: Path | None) -> dict[str,
 
 
 def _algo_mode(t: TrialSpec) -> str:
-    mode = getattr(t.cfg.method, "mode", None)
-    return t.cfg.method.algo + (f" in mode {mode}" if mode is not None else "")
+    return _algo_label(t.cfg)
+
+
+def _algo_label(cfg: TrialConfig) -> str:
+    """``rlhf in mode drlhf`` / ``pbrl``: the trial's loop, as the unread-field errors name it."""
+    mode = getattr(cfg.method, "mode", None)
+    return cfg.method.algo + (f" in mode {mode}" if mode is not None else "")
 
 
 def _check_unread(
@@ -1228,8 +1233,7 @@ def _drop_unread_axes(
     unread = [k for k in method_axes if k.split(".")[1] not in reads]
     if not unread:
         return point
-    mode = getattr(cfg.method, "mode", None)
-    algo = cfg.method.algo + (f" in mode {mode}" if mode is not None else "")
+    algo = _algo_label(cfg)
     for k in unread:
         note = (
             f"sweep.grid.{k}: method {mname} (algo {algo}) does not read it, so it runs once, not "

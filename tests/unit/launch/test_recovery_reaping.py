@@ -19,20 +19,13 @@ from pathlib import Path
 
 import pytest
 from _ray_head import free_port
+from _tiny import ONE_TRIAL as TINY
 
 from pbrl_dist.cli import main
 from pbrl_dist.launch import recovery
 from pbrl_dist.launch.recovery import SESSION_FILE, _boot_id, _start_time
 
 pytestmark = pytest.mark.chaos
-
-TINY = """\
-name: tiny
-problem: {name: stackelberg, num_states: 4, num_leader_actions: 3, num_follower_actions: 3}
-method: {name: pbrl_value, algo: pbrl, lam: 20.0, num_iters: 4, log_every: 2}
-logging: {wandb: disabled}
-sweep: {seeds: [0]}
-"""
 
 
 def _dead_pid() -> tuple[int, int]:
