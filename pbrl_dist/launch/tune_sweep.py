@@ -46,17 +46,13 @@ from pbrl_dist.launch.local import Interrupted, wandb_modes
 from pbrl_dist.launch.ray_session import ensure_ray, stop_ray
 from pbrl_dist.launch.recovery import (
     RESULT,
-    check_resume,
-    damage,
     diverged_line,
-    diverged_result,
     forget_session,
     reap_leftovers,
     remember_session,
 )
 from pbrl_dist.launch.results import (
     check_out_dir,
-    check_trusted,
     hold_lock,
     prepare_out_dir,
     write_record,
@@ -70,20 +66,20 @@ from pbrl_dist.launch.specs import (
     sweep_notes,
     typed_block,
 )
-from pbrl_dist.launch.trial import actors_label, progress_keys, run_trial
+from pbrl_dist.launch.trial import actors_label, progress_keys
+from pbrl_dist.launch.tune_resume import (
+    STOPPED,
+    dirname_trial,
+    repair_finished,
+    result_group,
+    resume_record,
+    tune_path,
+)
 from pbrl_dist.launch.tune_state import LaunchCallback, SnapshotCallback
 from pbrl_dist.launch.tune_state import repair as repair_state
 from pbrl_dist.launch.tune_trainable import FAIL_ONCE_ENV, trial_fn
 from pbrl_dist.metrics import ProgressSink
 from pbrl_dist.safe_io import UnsafePath, atomic_write_text, with_filename
-
-TUNE_DIR = "_tune"
-STOPPED = "stopped.json"
-
-
-def tune_path(out: Path, sweep: Sweep) -> Path:
-    """Tune's experiment folder of a sweep: ``OUT/_tune/<sweep name>``."""
-    return out.resolve() / TUNE_DIR / sweep.name
 
 
 def _domain(kind: str, values: list[Any]) -> Any:
@@ -384,16 +380,6 @@ def _cluster_cpus() -> tuple[float, float]:
     return total, largest
 
 
-def _check_resume(sweep: Sweep, out: Path) -> dict[str, Any]:
-    record = check_resume(sweep, out)
-    if not tune_path(out, sweep).exists():
-        raise ConfigError(
-            f"--resume: {out} holds no Tune sweep named {sweep.name} (expected {tune_path(out, sweep)})"
-        )
-    check_trusted(out, tune_path(out, sweep))
-    return record
-
-
 def run_sweep(
     sweep: Sweep,
     out: Path,
@@ -421,8 +407,7 @@ def run_sweep(
     # brings its tables back).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if resume:
-        record = _check_resume(sweep, out)
-        block = _resumed_unit(block, record)
+        record, block = resume_record(sweep, out, block)
     else:
         check_out_dir(out, overwrite=overwrite)
         from pbrl_dist.launch.wandb_sink import new_launch_id
@@ -563,7 +548,7 @@ def _fit(
         raise Interrupted(_count_complete(specs, out, sampled=bool(block.search)), n)
     ctrl_c.close()
     if resume:
-        _repair(results, specs, out, launch_id=str(record.get("launch_id", "")))
+        repair_finished(results, specs, out, launch_id=str(record.get("launch_id", "")))
     tally = _tally(results, specs, out)
     for name, err in tally["errors"]:
         print(f"trial {name} failed: {error_line(err)}", flush=True)
@@ -583,39 +568,6 @@ def _fit(
     return 1 if tally["errors"] else 3 if tally["diverged"] else 0
 
 
-def _repair(results: Any, groups: dict[str, Group], out: Path, *, launch_id: str) -> None:
-    """Re-run, here, every member Tune counts as finished whose files are damaged or gone (alone:
-    a member's numbers do not depend on its group)."""
-    modes = None
-    for r in results:
-        if r.error is not None:
-            continue
-        g = _result_group(r, groups)
-        if g is None:
-            continue
-        for spec in g.members:
-            tdir = out / spec.name
-            if (tdir / STOPPED).exists() or diverged_result(spec, tdir) is not None:
-                continue  # stopped, or diverged (a final state)
-            why = damage(spec, tdir)
-            if why is None:
-                continue
-            print(f"repairing {spec.name}: {why}; running it again", flush=True)
-            if modes is None:
-                trials = [m for x in groups.values() for m in x.members]
-                modes = wandb_modes(
-                    Sweep(name=spec.cfg.exp, path=out, trials=trials, block={}, raw={})
-                )
-            run_trial(
-                spec,
-                tdir,
-                progress=False,
-                wandb_group=spec.cfg.exp,
-                launch_id=launch_id,
-                wandb_mode=modes.get(str(spec.cfg.logging.wandb)),
-            )
-
-
 def error_line(err: BaseException | str) -> str:
     """One line for a trial's final error; an OOM kill names the memory figures Ray measured."""
     text = str(err)
@@ -631,23 +583,6 @@ def error_line(err: BaseException | str) -> str:
     return lines[-1].strip() if lines else type(err).__name__
 
 
-def _result_group(r: Any, groups: dict[str, Group]) -> Group | None:
-    """The group of a Tune result (sampled groups carry their Tune trial id)."""
-    trial_id = (r.metrics or {}).get("trial_id") or "_".join(Path(r.path).name.split("_")[-2:])
-    # a trial killed before its first report (e.g. by Ray's OOM killer) has no config in its
-    # result: its folder's name (``_dirname``) still names its group
-    config = r.config or {"trial": _dirname_trial(r.path)}
-    try:
-        return group_spec(config, groups, str(trial_id))
-    except Exception:
-        return None
-
-
-def _dirname_trial(path: str) -> str:
-    """The ``config["trial"]`` in a Tune trial folder's name (``_dirname``: ``<trial>_<id>_<n>``)."""
-    return Path(path).name.rsplit("_", 2)[0]
-
-
 def _tally(results: Any, groups: dict[str, Group], out: Path) -> dict[str, list[Any]]:
     """Sort Tune's results (groups) by pbrl's own files: complete, diverged, stopped, errored,
     unfinished. A group is complete when every member is; one diverged member makes it diverged."""
@@ -659,11 +594,11 @@ def _tally(results: Any, groups: dict[str, Group], out: Path) -> dict[str, list[
         "unfinished": [],
     }
     for r in results:
-        g = _result_group(r, groups)
+        g = result_group(r, groups)
         name = (
             _shown(g)
             if g is not None
-            else str((r.config or {}).get("trial") or _dirname_trial(r.path))
+            else str((r.config or {}).get("trial") or dirname_trial(r.path))
         )
         dirs = [out / m.name for m in g.members] if g is not None else [out / name]
         if r.error is not None:
@@ -712,22 +647,6 @@ def _units(groups: int, runs: int) -> str:
         return f"{runs} trials"
     trials = "1 Tune trial" if groups == 1 else f"{groups} Tune trials"
     return f"{runs} runs in {trials} (a configuration over its seeds each)"
-
-
-def _resumed_unit(block: SweepBlock, record: dict[str, Any]) -> SweepBlock:
-    """The trial unit a resumed sweep ran with (``sweep.yaml``; a sweep started before groups: one
-    Tune trial per seed). Asking for another on ``--resume`` is refused."""
-    import dataclasses
-
-    unit = str(record.get("trial_unit") or "seed")
-    over = list(record.get("group_over") or [])
-    if "trial_unit" in record and (unit != block.trials or over != list(block.group_over)):
-        raise ConfigError(
-            f"--resume: this folder's sweep ran with sweep.trials={unit}"
-            + (f" and sweep.group_over={over}" if over else "")
-            + "; resume it with the same settings (a Tune trial cannot change what it runs)"
-        )
-    return dataclasses.replace(block, trials=unit, group_over=over)
 
 
 def check_groups_fit(groups: Sequence[Group], total_cpus: float, largest_node_cpus: float) -> None:

@@ -114,7 +114,7 @@ def test_a_sweep_interrupted_inside_fit_exits_without_repairing(
 ) -> None:
     """Tune returns normally after a graceful Ctrl-C; a resume must not then re-run trials inline."""
     repaired: list[Any] = []
-    monkeypatch.setattr(tune_sweep, "_repair", lambda *a, **k: repaired.append(a))
+    monkeypatch.setattr(tune_sweep, "repair_finished", lambda *a, **k: repaired.append(a))
 
     class FakeTuner:
         _local_tuner = None  # as with Ray Client: the restore keeps its pickled callbacks
