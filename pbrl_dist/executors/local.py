@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pbrl_dist.core.oracles import ORACLES
-from pbrl_dist.executors.protocols import ActorInfo, OracleRequest
+from pbrl_dist.executors.protocols import ActorInfo, Chunk, OracleRequest
 
 if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
@@ -41,15 +41,15 @@ class LocalChunkRunner:
         pi_hat_SA: torch.Tensor | None,
         *,
         parts: tuple[str, ...],
-        chunks: Sequence[tuple[int, int]],
+        chunks: Sequence[Chunk],
         horizon: int,
     ) -> list[dict[str, Any]]:
         """Run the chunks in order."""
         return [
             self.problem.mc_chunk(
-                x, y, pi_hat_SA, parts=parts, num_rollouts=n, horizon=horizon, seed=s
+                x, y, pi_hat_SA, parts=parts, num_rollouts=c.rollouts, horizon=horizon, seed=c.seed
             )
-            for n, s in chunks
+            for c in chunks
         ]
 
     def oracle(self, name: str) -> Callable[..., torch.Tensor]:

@@ -4,7 +4,7 @@ A leaf module (typing and torch only): the outer loops in ``algos/`` import thes
 runner they are handed, and ``launch/`` records a runner's actors through ``actors()``. No loop or
 launcher probes a runner with ``hasattr``: what a runner can do is what its protocol says.
 
-- ``ChunkRunner``: tabular problems. Monte Carlo work units ``(num_rollouts, seed)`` of
+- ``ChunkRunner``: tabular problems. Monte Carlo work units (``Chunk``: rollouts, seed) of
   ``problem.mc_chunk`` in chunk order, and best-response oracle solves (one or several at once).
 - ``RolloutRunner``: deep RLHF. One ``RolloutSource`` per role (agent, PBRL oracle π̂*) whose env
   shards step wherever the runner puts them.
@@ -15,12 +15,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
 if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
+
+
+class Chunk(NamedTuple):
+    """One Monte Carlo work unit: ``rollouts`` of ``problem.mc_chunk`` drawn from ``seed``. Its bounds
+    and seed depend only on the trial's seed, the iteration and the batch (``algos.base.mc_estimate``),
+    never on which worker runs it."""
+
+    rollouts: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -69,10 +78,10 @@ class ChunkRunner(Protocol):
         pi_hat_SA: torch.Tensor | None,
         *,
         parts: tuple[str, ...],
-        chunks: Sequence[tuple[int, int]],
+        chunks: Sequence[Chunk],
         horizon: int,
     ) -> list[dict[str, Any]]:
-        """Return ``problem.mc_chunk`` outputs for each ``(num_rollouts, seed)``, in chunk order."""
+        """Return ``problem.mc_chunk`` outputs for each chunk, in chunk order."""
         ...
 
     def oracle(self, name: str) -> Callable[..., torch.Tensor]:

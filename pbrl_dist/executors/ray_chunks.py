@@ -32,7 +32,7 @@ import torch
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.executors.local import solve_local
 from pbrl_dist.executors.pool import DEFAULT_TIMEOUT_S, ActorPool
-from pbrl_dist.executors.protocols import ActorInfo, OracleRequest
+from pbrl_dist.executors.protocols import ActorInfo, Chunk, OracleRequest
 
 
 @ray.remote
@@ -53,10 +53,10 @@ class RolloutWorker:
         version: int,
         params_box: list[ray.ObjectRef],
         parts: tuple[str, ...],
-        chunks: Sequence[tuple[int, int]],
+        chunks: Sequence[Chunk],
         horizon: int,
     ) -> list[dict[str, Any]]:
-        """Run ``chunks`` (``(num_rollouts, seed)`` each) with parameter set ``version``.
+        """Run ``chunks`` (``Chunk``: rollouts, seed) with parameter set ``version``.
 
         The parameters arrive boxed in a list so that Ray does not resolve them for every call; the
         worker fetches a version once and caches it.
@@ -69,9 +69,9 @@ class RolloutWorker:
         x, y, pi_hat = self._params
         return [
             self.problem.mc_chunk(
-                x, y, pi_hat, parts=parts, num_rollouts=n, horizon=horizon, seed=s
+                x, y, pi_hat, parts=parts, num_rollouts=c.rollouts, horizon=horizon, seed=c.seed
             )
-            for n, s in chunks
+            for c in chunks
         ]
 
     def info(self) -> dict[str, Any]:
@@ -174,7 +174,7 @@ class RayChunkRunner:
         pi_hat_SA: torch.Tensor | None,
         *,
         parts: tuple[str, ...],
-        chunks: Sequence[tuple[int, int]],
+        chunks: Sequence[Chunk],
         horizon: int,
     ) -> list[dict[str, Any]]:
         """Return ``problem.mc_chunk`` outputs for every chunk, in chunk order.
