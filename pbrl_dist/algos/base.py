@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -221,9 +221,24 @@ def project(z: torch.Tensor, bound: float) -> torch.Tensor:
 
 COMMON_READS = frozenset({"num_iters", "log_every", "init_scale", "lr_x", "lr_y", "logit_bound"})
 """``MethodConfig`` fields every tabular loop reads (besides ``name`` and ``algo``)."""
-MC_READS = frozenset({"estimator", "mc_batch", "mc_chunk", "mc_horizon"})
-"""Fields of a loop with a Monte Carlo estimator (read whichever ``estimator`` is chosen: one file may
-set them for exact and MC methods alike)."""
+MC_READS = frozenset({"mc_batch", "mc_chunk", "mc_horizon"})
+"""Fields a tabular loop reads only with ``method.estimator: mc`` (an exact gradient draws no rollouts,
+so a grid axis over them multiplies only the Monte Carlo methods). A sweep may still set them for an
+exact method (``AlgoSpec.settable``): one file sets them once and switches ``estimator``."""
+
+
+def estimator_reads(
+    always: frozenset[str], mc: frozenset[str] = MC_READS
+) -> Callable[[Any], frozenset[str]]:
+    """``AlgoSpec.reads`` of a loop with a ``method.estimator``: ``always`` and ``estimator``, and ``mc``
+    when the estimator is Monte Carlo."""
+
+    def reads(cfg: Any) -> frozenset[str]:
+        return always | {"estimator"} | (mc if cfg.estimator != "exact" else frozenset())
+
+    return reads
+
+
 ORACLE_READS = frozenset({"oracle", "oracle_steps", "oracle_lr", "oracle_tol", "warm_start", "lam"})
 """Fields of a penalty loop with a best-response oracle."""
 TABULAR_METRICS = ("upper/objective", "penalty/value", "penalty/bellman")

@@ -18,6 +18,7 @@ from pbrl_dist.algos.base import (
     MethodConfig,
     Result,
     default_runner,
+    estimator_reads,
     maybe_checkpoint,
     mc_pieces,
     project,
@@ -81,7 +82,8 @@ register_algo(
         name="indep_pg",
         run=run,
         schema=MethodConfig,
-        reads=COMMON_READS | MC_READS,
+        reads=estimator_reads(COMMON_READS),
+        settable=MC_READS,
         choices={"estimator": ESTIMATORS},
         metrics=(),  # the problem's own metrics only
         batchable=lambda cfg: cfg.estimator == "exact",  # Monte Carlo estimates are per game

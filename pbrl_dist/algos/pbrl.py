@@ -25,6 +25,7 @@ from pbrl_dist.algos.base import (
     MethodConfig,
     Result,
     default_runner,
+    estimator_reads,
     maybe_checkpoint,
     mc_pieces,
     project,
@@ -195,12 +196,20 @@ def run(
     return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))
 
 
+def _reads(cfg: Any) -> frozenset[str]:
+    """The method fields this loop reads: the Q̂ rollouts (``mc_q_batch``) only for the Monte Carlo
+    Bellman penalty."""
+    q = frozenset({"mc_q_batch"}) if cfg.penalty == "bellman" else frozenset()
+    return estimator_reads(COMMON_READS | ORACLE_READS | {"penalty"}, MC_READS | q)(cfg)
+
+
 register_algo(
     AlgoSpec(
         name="pbrl",
         run=run,
         schema=MethodConfig,
-        reads=COMMON_READS | MC_READS | ORACLE_READS | {"penalty", "mc_q_batch"},
+        reads=_reads,
+        settable=MC_READS | {"mc_q_batch"},
         choices={
             "penalty": tuple(dict.fromkeys(p for p, _ in ESTIMATORS)),
             "estimator": tuple(dict.fromkeys(e for _, e in ESTIMATORS)),

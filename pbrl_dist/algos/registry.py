@@ -76,6 +76,10 @@ class AlgoSpec:
         checks: ``checks(trial_cfg) -> [(dotted key, ok, message)]``: the loop's rules that couple its
             ``method:`` block with the trial's ``problem:`` and ``dist:`` blocks (the loader reports the
             first that fails; the method block's own ranges are its schema's ``checks()``).
+        settable: fields a sweep may set although this config does not read them, because another
+            setting of the same file turns them on (the Monte Carlo sizes of a tabular loop: a file
+            sets them once and switches ``estimator`` per method or from the command line). A grid
+            axis over one still multiplies only the configs that read it.
         batchable: ``batchable(method_cfg) -> bool``: whether ``run`` on a batched problem
             (``ProblemSpec.stack``) gives every lane exactly the bits of its solo run, so the trials of
             a group can run as one computation (``algos.lanes``): the loop treats leading dimensions
@@ -92,6 +96,7 @@ class AlgoSpec:
     actor_work: Callable[[Any], tuple[bool, bool]] | None = None
     checks: Callable[[Any], list[tuple[str, bool, str]]] | None = None
     batchable: Callable[[Any], bool] | None = None
+    settable: frozenset[str] = frozenset()
 
     def gives_work(self, cfg: MethodCfg) -> tuple[bool, bool]:
         """Return (rollout workers, oracle actors): whether ``cfg`` (this schema) gives each work."""
@@ -106,11 +111,15 @@ class AlgoSpec:
         base = self.reads(cfg) if callable(self.reads) else self.reads
         return frozenset(base) | {"name", "algo"}
 
+    def fields_settable(self, cfg: MethodCfg) -> frozenset[str]:
+        """Return the fields a sweep may set for ``cfg``: those it reads, and ``settable``."""
+        return self.fields_read(cfg) | self.settable
+
     def validate(self) -> None:
         """Raise ``TypeError`` when the spec names fields its schema lacks."""
         names = {f.name for f in fields(self.schema)}
         static = self.reads if not callable(self.reads) else frozenset()
-        bad = [f for f in (*static, *self.choices) if f not in names]
+        bad = [f for f in (*static, *self.choices, *self.settable) if f not in names]
         if bad:
             raise TypeError(
                 f"algo {self.name}: {', '.join(bad)} not fields of {self.schema.__name__}"

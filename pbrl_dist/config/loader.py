@@ -1082,7 +1082,7 @@ def _check_unread(
     is an error when the trial does not read it; a shared one only when no trial of the sweep reads it.
     """
     specs = algo_specs()
-    reads = {t.name: specs[t.cfg.method.algo].fields_read(t.cfg.method) for t in trials}
+    reads = {t.name: specs[t.cfg.method.algo].fields_settable(t.cfg.method) for t in trials}
     anyone = set().union(*reads.values()) if reads else set()
     for t in trials:
         own, shared = set_by[t.name]

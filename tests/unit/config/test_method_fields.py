@@ -3,6 +3,7 @@ it (exit 2, nothing written); allowed values come from the loops' own registries
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -151,6 +152,42 @@ def test_a_grid_axis_a_method_does_not_read_multiplies_only_the_methods_that_rea
         "sweep.grid.method.oracle: method indep_pg (algo indep_pg) does not read it, so it runs once, "
         "not once per value"
     ]
+
+
+def test_monte_carlo_fields_multiply_only_the_monte_carlo_methods() -> None:
+    """An exact gradient draws no rollouts: a grid over ``method.mc_batch`` runs the exact methods once
+    (a note each), the Monte Carlo one once per value; ``mc_q_batch`` is read by the Bellman penalty's
+    Monte Carlo estimate only."""
+    sw = load_sweep(
+        SWEEPS / "fig1_stackelberg.yaml",
+        smoke=True,
+        overrides=[
+            "sweep.grid.problem.game=[0]",
+            "methods.pbrl_value.estimator=mc",
+            "sweep.grid.method.mc_batch=[32,64]",
+        ],
+    )
+    per_method = Counter(t.cfg.method.name for t in sw.trials)
+    assert per_method == {"pbrl_value": 2, "pbrl_bellman": 1, "indep_pg": 1}
+    assert {t.cfg.method.mc_batch for t in sw.trials if t.cfg.method.name == "pbrl_value"} == {
+        32,
+        64,
+    }
+    assert sorted(sw.notes) == [
+        f"sweep.grid.method.mc_batch: method {m} (algo {a}) does not read it, so it runs once, "
+        "not once per value"
+        for m, a in (("indep_pg", "indep_pg"), ("pbrl_bellman", "pbrl"))
+    ]
+    reads = ALGO_SPECS["pbrl"].fields_read
+    base = load_sweep(SWEEPS / "fig1_stackelberg.yaml", smoke=True).trials
+    value, bellman = (next(t.cfg.method for t in base if t.cfg.method.name == n)
+                      for n in ("pbrl_value", "pbrl_bellman"))  # fmt: skip
+    assert "mc_batch" not in reads(value) and "mc_q_batch" not in reads(bellman)  # exact
+    mc = dataclasses.replace(bellman, estimator="mc")
+    assert {"mc_batch", "mc_q_batch"} <= reads(mc)
+    assert "mc_q_batch" not in reads(dataclasses.replace(value, estimator="mc"))
+    # setting them for exact methods is allowed (a file switches estimator per method)
+    load_sweep(SWEEPS / "fig1_stackelberg.yaml", smoke=True, overrides=["method.mc_batch=64"])
 
 
 def test_a_grid_axis_a_mode_does_not_read_runs_that_method_once(
