@@ -29,6 +29,9 @@ import ray
 from pbrl_dist.config.loader import ConfigError
 
 PROBE_TIMEOUT_S = 5.0
+_STARTED: dict[str, str] = {}
+"""``session_dir`` of the embedded Ray this process started (from ``ray.init``'s own answer), until
+``stop_ray``; empty when it joined a cluster or started none."""
 AUTH_HINT = (
     "if the cluster uses token auth, set RAY_AUTH_MODE (and RAY_AUTH_TOKEN) here exactly as on the "
     "cluster; if it does not, set RAY_AUTH_MODE=disabled"
@@ -153,12 +156,16 @@ def _keep_sigterm_handler() -> Any:
 def _init(address: str | None, num_cpus: int | None) -> bool:
     if address is None:
         # "local": a new instance even if a `ray start` cluster on this machine left its address behind.
-        ray.init(
+        ctx = ray.init(
             address="local",
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             logging_level=logging.WARNING,  # pbrl says where the sweep runs; Ray's INFO lines repeat it
         )
+        # a local start returns a RayContext (Ray's docs: ``context.address_info``); typed BaseContext
+        session = ctx.address_info.get("session_dir")  # type: ignore[attr-defined]
+        if session:
+            _STARTED["session_dir"] = str(session)
         return True
     probe(address)
     refused = auth_refusal(address)
@@ -192,7 +199,11 @@ AUTH_PROBE_TIMEOUT_S = 15.0
 
 
 def _auth_mode_name() -> str | None:
-    """This process's Ray auth mode (``disabled``/``token``/...), or None if Ray cannot say."""
+    """This process's Ray auth mode (``disabled``/``token``/...), or None if Ray cannot say.
+
+    Ray's own reading (a private function; Ray is pinned), not ``RAY_AUTH_MODE``: in Ray 2.60 a new
+    local Ray and ``ray start --head`` turn token auth on from a token file with the variable unset,
+    and no public API reports the mode."""
     try:
         from ray._private.authentication.authentication_utils import (
             get_authentication_mode_name,
@@ -255,6 +266,11 @@ def check_actor_fit(cfgs: Sequence[Any], names: Sequence[str]) -> None:
             )
 
 
+def started_session() -> str | None:
+    """The session folder of the embedded Ray this process started (None: none, or a joined cluster)."""
+    return _STARTED.get("session_dir")
+
+
 def stop_ray(*, clean: bool) -> None:
     """Shut down the Ray this process started; with ``clean``, remove its session folder too.
 
@@ -262,13 +278,7 @@ def stop_ray(*, clean: bool) -> None:
     per long sweep). After a run that ended without an error nobody needs them; after a failure they
     stay for debugging.
     """
-    from ray._private import worker
-
-    node = getattr(worker, "_global_node", None)
-    session = None
-    if node is not None and getattr(node, "head", False):
-        with contextlib.suppress(Exception):
-            session = node.get_session_dir_path()
+    session = _STARTED.pop("session_dir", None)
     ray.shutdown()
     if clean and session:
         shutil.rmtree(session, ignore_errors=True)

@@ -34,6 +34,7 @@ import yaml
 
 from pbrl_dist.algos.base import Checkpointer
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec
+from pbrl_dist.launch.ray_session import started_session
 from pbrl_dist.launch.results import read_record
 from pbrl_dist.launch.specs import fingerprint
 from pbrl_dist.safe_io import atomic_write_text
@@ -365,13 +366,10 @@ def remember_session(out: Path) -> None:
     import json
     import platform
 
-    from ray._private import worker
-
-    node = getattr(worker, "_global_node", None)
-    if node is None or not getattr(node, "head", False):
+    session = started_session()
+    if session is None:
         return
     with contextlib.suppress(Exception):
-        session = node.get_session_dir_path()
         record = {
             "session": session,
             "driver_pid": os.getpid(),

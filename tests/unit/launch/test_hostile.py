@@ -245,10 +245,10 @@ def test_resume_repairs_damaged_complete_trials_and_says_so(
 def test_an_embedded_ray_leaves_no_session_folder_after_a_clean_run() -> None:
     # In a fresh process: the test worker may already hold a Ray runtime of its own.
     code = (
-        "from pathlib import Path\nimport ray\nfrom ray._private import worker\n"
-        "from pbrl_dist.launch.ray_session import ensure_ray, stop_ray\n"
+        "from pathlib import Path\nimport ray\n"
+        "from pbrl_dist.launch.ray_session import ensure_ray, started_session, stop_ray\n"
         "assert ensure_ray(num_cpus=1)\n"
-        "s = Path(worker._global_node.get_session_dir_path())\nassert s.exists()\n"
+        "s = Path(started_session())\nassert s.exists() and s.name.startswith('session_')\n"
         "stop_ray(clean=True)\n"
         "print('GONE' if not s.exists() and not ray.is_initialized() else 'LEFT', s)\n"
     )

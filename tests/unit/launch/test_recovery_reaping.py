@@ -141,16 +141,11 @@ def test_remember_session_records_the_driver_outside_the_folder(
     """What ``remember_session`` writes: the session pbrl's own ``ray.init`` gave, with the driver's
     pid and start time, in the user's registry; ``forget_session`` drops it."""
 
-    class _Node:
-        head = True
+    from pbrl_dist.launch import ray_session
 
-        def get_session_dir_path(self) -> str:
-            return str(tmp_path / f"session_2026-12-07_00-00-00_000000_{os.getpid()}")
-
-    from ray._private import worker
-
+    session = str(tmp_path / f"session_2026-12-07_00-00-00_000000_{os.getpid()}")
     monkeypatch.setenv("PBRL_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(worker, "_global_node", _Node(), raising=False)
+    monkeypatch.setitem(ray_session._STARTED, "session_dir", session)
     out = tmp_path / "out"
     out.mkdir()
     recovery.remember_session(out)
@@ -158,7 +153,7 @@ def test_remember_session_records_the_driver_outside_the_folder(
     rec = json.loads(rec_path.read_text())
     assert rec["driver_pid"] == os.getpid()
     assert rec["driver_start"] == _start_time(os.getpid())
-    assert rec["session"] == _Node().get_session_dir_path()
+    assert rec["session"] == session
     recovery.forget_session(out)
     assert list((tmp_path / "state" / "ray_sessions").iterdir()) == []
     assert not (out / SESSION_FILE).exists()
