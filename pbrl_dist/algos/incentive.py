@@ -201,7 +201,7 @@ def run_metagrad(
     *,
     seed: int,
     sink: MetricSink,
-    runner: Any = None,
+    runner: ChunkRunner | None = None,
     ckpt: Checkpointer | None = None,
 ) -> Result:
     """Meta-gradient incentive design: designer ascent through the players' one-step PG update (β = lr_y)."""
@@ -228,7 +228,7 @@ def run_start_line(
     *,
     seed: int,
     sink: MetricSink,
-    runner: Any = None,
+    runner: ChunkRunner | None = None,
     ckpt: Checkpointer | None = None,
 ) -> Result:
     """No incentive design: x stays at its start and the players sit at the regularized Nash equilibrium.

@@ -14,14 +14,28 @@ and ``ray_*`` import Ray.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pbrl_dist.executors.protocols import ActorInfo, ChunkRunner, RolloutRunner, Runner
+from pbrl_dist.executors.protocols import (
+    ActorInfo,
+    ChunkProblem,
+    ChunkRunner,
+    RolloutRunner,
+    Runner,
+    RunnerDist,
+)
 
-__all__ = ["ActorInfo", "ChunkRunner", "RolloutRunner", "Runner", "make_runner"]
+if TYPE_CHECKING:
+    from pbrl_dist.problems.rlhf import RLHFProblem
+
+__all__ = ["ActorInfo", "ChunkRunner", "RolloutRunner", "Runner", "RunnerDist", "make_runner"]
 
 
-def make_runner(problem: Any, dist_cfg: Any, actors: tuple[int, int] | None = None) -> Runner:
+def make_runner(
+    problem: ChunkProblem | RLHFProblem,
+    dist_cfg: RunnerDist,
+    actors: tuple[int, int] | None = None,
+) -> Runner:
     """Return the runner a trial's ``dist:`` block asks for.
 
     Deep-RLHF problems get a ``RolloutRunner`` (env shards), every other (tabular) problem a
@@ -31,13 +45,14 @@ def make_runner(problem: Any, dist_cfg: Any, actors: tuple[int, int] | None = No
     """
     from pbrl_dist.problems.rlhf import RLHFProblem
 
-    rollouts = isinstance(problem, RLHFProblem)
     if dist_cfg.backend != "ray":
         from pbrl_dist.executors.local import LocalChunkRunner, LocalRolloutRunner
 
-        return LocalRolloutRunner() if rollouts else LocalChunkRunner(problem)
+        if isinstance(problem, RLHFProblem):
+            return LocalRolloutRunner()
+        return LocalChunkRunner(problem)
     workers, oracles = actors or (max(1, dist_cfg.num_rollout_workers), dist_cfg.num_oracles)
-    if rollouts:
+    if isinstance(problem, RLHFProblem):
         from pbrl_dist.executors.ray_rollouts import RayRolloutRunner
 
         return RayRolloutRunner(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pbrl_dist.core.oracles import ORACLES
-from pbrl_dist.executors.protocols import ActorInfo, Chunk, OracleRequest
+from pbrl_dist.executors.protocols import ActorInfo, Chunk, ChunkProblem, OracleRequest
 
 if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
@@ -30,7 +30,7 @@ def solve_local(requests: Sequence[OracleRequest]) -> list[torch.Tensor]:
 class LocalChunkRunner:
     """``ChunkRunner`` in this process: chunks in order, oracles as direct calls."""
 
-    def __init__(self, problem: Any) -> None:
+    def __init__(self, problem: ChunkProblem) -> None:
         """Hold the problem (anything with ``mc_chunk``)."""
         self.problem = problem
 

@@ -23,6 +23,35 @@ if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
 
 
+class ChunkProblem(Protocol):
+    """What a ``ChunkRunner`` needs of a tabular problem (``problems.base.BilevelProblem``, the
+    incentive problem, a batch of lanes): its Monte Carlo gradient pieces."""
+
+    def mc_chunk(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        pi_hat_SA: torch.Tensor | None,
+        *,
+        parts: tuple[str, ...],
+        num_rollouts: int,
+        horizon: int,
+        seed: int,
+    ) -> dict[str, Any]:
+        """Return Monte Carlo gradient pieces from ``num_rollouts`` rollouts drawn with ``seed``."""
+        ...
+
+
+class RunnerDist(Protocol):
+    """The ``dist:`` fields that choose and size a runner (``config.schema.DistConfig``)."""
+
+    backend: str
+    num_rollout_workers: int
+    num_oracles: int
+    cpus_per_worker: float
+    actor_timeout_s: float
+
+
 class Chunk(NamedTuple):
     """One Monte Carlo work unit: ``rollouts`` of ``problem.mc_chunk`` drawn from ``seed``. Its bounds
     and seed depend only on the trial's seed, the iteration and the batch (``algos.base.mc_estimate``),

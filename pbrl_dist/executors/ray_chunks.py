@@ -32,14 +32,14 @@ import torch
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.executors.local import solve_local
 from pbrl_dist.executors.pool import DEFAULT_TIMEOUT_S, ActorPool
-from pbrl_dist.executors.protocols import ActorInfo, Chunk, OracleRequest
+from pbrl_dist.executors.protocols import ActorInfo, Chunk, ChunkProblem, OracleRequest
 
 
 @ray.remote
 class RolloutWorker:
     """Holds one problem instance and runs Monte Carlo chunks for whichever parameter version is current."""
 
-    def __init__(self, problem: Any, index: int) -> None:
+    def __init__(self, problem: ChunkProblem, index: int) -> None:
         """Keep ``problem`` (resolved from the learner's single ``ray.put``) and this worker's index."""
         torch.set_num_threads(1)
         self.problem = problem
@@ -118,7 +118,7 @@ class RayChunkRunner:
 
     def __init__(
         self,
-        problem: Any,
+        problem: ChunkProblem,
         *,
         num_workers: int = 1,
         num_oracles: int = 0,

@@ -16,6 +16,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+
 from pbrl_dist.config.loader import ConfigError, Sweep
 from pbrl_dist.config.schema import SweepBlock
 from pbrl_dist.launch.groups import Group, group_spec
@@ -93,7 +95,7 @@ def repair_finished(results: Any, groups: dict[str, Group], out: Path, *, launch
             )
 
 
-def result_group(r: Any, groups: dict[str, Group]) -> Group | None:
+def result_group(r: tune.Result, groups: dict[str, Group]) -> Group | None:
     """The group of a Tune result (sampled groups carry their Tune trial id)."""
     trial_id = (r.metrics or {}).get("trial_id") or "_".join(Path(r.path).name.split("_")[-2:])
     # a trial killed before its first report (e.g. by Ray's OOM killer) has no config in its

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ray import tune
+from ray.tune.experiment import Trial
 
 from pbrl_dist.safe_io import UnsafePath, atomic_write_bytes
 
@@ -282,7 +283,9 @@ class SnapshotCallback(LaunchCallback):
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.snaps.maybe()
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.snaps.now()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.search import BasicVariantGenerator
 
 from pbrl_dist.algos.base import outer_iters
@@ -245,13 +246,15 @@ class _Progress(LaunchCallback):
         self.done -= 1  # run again for real: its end (done, failed, cut, stopped) counts it
         return False
 
-    def _group(self, trial: Any) -> Group | None:
+    def _group(self, trial: Trial) -> Group | None:
         try:
             return group_spec(trial.config, self.groups, trial.trial_id)
         except Exception:
             return None
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.ctrl_c.seen()  # notes Tune's handler in place
         g = self._group(trial)
         if g is None:
@@ -270,17 +273,19 @@ class _Progress(LaunchCallback):
         )
 
     def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
         sink = self.progress.get(trial.trial_id)
         if sink is not None and "iter" in result and not self.ctrl_c.seen():
             sink.log(result)
 
-    def _name(self, trial: Any) -> str:
+    def _name(self, trial: Trial) -> str:
         g = self._group(trial)
         return _shown(g) if g is not None else str(trial.config.get("trial"))
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.progress.pop(trial.trial_id, None)  # no progress line after the trial's last line
         res = trial.last_result or {}
         g = self._group(trial)
@@ -327,7 +332,9 @@ class _Progress(LaunchCallback):
             flush=True,
         )
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self.progress.pop(trial.trial_id, None)
         g = self._group(trial)
         if g is not None and self.counted.pop(g.name, None) is not None:
@@ -369,7 +376,7 @@ def _diverged(tdir: Path) -> dict[str, Any] | None:
     return res if isinstance(res, dict) and res.get("status") == "diverged" else None
 
 
-def _dirname(trial: Any) -> str:
+def _dirname(trial: Trial) -> str:
     return f"{str(trial.config.get('trial', 'trial'))[:80]}_{trial.trial_id}"
 
 

@@ -58,6 +58,7 @@ from ray import tune
 
 from pbrl_dist import cadence
 from pbrl_dist.algos.base import outer_iters
+from pbrl_dist.config.loader import TrialSpec
 from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.launch.checkpoints import STATE_FILE, load_state, safe_load
 from pbrl_dist.launch.groups import Group, group_spec
@@ -450,7 +451,7 @@ def _record(trial_dir: Path, entry: dict[str, Any]) -> None:
         fh.write(json.dumps(entry) + "\n")
 
 
-def _final(spec: Any, tdir: Path) -> dict[str, Any] | None:
+def _final(spec: TrialSpec, tdir: Path) -> dict[str, Any] | None:
     """The member's result if it reached a final state that needs no rerun (complete and whole, or
     diverged), else None."""
     done = completed_result(spec, tdir) or diverged_result(spec, tdir)
@@ -551,7 +552,7 @@ def trial_fn(
 def _run_member(
     rep: GroupReporter,
     i: int,
-    spec: Any,
+    spec: TrialSpec,
     tdir: Path,
     common: dict[str, Any],
     on_start: Callable[[Runner], None],
