@@ -37,7 +37,7 @@ from pbrl_dist.launch.results import (
     write_record,
 )
 from pbrl_dist.launch.specs import check_bounds, fingerprint
-from pbrl_dist.launch.trial import run_trial
+from pbrl_dist.launch.trial import Launch, Trial, run_trial
 from pbrl_dist.metrics import Diverged
 from pbrl_dist.safe_io import UnsafePath, atomic_write_text, is_write_error
 
@@ -180,7 +180,7 @@ def _locked(
 
 def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) -> list[dict]:
     n = len(sweep.trials)
-    modes = wandb_modes(sweep)
+    launch = Launch(sweep.name, launch_id, wandb_modes(sweep))
     rows: list[dict] = []
     failed: list[str] = []
     diverged: list[tuple[str, str]] = []  # (trial, where it diverged)
@@ -216,14 +216,7 @@ def _run_all(sweep: Sweep, out: Path, *, launch_id: str, restart_corrupt: bool) 
             )
             (tdir / FAILED).unlink(missing_ok=True)  # this launch's attempt decides now
             try:
-                result, wall = run_trial(
-                    spec,
-                    tdir,
-                    ckpt=ckpt,
-                    wandb_group=sweep.name,
-                    launch_id=launch_id,
-                    wandb_mode=modes[str(spec.cfg.logging.wandb)],
-                )
+                result, wall = run_trial(Trial(spec, tdir, launch), ckpt=ckpt)
             except ConfigError:
                 raise  # the user's input (e.g. a corrupt checkpoint): stop and say so
             except Diverged as e:  # a final state: result.json says so, the checkpoint goes

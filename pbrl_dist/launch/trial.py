@@ -1,4 +1,9 @@
-"""Run one trial into its results folder: config.yaml, metrics.jsonl, final_state.npz, result.json."""
+"""Run one trial into its results folder: config.yaml, metrics.jsonl, final_state.npz, result.json.
+
+A ``Trial`` is built once by whoever launches it (``local``, the Tune trainable, a ``--resume`` repair)
+and passed down whole: its validated config, its own folder, and the ``Launch`` it belongs to (what every
+trial of one launch shares: W&B group, launch id, W&B modes).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,52 @@ from pbrl_dist.problems import get_problem
 from pbrl_dist.safe_io import atomic_file, atomic_write_text
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What the trials of one launch share, decided once by its driver.
+
+    Attributes:
+        group: the W&B group's base, the sweep name (None: each trial's ``exp``).
+        launch_id: W&B run ids derive from it; one per launch, kept across ``--resume``.
+        modes: the W&B mode for each ``logging.wandb`` value (``local.wandb_modes``); a value not
+            here lets the trial decide (and print the note).
+    """
+
+    group: str | None = None
+    launch_id: str = ""
+    modes: Mapping[str, str] = field(default_factory=dict)
+
+    def wandb_mode(self, spec: TrialSpec) -> str | None:
+        """The W&B mode the driver decided for ``spec``'s ``logging.wandb`` (None: undecided)."""
+        return self.modes.get(str(spec.cfg.logging.wandb))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial as it runs: its validated config, its own folder, and its launch."""
+
+    spec: TrialSpec
+    dir: Path
+    launch: Launch = field(default_factory=Launch)
+
+    @property
+    def name(self) -> str:
+        """The trial's name (its folder's)."""
+        return self.spec.name
+
+    def open_wandb(self) -> Any:
+        """Its W&B run of this launch (``wandb_sink.open_wandb``), or None."""
+        from pbrl_dist.launch.wandb_sink import open_wandb
+
+        return open_wandb(
+            self.spec,
+            self.dir,
+            group=self.launch.group,
+            launch_id=self.launch.launch_id,
+            mode=self.launch.wandb_mode(self.spec),
+        )
+
+
 def build_problem(spec: TrialSpec) -> Any:
     """Build the trial's problem from its validated config (its ``ProblemSpec.build``)."""
     problem = get_problem(spec.cfg.problem.name)
@@ -57,20 +109,16 @@ def progress_keys(spec: TrialSpec) -> tuple[str, ...]:
 
 
 def run_trial(
-    spec: TrialSpec,
-    trial_dir: Path,
+    trial: Trial,
     *,
     runner: Runner | None = None,
     sinks: Sequence[MetricSink] = (),
     progress: bool = True,
     ckpt: Checkpointer | None = None,
-    wandb_group: str | None = None,
-    launch_id: str = "",
-    wandb_mode: str | None = None,
     on_start: Callable[[Runner], None] | None = None,
     on_end: Callable[[Runner], None] | None = None,
 ) -> tuple[Result, float]:
-    """Run ``spec`` and write its files into ``trial_dir``; return the result and wall seconds.
+    """Run ``trial.spec`` and write its files into ``trial.dir``; return the result and wall seconds.
 
     With a ``ckpt`` that restores state at iteration k, metrics rows past k (written before a crash)
     are dropped from metrics.jsonl so the file ends up exactly as an uninterrupted run's.
@@ -78,11 +126,9 @@ def run_trial(
     With ``dist.backend=ray`` and no ``runner`` given, the trial starts its own rollout-worker (and
     oracle) actors (``dist.ray_runner``; Ray must be running) and stops them at the end. Unless W&B is
     disabled (``logging.wandb`` / ``WANDB_MODE``), the rows also go to one W&B run in the launch's
-    group (``wandb_sink.wandb_group``: ``wandb_group``, default the sweep name, and the results
-    folder's ``sweep.yaml``) whose files live in ``trial_dir/wandb`` and whose summary ends with the
-    trial's status; its id derives from ``launch_id`` (one per launch, kept across ``--resume``) and
-    ``wandb_mode`` is the mode the driver decided once for the whole sweep. ``on_start(runner)`` is called once the executor is up (the Tune
-    trainable records where its actors run).
+    group (``trial.launch``; ``wandb_sink.wandb_group``) whose files live in ``trial.dir/wandb`` and
+    whose summary ends with the trial's status. ``on_start(runner)`` is called once the executor is up
+    (the Tune trainable records where its actors run).
 
     ``result.json`` (with ``"status": "complete"``) is written last: its presence marks a trial that
     ran to the end; an interrupted trial has none. A trial whose metrics row holds a NaN or ±inf
@@ -91,6 +137,7 @@ def run_trial(
     """
     # The learner uses the CPUs its bundle reserves (dist.cpus_per_trial, default 1). Numbers are
     # bitwise reproducible for a given thread count; a different count may change the last bits.
+    spec, trial_dir = trial.spec, trial.dir
     torch.set_num_threads(max(1, int(spec.cfg.dist.cpus_per_trial)))
     _start_folder(spec, trial_dir)
     metrics_path = trial_dir / "metrics.jsonl"
@@ -122,9 +169,7 @@ def run_trial(
     try:
         if on_start is not None:
             on_start(runner)
-        from pbrl_dist.launch.wandb_sink import open_wandb
-
-        wb = open_wandb(spec, trial_dir, group=wandb_group, launch_id=launch_id, mode=wandb_mode)
+        wb = trial.open_wandb()
         if wb is not None:
             # A resumed run: the rows kept in metrics.jsonl that W&B lacks go there first (a kill
             # can lose rows W&B had not written yet); rows W&B has are never logged twice.
@@ -213,14 +258,10 @@ LaneEnd = tuple[str, Any, int | None]
 
 
 def run_lanes_trial(
-    specs: Sequence[TrialSpec],
-    dirs: Sequence[Path],
+    trials: Sequence[Trial],
     *,
     sinks: Sequence[MetricSink],
     ckpt: Checkpointer | None = None,
-    wandb_group: str | None = None,
-    launch_id: str = "",
-    wandb_mode: str | None = None,
     on_start: Sequence[Callable[[Runner], None]] = (),
     on_end: Sequence[Callable[[Runner], None]] = (),
 ) -> list[LaneEnd]:
@@ -234,6 +275,8 @@ def run_lanes_trial(
     """
     from pbrl_dist.algos.lanes import lane_problem, run_lanes
 
+    specs = [t.spec for t in trials]
+    dirs = [t.dir for t in trials]
     first = specs[0].cfg
     torch.set_num_threads(max(1, int(first.dist.cpus_per_trial)))
     state = ckpt.restore() if ckpt is not None else None
@@ -265,10 +308,8 @@ def run_lanes_trial(
     try:
         for start in on_start:
             start(runner)
-        from pbrl_dist.launch.wandb_sink import open_wandb
-
-        for i, spec in enumerate(specs):
-            wb = open_wandb(spec, dirs[i], group=wandb_group, launch_id=launch_id, mode=wandb_mode)
+        for i, t in enumerate(trials):
+            wb = t.open_wandb()
             if wb is not None:
                 wb.catch_up(read_rows(paths[i]))
             wbs.append(wb)

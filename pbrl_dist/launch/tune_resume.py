@@ -24,7 +24,7 @@ from pbrl_dist.launch.groups import Group, group_spec
 from pbrl_dist.launch.local import wandb_modes
 from pbrl_dist.launch.recovery import check_resume, damage, diverged_result
 from pbrl_dist.launch.results import check_trusted
-from pbrl_dist.launch.trial import run_trial
+from pbrl_dist.launch.trial import Launch, Trial, run_trial
 
 TUNE_DIR = "_tune"
 STOPPED = "stopped.json"
@@ -65,7 +65,7 @@ def _resumed_unit(block: SweepBlock, record: dict[str, Any]) -> SweepBlock:
 def repair_finished(results: Any, groups: dict[str, Group], out: Path, *, launch_id: str) -> None:
     """Re-run, here, every member Tune counts as finished whose files are damaged or gone (alone:
     a member's numbers do not depend on its group)."""
-    modes = None
+    launch: Launch | None = None
     for r in results:
         if r.error is not None:
             continue
@@ -80,19 +80,13 @@ def repair_finished(results: Any, groups: dict[str, Group], out: Path, *, launch
             if why is None:
                 continue
             print(f"repairing {spec.name}: {why}; running it again", flush=True)
-            if modes is None:
+            if launch is None:
                 trials = [m for x in groups.values() for m in x.members]
                 modes = wandb_modes(
                     Sweep(name=spec.cfg.exp, path=out, trials=trials, block={}, raw={})
                 )
-            run_trial(
-                spec,
-                tdir,
-                progress=False,
-                wandb_group=spec.cfg.exp,
-                launch_id=launch_id,
-                wandb_mode=modes.get(str(spec.cfg.logging.wandb)),
-            )
+                launch = Launch(spec.cfg.exp, launch_id, modes)
+            run_trial(Trial(spec, tdir, launch), progress=False)
 
 
 def result_group(r: tune.Result, groups: dict[str, Group]) -> Group | None:

@@ -64,7 +64,7 @@ from pbrl_dist.launch.checkpoints import STATE_FILE, load_state, safe_load
 from pbrl_dist.launch.groups import Group, group_spec
 from pbrl_dist.launch.recovery import completed_result, damage, diverged_result, metrics_cover
 from pbrl_dist.launch.results import FAILED, inside
-from pbrl_dist.launch.trial import run_lanes_trial, run_trial
+from pbrl_dist.launch.trial import Launch, Trial, run_lanes_trial, run_trial
 from pbrl_dist.launch.wandb_sink import teardown as wandb_teardown
 from pbrl_dist.metrics import Diverged, scalar_metrics
 from pbrl_dist.safe_io import open_append
@@ -509,24 +509,19 @@ def trial_fn(
 
     attempts = _Attempts(entry, dirs)
     starter, ender = attempts.on_start, attempts.on_end
-    common: dict[str, Any] = {
-        "wandb_group": group,
-        "launch_id": launch_id,
-        "wandb_mode": (wandb_modes or {}).get(str(g.members[0].cfg.logging.wandb)),
-    }
+    launch = Launch(group, launch_id, wandb_modes or {})
+    trials = [Trial(m, d, launch) for m, d in zip(g.members, dirs, strict=True)]
     threads: list[threading.Thread] = []
     if g.batched:
         threads.append(
-            threading.Thread(
-                target=_run_batched, args=(rep, g, dirs, common, starter, ender), daemon=True
-            )
+            threading.Thread(target=_run_batched, args=(rep, trials, starter, ender), daemon=True)
         )
     else:
-        for i in range(g.size):
+        for i, trial in enumerate(trials):
             threads.append(
                 threading.Thread(
                     target=_run_member,
-                    args=(rep, i, g.members[i], dirs[i], common, starter(i), ender(i)),
+                    args=(rep, i, trial, starter(i), ender(i)),
                     daemon=True,
                 )
             )
@@ -552,23 +547,19 @@ def trial_fn(
 def _run_member(
     rep: GroupReporter,
     i: int,
-    spec: TrialSpec,
-    tdir: Path,
-    common: dict[str, Any],
+    trial: Trial,
     on_start: Callable[[Runner], None],
     on_end: Callable[[Runner], None],
 ) -> None:
     """One member in its own thread: ``run_trial`` with the group's sink and checkpointer."""
     try:
         result, wall = run_trial(
-            spec,
-            tdir,
+            trial,
             sinks=[rep.lane_sink(i)],
             ckpt=rep.lane_ckpt(i),
             on_start=on_start,
             on_end=on_end,
             progress=False,  # the driver prints progress lines from the rows it receives
-            **common,
         )
         rep.events.put(("end", i, "complete", {**result.metrics, "wall_s": wall}, None))
     except Diverged as e:
@@ -581,27 +572,24 @@ def _run_member(
 
 def _run_batched(
     rep: GroupReporter,
-    g: Group,
-    dirs: list[Path],
-    common: dict[str, Any],
+    trials: list[Trial],
     starter: Callable[[int], Callable[[Runner], None]],
     ender: Callable[[int], Callable[[Runner], None]],
 ) -> None:
     """All members as lanes of one batch, in one thread: ``run_lanes_trial``."""
+    n = len(trials)
     try:
         ends = run_lanes_trial(
-            list(g.members),
-            dirs,
-            sinks=[rep.lane_sink(i) for i in range(g.size)],
+            trials,
+            sinks=[rep.lane_sink(i) for i in range(n)],
             ckpt=rep.lane_ckpt(BATCH),
-            on_start=[starter(i) for i in range(g.size)],
-            on_end=[ender(i) for i in range(g.size)],
-            **common,
+            on_start=[starter(i) for i in range(n)],
+            on_end=[ender(i) for i in range(n)],
         )
         for i, (status, detail, k) in enumerate(ends):
             rep.events.put(("end", i, status, detail, k))
     except Stopped:
-        for i in range(g.size):
+        for i in range(n):
             rep.events.put(("end", i, "stopped", None, None))
     except BaseException as e:
         rep.events.put(("error", 0, e))

@@ -199,10 +199,10 @@ def test_a_failing_trial_fails_alone_and_the_run_goes_on(
 
     real = local.run_trial
 
-    def flaky(spec, trial_dir, **kw):  # type: ignore[no-untyped-def]
-        if spec.name.endswith("s0"):
+    def flaky(trial, **kw):  # type: ignore[no-untyped-def]
+        if trial.name.endswith("s0"):
             raise RuntimeError("simulated crash of this trial")
-        return real(spec, trial_dir, **kw)
+        return real(trial, **kw)
 
     monkeypatch.setattr(local, "run_trial", flaky)
     out = tmp_path / "out"
@@ -326,18 +326,18 @@ def test_an_unfinished_trial_whose_folder_was_deleted_starts_over(
     """A Tune trial keeps its checkpoint outside its folder: when the folder (metrics) is deleted, the
     rows before the checkpoint are gone, so the trial runs from scratch instead of resuming with a hole;
     its files then equal an undisturbed run's."""
-    from pbrl_dist.launch.trial import run_trial
+    from pbrl_dist.launch.trial import Trial, run_trial
     from pbrl_dist.testing import MemoryCheckpointer
 
     spec = load_sweep(tiny).trials[0]
     ref_dir, dir_ = tmp_path / "ref", tmp_path / "trial"
-    run_trial(spec, ref_dir, progress=False)
+    run_trial(Trial(spec, ref_dir), progress=False)
     ck = MemoryCheckpointer(every=10, crash_after=20)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_trial(spec, dir_, progress=False, ckpt=ck)
+        run_trial(Trial(spec, dir_), progress=False, ckpt=ck)
     assert ck.saved is not None and ck.saved["k"] == 20
     shutil.rmtree(dir_)  # the unfinished trial's folder goes; its checkpoint (elsewhere) stays
-    run_trial(spec, dir_, progress=False, ckpt=ck)
+    run_trial(Trial(spec, dir_), progress=False, ckpt=ck)
     assert "metrics.jsonl is gone" in capsys.readouterr().out
     assert (dir_ / "metrics.jsonl").read_text() == (ref_dir / "metrics.jsonl").read_text()
     assert ck.saved["k"] == 40  # it ran all 40 iterations again and saved as it went
