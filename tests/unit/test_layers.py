@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,40 @@ def test_every_arrow_between_parts_points_down_the_layer_contract() -> None:
     assert "pbrl_dist.catalog" in graph["pbrl_dist.config"]
 
 
+def design_layers(design: Path = ROOT / "DESIGN.md") -> list[set[str]]:
+    """The layer picture of DESIGN.md §2 (``cli | testing → launch → …``), top first."""
+    text = design.read_text(encoding="utf-8")
+    start = text.index("```\ncli | testing")
+    picture = text[start + 4 : text.index("```", start + 4)]
+    return [
+        {p.strip() for p in layer.split("|")} for layer in picture.replace("\n", " ").split("→")
+    ]
+
+
+def design_table(design: Path = ROOT / "DESIGN.md") -> dict[str, set[str]]:
+    """DESIGN.md §2's table: part → the pbrl_dist parts its last column says it imports."""
+    rows: dict[str, set[str]] = {}
+    for line in design.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`") or cells[0] == "`module`":
+            continue
+        name = cells[0].strip("`").removesuffix("/").removesuffix(".py")
+        words = re.sub(r"\([^)]*\)", "", cells[2]).replace(";", ",").split(",")
+        parts = set().union(*layer_contract())  # pbrl_dist parts; the rest are third-party
+        rows[name] = {w.strip().strip("`") for w in words} & parts
+    return rows
+
+
+def test_design_md_draws_the_layers_and_the_imports_the_code_has() -> None:
+    assert design_layers() == layer_contract()
+    graph = import_graph(PKG)
+    actual: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        actual.setdefault(part(a), set()).update(part(b) for b in targets)
+    actual = {p: deps - {p, ""} for p, deps in actual.items() if p}
+    assert design_table() == actual
+
+
 def test_catalog_imports_every_module_that_registers_a_builtin() -> None:
     registers = set()
     for name, path in _modules(PKG).items():
@@ -204,6 +239,17 @@ def test_importing_config_registers_every_builtin_problem_and_loop() -> None:
 
 
 # ---- each check fails on a planted defect ------------------------------------------------------
+
+
+def test_design_table_reads_parts_and_leaves_out_notes_and_packages(tmp_path: Path) -> None:
+    design = tmp_path / "DESIGN.md"
+    design.write_text(
+        "| module | purpose | imports |\n|---|---|---|\n"
+        "| `algos/` | loops | executors (`protocols`, `local`), core; torch |\n"
+        "| `core/` | math | torch |\n| `cadence.py` | due | — |\n",
+        encoding="utf-8",
+    )
+    assert design_table(design) == {"algos": {"executors", "core"}, "core": set(), "cadence": set()}
 
 
 def test_circles_finds_a_lazy_circle_and_nothing_else(tmp_path: Path) -> None:
