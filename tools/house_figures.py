@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 import grimp
+import networkx
 
 
 def layers(root: Path) -> list[set[str]]:
@@ -30,42 +31,11 @@ def part(module: str) -> str:
 
 
 def sccs(nodes: set[str], edges: set[tuple[str, str]]) -> list[set[str]]:
-    """Strongly connected components with more than one node (Tarjan)."""
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        succ[a].append(b)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[set[str]] = []
-    sys.setrecursionlimit(10000)
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in succ[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = set()
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.add(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(comp)
-
-    for n in sorted(nodes):
-        if n not in index:
-            visit(n)
-    return out
+    """Strongly connected components with more than one node (networkx, a dependency of torch)."""
+    g = networkx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    return [c for c in networkx.strongly_connected_components(g) if len(c) > 1]
 
 
 def annotations(tree: ast.AST) -> tuple[int, int]:

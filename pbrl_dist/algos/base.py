@@ -12,7 +12,7 @@ import torch
 
 from pbrl_dist.cadence import due
 from pbrl_dist.core.types import derive_seed
-from pbrl_dist.executors.protocols import Chunk, ChunkRunner, OracleRequest
+from pbrl_dist.executors.protocols import Chunk, ChunkRunner, McRequest, OracleRequest
 
 MC_FIELDS = ("mc_batch", "mc_horizon", "mc_q_batch", "mc_chunk")
 
@@ -156,10 +156,10 @@ def mc_estimate(
     order, so the estimate is bitwise the same whatever runs the chunks.
     """
     num = math.ceil(total / chunk)
-    chunks = [
+    chunks = tuple(
         Chunk(min(chunk, total - i * chunk), derive_seed(seed, "mc", k, i)) for i in range(num)
-    ]
-    outs = runner.run_chunks(x, y, pi_hat_SA, parts=parts, chunks=chunks, horizon=horizon)
+    )
+    outs = runner.run_chunks(McRequest(x, y, pi_hat_SA, parts, chunks, horizon))
     acc: dict[str, Any] = {}
     for c, out in zip(chunks, outs, strict=True):
         w = c.rollouts / total

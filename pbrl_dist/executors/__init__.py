@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from pbrl_dist.executors.protocols import (
     ActorInfo,
-    ChunkProblem,
     ChunkRunner,
     RolloutRunner,
     Runner,
@@ -26,6 +25,7 @@ from pbrl_dist.executors.protocols import (
 )
 
 if TYPE_CHECKING:
+    from pbrl_dist.problems.base import ChunkProblem
     from pbrl_dist.problems.rlhf import RLHFProblem
 
 __all__ = ["ActorInfo", "ChunkRunner", "RolloutRunner", "Runner", "RunnerDist", "make_runner"]

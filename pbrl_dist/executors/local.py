@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pbrl_dist.core.oracles import ORACLES
-from pbrl_dist.executors.protocols import ActorInfo, Chunk, ChunkProblem, OracleRequest
+from pbrl_dist.executors.protocols import ActorInfo, McRequest, OracleRequest
+from pbrl_dist.problems.base import ChunkProblem
 
 if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
@@ -34,23 +35,9 @@ class LocalChunkRunner:
         """Hold the problem (anything with ``mc_chunk``)."""
         self.problem = problem
 
-    def run_chunks(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        chunks: Sequence[Chunk],
-        horizon: int,
-    ) -> list[dict[str, Any]]:
+    def run_chunks(self, request: McRequest) -> list[dict[str, Any]]:
         """Run the chunks in order."""
-        return [
-            self.problem.mc_chunk(
-                x, y, pi_hat_SA, parts=parts, num_rollouts=c.rollouts, horizon=horizon, seed=c.seed
-            )
-            for c in chunks
-        ]
+        return request.run(self.problem)
 
     def oracle(self, name: str) -> Callable[..., torch.Tensor]:
         """Return ``core.oracles.ORACLES[name]`` itself."""

@@ -4,8 +4,9 @@ A leaf module (typing and torch only): the outer loops in ``algos/`` import thes
 runner they are handed, and ``launch/`` records a runner's actors through ``actors()``. No loop or
 launcher probes a runner with ``hasattr``: what a runner can do is what its protocol says.
 
-- ``ChunkRunner``: tabular problems. Monte Carlo work units (``Chunk``: rollouts, seed) of
-  ``problem.mc_chunk`` in chunk order, and best-response oracle solves (one or several at once).
+- ``ChunkRunner``: tabular problems. Monte Carlo requests (``McRequest``: ``problem.mc_chunk`` for
+  each ``Chunk`` of rollouts and a seed, in chunk order), and best-response oracle solves (one or
+  several at once).
 - ``RolloutRunner``: deep RLHF. One ``RolloutSource`` per role (agent, PBRL oracle π̂*) whose env
   shards step wherever the runner puts them.
 """
@@ -21,25 +22,7 @@ import torch
 
 if TYPE_CHECKING:
     from pbrl_dist.executors.shards import RolloutSource, RolloutSpec
-
-
-class ChunkProblem(Protocol):
-    """What a ``ChunkRunner`` needs of a tabular problem (``problems.base.BilevelProblem``, the
-    incentive problem, a batch of lanes): its Monte Carlo gradient pieces."""
-
-    def mc_chunk(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        num_rollouts: int,
-        horizon: int,
-        seed: int,
-    ) -> dict[str, Any]:
-        """Return Monte Carlo gradient pieces from ``num_rollouts`` rollouts drawn with ``seed``."""
-        ...
+    from pbrl_dist.problems.base import ChunkProblem
 
 
 class RunnerDist(Protocol):
@@ -59,6 +42,42 @@ class Chunk(NamedTuple):
 
     rollouts: int
     seed: int
+
+
+@dataclass(frozen=True)
+class McRequest:
+    """One Monte Carlo estimate's work: ``problem.mc_chunk`` at (x, y, π̂) once per chunk, in order."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    pi_hat_SA: torch.Tensor | None
+    parts: tuple[str, ...]
+    chunks: tuple[Chunk, ...]
+    horizon: int
+
+    def run(self, problem: ChunkProblem) -> list[dict[str, Any]]:
+        """Every chunk's ``mc_chunk`` output on ``problem``, in chunk order (here, in this process)."""
+        params = (self.x, self.y, self.pi_hat_SA)
+        return run_chunks_on(problem, params, self.chunks, parts=self.parts, horizon=self.horizon)
+
+
+def run_chunks_on(
+    problem: ChunkProblem,
+    params: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+    chunks: Sequence[Chunk],
+    *,
+    parts: tuple[str, ...],
+    horizon: int,
+) -> list[dict[str, Any]]:
+    """``problem.mc_chunk`` at ``params`` = (x, y, π̂) for each chunk, in order (a rollout worker
+    passes the parameters it cached and its share of a request's chunks)."""
+    x, y, pi_hat = params
+    return [
+        problem.mc_chunk(
+            x, y, pi_hat, parts=parts, num_rollouts=c.rollouts, horizon=horizon, seed=c.seed
+        )
+        for c in chunks
+    ]
 
 
 @dataclass(frozen=True)
@@ -100,17 +119,8 @@ class ActorInfo:
 class ChunkRunner(Protocol):
     """Runs Monte Carlo chunks and best-response oracles of a tabular problem."""
 
-    def run_chunks(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        chunks: Sequence[Chunk],
-        horizon: int,
-    ) -> list[dict[str, Any]]:
-        """Return ``problem.mc_chunk`` outputs for each chunk, in chunk order."""
+    def run_chunks(self, request: McRequest) -> list[dict[str, Any]]:
+        """Return ``problem.mc_chunk`` outputs for each of the request's chunks, in chunk order."""
         ...
 
     def oracle(self, name: str) -> Callable[..., torch.Tensor]:

@@ -32,7 +32,8 @@ import torch
 from pbrl_dist.core.oracles import ORACLES
 from pbrl_dist.executors.local import solve_local
 from pbrl_dist.executors.pool import DEFAULT_TIMEOUT_S, ActorPool
-from pbrl_dist.executors.protocols import ActorInfo, Chunk, ChunkProblem, OracleRequest
+from pbrl_dist.executors.protocols import ActorInfo, Chunk, McRequest, OracleRequest, run_chunks_on
+from pbrl_dist.problems.base import ChunkProblem
 
 
 @ray.remote
@@ -66,13 +67,7 @@ class RolloutWorker:
             self._version = version
             self.deserialized += 1
         assert self._params is not None
-        x, y, pi_hat = self._params
-        return [
-            self.problem.mc_chunk(
-                x, y, pi_hat, parts=parts, num_rollouts=c.rollouts, horizon=horizon, seed=c.seed
-            )
-            for c in chunks
-        ]
+        return run_chunks_on(self.problem, self._params, chunks, parts=parts, horizon=horizon)
 
     def info(self) -> dict[str, Any]:
         """Return where this actor runs (node id, pid) and how many parameter versions it fetched."""
@@ -167,17 +162,8 @@ class RayChunkRunner:
         detached = (x.detach(), y.detach(), None if pi_hat is None else pi_hat.detach())
         self._params_box = [ray.put(detached)]
 
-    def run_chunks(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        chunks: Sequence[Chunk],
-        horizon: int,
-    ) -> list[dict[str, Any]]:
-        """Return ``problem.mc_chunk`` outputs for every chunk, in chunk order.
+    def run_chunks(self, request: McRequest) -> list[dict[str, Any]]:
+        """Return ``problem.mc_chunk`` outputs for every chunk of ``request``, in chunk order.
 
         Chunks are dealt round-robin; one call per worker carries all of its chunks.
         """
@@ -186,9 +172,11 @@ class RayChunkRunner:
             raise RuntimeError(
                 "this trial started no rollout workers (its method gives them no Monte Carlo chunks)"
             )
-        self._broadcast(x, y, pi_hat_SA)
+        self._broadcast(request.x, request.y, request.pi_hat_SA)
+        chunks = request.chunks
         mine = {w: list(range(w, len(chunks), n)) for w in range(n)}
         version, box = self.version, self._params_box
+        parts, horizon = request.parts, request.horizon
 
         def call(idx: list[int]) -> Callable[[Any], ray.ObjectRef]:
             return lambda a: a.run.remote(version, box, parts, [chunks[i] for i in idx], horizon)

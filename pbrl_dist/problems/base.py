@@ -12,7 +12,26 @@ import numpy as np
 import torch
 
 
-class BilevelProblem(Protocol):
+class ChunkProblem(Protocol):
+    """What a ``ChunkRunner`` (``executors``) needs of a tabular problem: its Monte Carlo gradient
+    pieces. Every ``BilevelProblem``, the incentive problem and a batch of lanes have it."""
+
+    def mc_chunk(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        pi_hat_SA: torch.Tensor | None,
+        *,
+        parts: tuple[str, ...],
+        num_rollouts: int,
+        horizon: int,
+        seed: int,
+    ) -> dict[str, Any]:
+        """Return Monte Carlo gradient pieces from ``num_rollouts`` rollouts drawn with ``seed``."""
+        ...
+
+
+class BilevelProblem(ChunkProblem, Protocol):
     """Tabular bilevel RL problem  min_{x,y} f(x, π_y)  s.t.  y ∈ argmax V_{M_τ(x)}(π_y)."""
 
     rho_S: torch.Tensor
@@ -37,20 +56,6 @@ class BilevelProblem(Protocol):
 
     def final_state(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
         """Return the arrays from which anyone can recompute the reported metrics."""
-        ...
-
-    def mc_chunk(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        pi_hat_SA: torch.Tensor | None,
-        *,
-        parts: tuple[str, ...],
-        num_rollouts: int,
-        horizon: int,
-        seed: int,
-    ) -> dict[str, Any]:
-        """Return Monte Carlo gradient pieces from ``num_rollouts`` rollouts drawn with ``seed``."""
         ...
 
 

@@ -182,7 +182,7 @@ def test_an_exact_gradient_trial_on_ray_starts_oracle_actors_only(
 
 
 def test_a_runner_without_rollout_workers_refuses_chunks(problem: StackelbergProblem) -> None:
-    from pbrl_dist.executors.protocols import Chunk
+    from pbrl_dist.executors.protocols import Chunk, McRequest
     from pbrl_dist.executors.ray_chunks import RayChunkRunner
 
     runner = RayChunkRunner(problem, num_workers=0, num_oracles=1, cpus_per_worker=0.1)
@@ -190,7 +190,7 @@ def test_a_runner_without_rollout_workers_refuses_chunks(problem: StackelbergPro
         assert [a.kind for a in runner.actors()] == ["oracle"]
         x, y = problem.init_params(0, 0.5)
         with pytest.raises(RuntimeError, match="started no rollout workers"):
-            runner.run_chunks(x, y, None, parts=("joint",), chunks=[Chunk(0, 1)], horizon=2)
+            runner.run_chunks(McRequest(x, y, None, ("joint",), (Chunk(0, 1),), horizon=2))
     finally:
         runner.shutdown()
 
