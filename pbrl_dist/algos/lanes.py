@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from pbrl_dist.algos.base import Checkpointer, Result
-from pbrl_dist.algos.registry import algo_specs
+from pbrl_dist.algos.registry import MethodCfg, algo_specs
 from pbrl_dist.executors.protocols import Runner
 from pbrl_dist.metrics import MetricSink
 from pbrl_dist.problems import get_problem, problem_specs
@@ -32,7 +32,9 @@ from pbrl_dist.problems import get_problem, problem_specs
 Stack = Callable[[list[Any]], Any]
 
 
-def batch_reason(problem_name: str, problem_cfgs: Sequence[Any], method_cfg: Any) -> str | None:
+def batch_reason(
+    problem_name: str, problem_cfgs: Sequence[Any], method_cfg: MethodCfg
+) -> str | None:
     """Return None when the lanes (one problem config each) can run as one batch, else why not.
 
     Batchable: the problem has a ``ProblemSpec.stack``, the method's ``AlgoSpec.batchable`` accepts
@@ -48,7 +50,7 @@ def batch_reason(problem_name: str, problem_cfgs: Sequence[Any], method_cfg: Any
         return f"problem {problem_name!r} is not registered"
     if spec.stack is None:
         return f"problem {problem_name} has no ProblemSpec.stack (its instances cannot be batched)"
-    algo_name = getattr(method_cfg, "algo", None)
+    algo_name = method_cfg.algo
     algo = algo_specs().get(str(algo_name))
     if algo is None:
         return f"method.algo={algo_name} is not registered"

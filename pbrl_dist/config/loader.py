@@ -548,7 +548,7 @@ def validate(cfg: TrialConfig) -> None:
         checks.append(("problem.tau", cfg.problem.tau >= 0, "must be ≥ 0"))
     spec = get_problem(cfg.problem.name)
     allowed = spec.algos if spec is not None else None
-    if allowed is not None and getattr(cfg.method, "algo", None) not in allowed:
+    if allowed is not None and cfg.method.algo not in allowed:
         checks.append(
             (
                 "method.algo",
@@ -571,7 +571,7 @@ def validate(cfg: TrialConfig) -> None:
                     f"problem {cfg.problem.name} supports {', '.join(spec.estimators)} only",
                 )
             )
-    algo = algo_specs().get(getattr(cfg.method, "algo", ""))
+    algo = algo_specs().get(cfg.method.algo)
     if algo is not None and algo.checks is not None:
         checks += algo.checks(cfg)  # the loop's rules coupling method, problem and dist
     for key, ok, msg in checks:
@@ -582,7 +582,7 @@ def validate(cfg: TrialConfig) -> None:
 
 def _method_choices(cfg: TrialConfig) -> dict[str, tuple[str, ...]]:
     """Allowed values of the method fields the trial's algo reads, from the loop's own registries."""
-    spec = algo_specs().get(getattr(cfg.method, "algo", ""))
+    spec = algo_specs().get(cfg.method.algo)
     if spec is None:
         return {}
     reads = spec.fields_read(cfg.method)
