@@ -74,7 +74,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pbrl_dist.config.loader import TrialSpec
-from pbrl_dist.metrics import scalar_metrics
+from pbrl_dist.metrics import Diverged, scalar_metrics
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 SYNC_HINT = "`wandb sync OUT/*/wandb/offline-run-*` uploads the runs later"
@@ -282,7 +282,7 @@ def run_tags(spec: TrialSpec, record: Mapping[str, Any]) -> list[str]:
     from pbrl_dist.algos.registry import algo_specs
 
     method = spec.cfg.method
-    tags = [str(method.name), str(getattr(spec.cfg.problem, "name", "problem"))]
+    tags = [str(method.name), str(spec.cfg.problem.name)]
     if kind := launch_kind(record):
         tags.append(kind)
     algo = algo_specs().get(str(method.algo))
@@ -333,7 +333,7 @@ def define_axes(run: Any, spec: TrialSpec) -> str:
     return x
 
 
-def end_summary(ok: bool, diverged: Any = None) -> dict[str, Any]:
+def end_summary(ok: bool, diverged: Diverged | None = None) -> dict[str, Any]:
     """The summary keys a trial's run ends with: ``status`` = complete | diverged (with the metric
     and iteration) | interrupted (Ctrl-C) | failed (any other exception in flight)."""
     import sys
@@ -343,8 +343,8 @@ def end_summary(ok: bool, diverged: Any = None) -> dict[str, Any]:
     if diverged is not None:
         return {
             "status": "diverged",
-            "diverged_metric": str(getattr(diverged, "metric", "")),
-            "diverged_iter": getattr(diverged, "iter", None),
+            "diverged_metric": str(diverged.metric),
+            "diverged_iter": diverged.iter,
         }
     error = sys.exc_info()[0]
     interrupted = error is not None and issubclass(error, KeyboardInterrupt)
