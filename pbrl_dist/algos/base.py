@@ -65,6 +65,11 @@ class MethodConfig:
     mc_q_batch: int = 8
     mc_chunk: int = 16
 
+    def outer_iters(self, problem_cfg: Any) -> int:
+        """A trial's outer iterations: ``num_iters``, whatever the problem."""
+        del problem_cfg
+        return self.num_iters
+
     def checks(self) -> list[tuple[str, bool, str]]:
         """(dotted key, ok, message) for every range rule of this config (the loader reports the
         first that fails; allowed values of ``penalty``/``estimator``/``oracle`` are each loop's
@@ -87,11 +92,10 @@ class MethodConfig:
 def outer_iters(cfg: Any) -> int:
     """Return a trial's number of outer iterations (``iter`` of its last metrics row and checkpoint).
 
-    ``method.num_iters`` for the tabular loops; a method whose count depends on the problem (deep
-    RLHF: A2C updates = env-step budget / batch) defines ``outer_iters(problem_cfg)`` instead.
+    Every method schema says (``algos.registry.MethodCfg.outer_iters``): ``method.num_iters`` for the
+    tabular loops; deep RLHF's A2C updates = env-step budget / batch.
     """
-    f = getattr(cfg.method, "outer_iters", None)
-    return int(f(cfg.problem)) if f is not None else int(getattr(cfg.method, "num_iters", 0) or 0)
+    return int(cfg.method.outer_iters(cfg.problem))
 
 
 @dataclass

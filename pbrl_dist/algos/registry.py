@@ -21,10 +21,20 @@ from pbrl_dist.metrics import MetricSink
 
 
 class MethodCfg(Protocol):
-    """What every ``method:`` schema has (``algos.base.MethodConfig``, ``rlhf.RLHFConfig``, ...)."""
+    """What every ``method:`` schema has (``algos.base.MethodConfig``, ``rlhf.RLHFConfig``, ...);
+    ``register_algo`` refuses a schema without these methods."""
 
     name: str
     algo: str
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(dotted key, ok, message) for every range rule of the block (the loader reports the first
+        that fails)."""
+        ...
+
+    def outer_iters(self, problem_cfg: Any) -> int:
+        """The trial's outer iterations (``iter`` of its last metrics row and checkpoint)."""
+        ...
 
 
 class DistCfg(Protocol):
@@ -116,13 +126,24 @@ class AlgoSpec:
         return self.fields_read(cfg) | self.settable
 
     def validate(self) -> None:
-        """Raise ``TypeError`` when the spec names fields its schema lacks."""
+        """Raise ``TypeError`` when the spec names fields its schema lacks, or the schema lacks the
+        methods every method block has (``MethodCfg``)."""
         names = {f.name for f in fields(self.schema)}
         static = self.reads if not callable(self.reads) else frozenset()
         bad = [f for f in (*static, *self.choices, *self.settable) if f not in names]
         if bad:
             raise TypeError(
                 f"algo {self.name}: {', '.join(bad)} not fields of {self.schema.__name__}"
+            )
+        lacking = [
+            m for m in ("checks", "outer_iters") if not callable(getattr(self.schema, m, None))
+        ]
+        if lacking:
+            raise TypeError(
+                f"algo {self.name}: its schema {self.schema.__name__} lacks "
+                + ", ".join(f"{m}()" for m in lacking)
+                + " "
+                "(algos.registry.MethodCfg)"
             )
 
 

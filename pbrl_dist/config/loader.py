@@ -537,8 +537,7 @@ def validate(cfg: TrialConfig) -> None:
         ("dist.checkpoint_every", cfg.dist.checkpoint_every > 0, "must be > 0"),
         ("dist.actor_timeout_s", cfg.dist.actor_timeout_s > 0, "must be > 0"),
     ]
-    if hasattr(cfg.method, "checks"):
-        checks += cfg.method.checks()
+    checks += cfg.method.checks()  # every method schema has them (algos.registry.MethodCfg)
     if hasattr(cfg.problem, "checks"):
         checks += cfg.problem.checks()
     # Generic rules for the conventional names of any problem (a user's too): discount, temperature.
