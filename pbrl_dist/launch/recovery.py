@@ -34,7 +34,6 @@ import yaml
 
 from pbrl_dist.algos.base import Checkpointer
 from pbrl_dist.config.loader import ConfigError, Sweep, TrialSpec
-from pbrl_dist.launch.ray_session import started_session
 from pbrl_dist.launch.results import read_record
 from pbrl_dist.launch.specs import fingerprint
 from pbrl_dist.safe_io import atomic_write_text
@@ -365,6 +364,8 @@ def remember_session(out: Path) -> None:
     """
     import json
     import platform
+
+    from pbrl_dist.launch.ray_session import started_session  # imports Ray: only once it runs
 
     session = started_session()
     if session is None:
