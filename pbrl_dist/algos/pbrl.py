@@ -196,11 +196,16 @@ def run(
     return Result(x=x, y=y, metrics=row, final_state=problem.final_state(x, y))
 
 
+_READS_VALUE = estimator_reads(COMMON_READS | ORACLE_READS | {"penalty"})
+_READS_BELLMAN = estimator_reads(
+    COMMON_READS | ORACLE_READS | {"penalty"}, MC_READS | {"mc_q_batch"}
+)
+
+
 def _reads(cfg: Any) -> frozenset[str]:
     """The method fields this loop reads: the Q̂ rollouts (``mc_q_batch``) only for the Monte Carlo
     Bellman penalty."""
-    q = frozenset({"mc_q_batch"}) if cfg.penalty == "bellman" else frozenset()
-    return estimator_reads(COMMON_READS | ORACLE_READS | {"penalty"}, MC_READS | q)(cfg)
+    return (_READS_BELLMAN if cfg.penalty == "bellman" else _READS_VALUE)(cfg)
 
 
 register_algo(

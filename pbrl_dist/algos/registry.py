@@ -139,10 +139,9 @@ class AlgoSpec:
             m for m in ("checks", "outer_iters") if not callable(getattr(self.schema, m, None))
         ]
         if lacking:
+            methods = ", ".join(f"{m}()" for m in lacking)
             raise TypeError(
-                f"algo {self.name}: its schema {self.schema.__name__} lacks "
-                + ", ".join(f"{m}()" for m in lacking)
-                + " "
+                f"algo {self.name}: its schema {self.schema.__name__} lacks {methods} "
                 "(algos.registry.MethodCfg)"
             )
 
