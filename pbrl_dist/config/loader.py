@@ -1200,6 +1200,21 @@ def _replace_axes(
     return out, list(replaced.values())
 
 
+def _check_grid_read(trials: list[TrialSpec], block: SweepBlock, path: Path) -> None:
+    """A grid axis over a method field that no trial of the sweep reads is an error: every method
+    would drop it (``_drop_unread_axes``), and the values asked for would never run. (A field a method
+    may set without reading it, ``AlgoSpec.settable``, still needs a reader to be swept.)"""
+    specs = algo_specs()
+    reads = set().union(*(specs[t.cfg.method.algo].fields_read(t.cfg.method) for t in trials))
+    for key in (k for k in block.grid if k.startswith("method.")):
+        if key.split(".", 1)[1] not in reads:
+            raise ConfigError(
+                f"sweep.grid.{key}: no method of the sweep reads it "
+                f"({', '.join(sorted({_algo_mode(t) for t in trials}))}), so its values would never "
+                f"run; remove the axis, or sweep it with a method that reads it [in {path.name}]"
+            )
+
+
 def _check_searched(trials: list[TrialSpec], block: SweepBlock, path: Path) -> None:
     """A search axis over a method field one method of the sweep does not read is an error: each of
     that method's samples would run the same trial, recording a value it never used (a grid axis is
@@ -1367,6 +1382,7 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Sequence[str
         methods, block, (base, smoke_base, cli_base), exp=exp, path=path, count=count, notes=notes
     )
     _check_unread(trials, set_by, path)
+    _check_grid_read(trials, block, path)
     _check_searched(trials, block, path)
     # Seed-major order: every method and grid point of the first seed, then of the next, so a sweep
     # that stops part-way (Ctrl-C, a session limit) has compared the methods on the same seeds.

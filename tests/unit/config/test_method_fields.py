@@ -188,6 +188,15 @@ def test_monte_carlo_fields_multiply_only_the_monte_carlo_methods() -> None:
     assert "mc_q_batch" not in reads(dataclasses.replace(value, estimator="mc"))
     # setting them for exact methods is allowed (a file switches estimator per method)
     load_sweep(SWEEPS / "fig1_stackelberg.yaml", smoke=True, overrides=["method.mc_batch=64"])
+    # but a grid over them with no Monte Carlo method would never run its values
+    with pytest.raises(
+        ConfigError, match=r"sweep.grid.method.mc_batch: no method of the sweep reads it"
+    ):
+        load_sweep(
+            SWEEPS / "fig1_stackelberg.yaml",
+            smoke=True,
+            overrides=["sweep.grid.method.mc_batch=[32,64]"],
+        )
 
 
 def test_a_grid_axis_a_mode_does_not_read_runs_that_method_once(
