@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,20 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray):
         return np.array_equal(a, b)
     return bool(a == b)
+
+
+def _kill(actor: Any) -> None:
+    """Kill an actor and return once it is dead: ``ray.kill`` only asks, and a call already on its way
+    can still be answered, so without the wait what a test counts would depend on timing."""
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the actor still answers 30 s after ray.kill")
 
 
 def test_tabular_random_kills_of_rollout_and_oracle_actors_change_nothing() -> None:
@@ -119,23 +134,23 @@ def test_rlhf_worker_kills_at_collect_restore_checkpoint_and_load_are_exact() ->
             w = k % 2
             moment = ("collect", "restore", "checkpoint", "load")[k // 2]
             if moment == "collect":  # dies between fragments
-                ray.kill(src.pool.handles[w], no_restart=True)
+                _kill(src.pool.handles[w])
             elif moment == "restore":  # dies, and its replacement dies while restoring
                 armed = [True]
 
                 def dying_restore(slot: int, actor: Any, armed: list[bool] = armed) -> Any:
                     if armed[0]:
                         armed[0] = False
-                        ray.kill(actor, no_restart=True)
+                        _kill(actor)
                     return restore(slot, actor)
 
                 src.pool.restore = dying_restore
-                ray.kill(src.pool.handles[w], no_restart=True)
+                _kill(src.pool.handles[w])
             elif moment == "checkpoint":  # dies right before the learner checkpoints
-                ray.kill(src.pool.handles[w], no_restart=True)
+                _kill(src.pool.handles[w])
                 assert _same(src.state_dict(), local.state_dict()), k
             else:  # dies right before a checkpoint is loaded into the workers
-                ray.kill(src.pool.handles[w], no_restart=True)
+                _kill(src.pool.handles[w])
                 src.load_state_dict(local.state_dict())
             got, want = src.collect(policy, 0), local.collect(policy, 0)
             src.pool.restore = restore
