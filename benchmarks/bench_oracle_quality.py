@@ -50,6 +50,14 @@ ARMS: dict[str, dict[str, object]] = {
         "mode": "pbrl", "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
         "penalty_batch": 512, "oracle_lr": 1e-3,
     },
+    "resolve10_every10_win400_b512_lr1e-3": {
+        "mode": "pbrl", "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
+        "penalty_batch": 512, "oracle_lr": 1e-3,
+    },
+    "resolve10_every10_win400_b512_lr2e-3": {
+        "mode": "pbrl", "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
+        "penalty_batch": 512, "oracle_lr": 2e-3,
+    },
 }  # fmt: skip
 DEFAULT_ARMS = "drlhf,pbrl,resolve20,cold4,cold4_resolve20"
 PBRL_ONLY = ("upper_coef", "upper_coef_decay", "upper_coef_decay_every", "oracle_steps")

@@ -55,6 +55,14 @@ ARMS: dict[str, dict[str, object]] = {
         "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
         "penalty_batch": 512, "oracle_lr": 2e-4,
     },
+    "resolve10_every10_win400_b512_lr1e-3": {
+        "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
+        "penalty_batch": 512, "oracle_lr": 1e-3,
+    },
+    "resolve10_every10_win400_b512_lr2e-3": {
+        "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
+        "penalty_batch": 512, "oracle_lr": 2e-3,
+    },
     # E17c's arm on MinAtar (sweeps/experiments/e17c_minatar_confirm.yaml; the agent's lr is 1e-3)
     "e17c_strong": {
         "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 25,
@@ -178,34 +186,40 @@ def summary(recs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def report(path: str) -> None:
-    """Print, per arm of a ``--out`` file, each fraction's mean [min, max] over seeds, and over all
-    epochs pooled: the fraction with the oracle better among those where the gap is clear, and the
-    median measured gap (how much better, in r̃_φ's discounted units)."""
+    """Print, per arm of a ``--out`` file, over all its epochs pooled: the fractions of epochs where the
+    measured gap is clearly positive (> 2 standard errors: the oracle is better), clearly negative (it
+    is worse) or within the noise; the fraction where the run's two-window estimate is > 0 and where
+    its sign agrees with a clear gap's, the same agreement for the paired estimate, the median KL and
+    the median gap (r̃_φ's discounted units); and the range of the clearly-better fraction over seeds."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
-    keys = (
-        "true>0",
-        "clear",
-        "windows>0",
-        "windows_agrees",
-        "paired>0",
-        "paired_agrees",
-        "kl_median",
-    )
-    print(
-        f"{'arm':32s} seeds " + " ".join(f"{k:>18s}" for k in keys) + "  true>0|clear  median gap"
-    )
+    head = ("better", "worse", "unclear", "windows>0", "w agrees", "p agrees", "KL", "gap")
+    print(f"{'arm':38s} seeds " + " ".join(f"{h:>9s}" for h in head) + "  better, per seed")
     for arm in dict.fromkeys(r["arm"] for r in rows):
         runs = [r for r in rows if r["arm"] == arm]
-        cells = []
-        for k in keys:
-            v = np.array([r[k] for r in runs])
-            cells.append(f"{v.mean():.2f} [{v.min():.2f}, {v.max():.2f}]")
         det = [e for r in runs for e in r["epochs_detail"]]
-        true = np.array([e["true"] for e in det])
-        clear = np.abs(true) > 2 * np.array([e["se"] for e in det])
-        pooled = float(np.mean(true[clear] > 0))
-        line = " ".join(f"{c:>18s}" for c in cells)
-        print(f"{arm:32s} {len(runs):5d} {line}  {pooled:12.2f}  {np.median(true):+.4f}")
+        true, se = np.array([e["true"] for e in det]), np.array([e["se"] for e in det])
+        clear = np.abs(true) > 2 * se
+        windows, paired = (
+            np.array([e["windows"] for e in det]),
+            np.array([e["paired"] for e in det]),
+        )
+        cells = (
+            np.mean(clear & (true > 0)),
+            np.mean(clear & (true < 0)),
+            np.mean(~clear),
+            np.mean(windows > 0),
+            np.mean(((windows > 0) == (true > 0))[clear]),
+            np.mean(((paired > 0) == (true > 0))[clear]),
+            np.median([e["kl"] for e in det]),
+            np.median(true),
+        )
+        per_seed = []
+        for r in runs:
+            t = np.array([e["true"] for e in r["epochs_detail"]])
+            c = np.abs(t) > 2 * np.array([e["se"] for e in r["epochs_detail"]])
+            per_seed.append(float(np.mean(c & (t > 0))))
+        line = " ".join(f"{v:9.2f}" if i < 7 else f"{v:+9.4f}" for i, v in enumerate(cells))
+        print(f"{arm:38s} {len(runs):5d} {line}  [{min(per_seed):.2f}, {max(per_seed):.2f}]")
 
 
 def main() -> None:
