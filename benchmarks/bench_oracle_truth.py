@@ -63,6 +63,15 @@ ARMS: dict[str, dict[str, object]] = {
         "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
         "penalty_batch": 512, "oracle_lr": 2e-3,
     },
+    # E17b's and E17d's arms (run them with --sweep sweeps/experiments/e17d_toy_r1_slow_oracle.yaml: R1's labels)
+    "e17b_strong": {
+        "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 10,
+        "penalty_window_steps": 400, "penalty_batch": 512,
+    },
+    "e17d_slow": {
+        "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 10,
+        "penalty_window_steps": 400, "penalty_batch": 512, "oracle_lr": 1e-3,
+    },
     # E17c's arm on MinAtar (sweeps/experiments/e17c_minatar_confirm.yaml; the agent's lr is 1e-3)
     "e17c_strong": {
         "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 25,
