@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -469,3 +470,45 @@ def test_segments_with_an_absorbing_state_pad_after_the_end() -> None:
             assert (o[real:] == 0).all() and (a[real:] == A).all()
             assert ret.item() == pytest.approx(rew[t[:real], n].sum().item(), rel=1e-6)
     assert padded > 0  # the draw did include episode ends
+
+
+def test_bpref_teachers_on_10000_pairs_follow_their_definitions() -> None:
+    """Skip, equal and myopic teachers, alone and combined with the mistake teacher, on 10,000 random
+    pairs against each definition recomputed here in numpy: the deterministic rules exactly
+    (tolerance 0: which queries are answered, which labels are ½, which segment wins), the mistake
+    rate within 5 binomial standard errors."""
+    n, H = 10_000, 5
+    rng = np.random.default_rng(0)
+    rew1 = rng.choice([0.0, 0.0, 1.0, 2.0], size=(n, H))  # low returns and near ties happen
+    rew2 = rng.choice([0.0, 0.0, 1.0, 2.0], size=(n, H))
+    ret1, ret2 = rew1.sum(1), rew2.sum(1)
+    m = np.concatenate([ret1, ret2]).mean()
+
+    def sign_label(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(a > b, 1.0, np.where(a < b, 0.0, 0.5))
+
+    def ask(t: SyntheticTeacher, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        args = (torch.from_numpy(rew1), torch.from_numpy(rew2))
+        answered, y = t.label(*args, *(a.sum(1) for a in args), generator=generator(seed, "t"))
+        return answered.numpy(), y.double().numpy()
+
+    answered, y = ask(SyntheticTeacher(skip=1.0))  # skip: both segments at or below ε·m
+    want = np.maximum(ret1, ret2) > 1.0 * m
+    assert np.array_equal(answered, want) and 0.02 < 1 - want.mean() < 0.5
+    assert np.array_equal(y, sign_label(ret1, ret2)[want])
+    answered, y = ask(SyntheticTeacher(equal=0.3))  # equal: |ret1 − ret2| < ε·m is ½
+    alike = np.abs(ret1 - ret2) < 0.3 * m
+    assert answered.all() and 0.05 < alike.mean() < 0.5
+    assert np.array_equal(y, np.where(alike, 0.5, sign_label(ret1, ret2)))
+    _, y = ask(SyntheticTeacher(gamma=0.9))  # myopic: Σ_t γ^(H−1−t)·r_t decides
+    w = 0.9 ** np.arange(H - 1, -1, -1)
+    myopic = sign_label(rew1 @ w, rew2 @ w)
+    assert np.array_equal(y, myopic) and (myopic != sign_label(ret1, ret2)).mean() > 0.01
+    # all four: skip, then the myopic label, the mistake flip (ε = 0.1), then equal's ½
+    answered, y = ask(SyntheticTeacher(skip=1.0, equal=0.3, gamma=0.9, error_rate=0.1), seed=1)
+    assert np.array_equal(answered, want)
+    alike_k, base = alike[want], myopic[want]
+    assert np.array_equal(y[alike_k], np.full(alike_k.sum(), 0.5))
+    decided = ~alike_k & (base != 0.5)
+    flipped = (y[decided] != base[decided]).mean()
+    assert abs(flipped - 0.1) <= 5 * np.sqrt(0.1 * 0.9 / decided.sum()), flipped
