@@ -37,51 +37,37 @@ from pbrl_dist.rlhf import RLHFConfig, run
 from pbrl_dist.rlhf.reward_model import RewardModelTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
+# E17b's strong oracle: re-solved with 20 steps before each reward epoch, the oracle's regular step every
+# 10th update only, a 400-step penalty window, 512 samples per penalty gradient
+STRONG: dict[str, object] = {
+    "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400, "penalty_batch": 512,
+}  # fmt: skip
 ARMS: dict[str, dict[str, object]] = {
     "pbrl": {},  # the default oracle: 1 warm A2C step per agent update
     "resolve20": {"oracle_resolve_steps": 20},
-    "resolve20_every10_win400_b512": {
-        "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512,
-    },
+    "resolve20_every10_win400_b512": STRONG,
     "resolve20_lr1e-3": {"oracle_resolve_steps": 20, "oracle_lr": 1e-3},  # the agent's lr is 5e-3
     "resolve20_lr2e-4": {"oracle_resolve_steps": 20, "oracle_lr": 2e-4},
     "resolve20_every10_lr1e-3": {"oracle_resolve_steps": 20, "oracle_every": 10, "oracle_lr": 1e-3},
-    "resolve20_every10_win400_b512_lr1e-3": {
-        "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 1e-3,
-    },
-    "resolve20_every10_win400_b512_lr2e-4": {
-        "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 2e-4,
-    },
+    "resolve20_every10_win400_b512_lr1e-3": {**STRONG, "oracle_lr": 1e-3},
+    "resolve20_every10_win400_b512_lr2e-4": {**STRONG, "oracle_lr": 2e-4},
     "resolve10_every10_win400_b512_lr1e-3": {
-        "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 1e-3,
+        **STRONG,
+        "oracle_resolve_steps": 10,
+        "oracle_lr": 1e-3,
     },
     "resolve10_every10_win400_b512_lr2e-3": {
-        "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 2e-3,
+        **STRONG,
+        "oracle_resolve_steps": 10,
+        "oracle_lr": 2e-3,
     },
-    # E17b's and E17d's arms (run them with --sweep sweeps/experiments/e17d_toy_r1_slow_oracle.yaml: R1's labels)
-    "e17b_strong": {
-        "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 10,
-        "penalty_window_steps": 400, "penalty_batch": 512,
-    },
-    "e17d_slow": {
-        "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 10,
-        "penalty_window_steps": 400, "penalty_batch": 512, "oracle_lr": 1e-3,
-    },
+    # E17b's and E17d's arms (run them with --sweep sweeps/experiments/e17d_toy_r1_slow_oracle.yaml)
+    "e17b_strong": {**STRONG, "upper_coef": 0.1},
+    "e17d_slow": {**STRONG, "upper_coef": 0.1, "oracle_lr": 1e-3},
     # E17c's arm on MinAtar (sweeps/experiments/e17c_minatar_confirm.yaml; the agent's lr is 1e-3)
-    "e17c_strong": {
-        "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 25,
-        "penalty_window_steps": 400, "penalty_batch": 512,
-    },
-    "e17c_strong_lr2e-4": {
-        "upper_coef": 0.1, "oracle_resolve_steps": 20, "oracle_every": 25,
-        "penalty_window_steps": 400, "penalty_batch": 512, "oracle_lr": 2e-4,
-    },
-}  # fmt: skip
+    "e17c_strong": {**STRONG, "upper_coef": 0.1, "oracle_every": 25},
+    "e17c_strong_lr2e-4": {**STRONG, "upper_coef": 0.1, "oracle_every": 25, "oracle_lr": 2e-4},
+}
 
 
 @torch.no_grad()
