@@ -230,16 +230,39 @@ import os
 
 if os.environ.get("PBRL_TEST_KILL_AT"):  # SIGKILL the first process that writes this row
     import signal
+    import sys
+    import time
     from pathlib import Path
 
     from pbrl_dist import metrics
 
     _at, _mark = int(os.environ["PBRL_TEST_KILL_AT"]), Path(os.environ["PBRL_TEST_KILL_MARK"])
     _log = metrics.JsonlSink.log
+    _reported = []  # checkpoints this Tune trial process has handed to tune.report
+
+    def _watch_reports():
+        # the trainable's reporter thread reports checkpoints while the members compute on: note them
+        mod = sys.modules.get("pbrl_dist.launch.tune_trainable")
+        if mod is None or getattr(mod.GroupReporter, "_watched", False):
+            return
+        report = mod.GroupReporter._report
+
+        def noted(self, row, checkpoint=None):
+            report(self, row, checkpoint)
+            if checkpoint is not None:
+                _reported.append(row.get("iter"))
+
+        mod.GroupReporter._report, mod.GroupReporter._watched = noted, True
 
     def _log_then_die(self, row):
+        _watch_reports()
         _log(self, row)
         if row.get("iter") == _at and not _mark.exists():
+            # die between checkpoints: once the one before this row is reported (under load the
+            # reporter can lag the members by more than the rows between checkpoint and kill)
+            deadline = time.monotonic() + 120
+            while not _reported and time.monotonic() < deadline:
+                time.sleep(0.01)
             _mark.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
 
