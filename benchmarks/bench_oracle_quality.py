@@ -27,6 +27,12 @@ from pbrl_dist.problems.rlhf import ToyRLHFConfig, build
 from pbrl_dist.rlhf import RLHFConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
+# E17b's strong oracle: re-solved with 20 steps before each reward epoch, the oracle's regular step every
+# 10th update only, a 400-step penalty window, 512 samples per penalty gradient
+STRONG: dict[str, object] = {
+    "mode": "pbrl", "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
+    "penalty_batch": 512,
+}  # fmt: skip
 ARMS: dict[str, dict[str, object]] = {
     "drlhf": {"mode": "drlhf"},
     "pbrl": {"mode": "pbrl"},  # the default oracle: 1 warm A2C step per agent update
@@ -39,25 +45,13 @@ ARMS: dict[str, dict[str, object]] = {
     "resolve20_win400_b512": {
         "mode": "pbrl", "oracle_resolve_steps": 20, "penalty_window_steps": 400, "penalty_batch": 512,
     },
-    "resolve20_every10_win400_b512": {
-        "mode": "pbrl", "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512,
-    },
+    "resolve20_every10_win400_b512": STRONG,
     "resolve20_every10_lr1e-3": {
         "mode": "pbrl", "oracle_resolve_steps": 20, "oracle_every": 10, "oracle_lr": 1e-3,
     },
-    "resolve20_every10_win400_b512_lr1e-3": {
-        "mode": "pbrl", "oracle_resolve_steps": 20, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 1e-3,
-    },
-    "resolve10_every10_win400_b512_lr1e-3": {
-        "mode": "pbrl", "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 1e-3,
-    },
-    "resolve10_every10_win400_b512_lr2e-3": {
-        "mode": "pbrl", "oracle_resolve_steps": 10, "oracle_every": 10, "penalty_window_steps": 400,
-        "penalty_batch": 512, "oracle_lr": 2e-3,
-    },
+    "resolve20_every10_win400_b512_lr1e-3": {**STRONG, "oracle_lr": 1e-3},
+    "resolve10_every10_win400_b512_lr1e-3": {**STRONG, "oracle_resolve_steps": 10, "oracle_lr": 1e-3},
+    "resolve10_every10_win400_b512_lr2e-3": {**STRONG, "oracle_resolve_steps": 10, "oracle_lr": 2e-3},
 }  # fmt: skip
 DEFAULT_ARMS = "drlhf,pbrl,resolve20,cold4,cold4_resolve20"
 PBRL_ONLY = ("upper_coef", "upper_coef_decay", "upper_coef_decay_every", "oracle_steps")
